@@ -1,0 +1,10 @@
+//! smartsite-shared: the domain, its ports, and every adapter.
+//!
+//! Handlers in `functions/*` and the single-box edition in `cli/` are built from these pieces;
+//! only the adapters differ between the AWS edition and the single-box edition.
+
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,720 @@
+//! `EmbeddedStore`: the storage port on redb, for the single-box edition.
+//!
+//! Durability: every write is committed with `Durability::Immediate` (fsync) before its caller is
+//! answered, so an acknowledged write survives `kill -9`. Throughput comes from *group commit*:
+//! one writer thread drains every write request that is waiting, applies them in a single redb
+//! write transaction (each request's conditions are checked against the state left by the
+//! requests before it, exactly as if they ran one by one), commits once, then answers them all.
+//! Reads run on redb's MVCC read transactions in the blocking pool and never wait for writers.
+//!
+//! Layout per logical table `T` (a [`TableDef`] from the template):
+//! - `T`: (pk, sk) → postcard-encoded attributes;
+//! - `T/idx/{index}`: (index pk, index sk, pk, sk) → () for each item carrying that index's key;
+//! - `T/ttl`: (ttl, pk, sk) → () for each item carrying a `ttl`, for [`EmbeddedStore::purge_expired`].
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::schema::IndexDef;
+use super::{
+    Attr, BatchOp, Condition, Cursor, Item, Key, Page, Pk, Query, Store, StoreError, TableDef,
+    Target, TxOp, now_epoch, validate_transaction,
+};
+
+type MainKey = (&'static str, &'static str);
+type IdxKey = (&'static str, &'static str, &'static str, &'static str);
+type TtlKey = (i64, &'static str, &'static str);
+
+/// Most write requests one group commit takes.
+const MAX_GROUP: usize = 1024;
+
+fn backend(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend(anyhow::Error::new(e.into()))
+}
+
+/// The redb file of names for one logical table.
+#[derive(Debug, Clone)]
+struct Names {
+    def: TableDef,
+    main: String,
+    idx: Vec<(IndexDef, String)>,
+    ttl: String,
+}
+
+impl Names {
+    fn new(def: &TableDef) -> Self {
+        let main = def.logical_id.clone();
+        Names {
+            def: def.clone(),
+            idx: def
+                .indexes
+                .iter()
+                .map(|i| (i.clone(), format!("{main}/idx/{}", i.name)))
+                .collect(),
+            ttl: format!("{main}/ttl"),
+            main,
+        }
+    }
+
+    fn main_def(&self) -> TableDefinition<'_, MainKey, &'static [u8]> {
+        TableDefinition::new(&self.main)
+    }
+
+    fn ttl_def(&self) -> TableDefinition<'_, TtlKey, ()> {
+        TableDefinition::new(&self.ttl)
+    }
+
+    fn idx_def<'a>(name: &'a str) -> TableDefinition<'a, IdxKey, ()> {
+        TableDefinition::new(name)
+    }
+
+    fn idx_name(&self, index: &str) -> Result<&str, StoreError> {
+        self.idx
+            .iter()
+            .find(|(d, _)| d.name == index)
+            .map(|(_, n)| n.as_str())
+            .ok_or_else(|| StoreError::Invalid(format!("table {} has no index {index}", self.main)))
+    }
+}
+
+enum WriteOp {
+    Put(Item, Option<Condition>),
+    Delete(Key, Option<Condition>),
+    Transact(Vec<TxOp>),
+    Add(Key, String, i64),
+    Batch(Vec<BatchOp>),
+    Purge(usize),
+}
+
+enum Done {
+    Unit,
+    Number(i64),
+}
+
+struct WriteReq {
+    names: Arc<Names>,
+    op: WriteOp,
+    now: i64,
+    reply: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+struct Writer {
+    tx: Option<mpsc::Sender<WriteReq>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer loop after it has committed what it holds.
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An open redb database file with its group-commit writer. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedDb {
+    db: Arc<Database>,
+    tx: mpsc::Sender<WriteReq>,
+    _writer: Arc<Writer>,
+}
+
+impl EmbeddedDb {
+    /// Opens (or creates) the database file. redb recovers to the last committed transaction if
+    /// the previous process died mid-write.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let db = Arc::new(Database::builder().create(path.as_ref()).map_err(backend)?);
+        let (tx, rx) = mpsc::channel::<WriteReq>();
+        let wdb = Arc::clone(&db);
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(&wdb, &rx))
+            .map_err(|e| StoreError::Backend(e.into()))?;
+        let writer = Writer {
+            tx: Some(tx.clone()),
+            thread: Some(thread),
+        };
+        Ok(EmbeddedDb {
+            db,
+            tx,
+            _writer: Arc::new(writer),
+        })
+    }
+
+    /// A store over the logical table `def`, creating its redb tables if needed.
+    pub fn store(&self, def: &TableDef) -> Result<EmbeddedStore, StoreError> {
+        let names = Arc::new(Names::new(def));
+        let txn = self.db.begin_write().map_err(backend)?;
+        {
+            txn.open_table(names.main_def()).map_err(backend)?;
+            txn.open_table(names.ttl_def()).map_err(backend)?;
+            for (_, n) in &names.idx {
+                txn.open_table(Names::idx_def(n)).map_err(backend)?;
+            }
+        }
+        txn.commit().map_err(backend)?;
+        Ok(EmbeddedStore {
+            db: self.clone(),
+            names,
+        })
+    }
+}
+
+/// The storage port over one logical table of an [`EmbeddedDb`].
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: EmbeddedDb,
+    names: Arc<Names>,
+}
+
+impl EmbeddedStore {
+    /// Opens `path` and returns the store for `def`: the common single-table case.
+    pub fn open(path: impl AsRef<Path>, def: &TableDef) -> Result<Self, StoreError> {
+        EmbeddedDb::open(path)?.store(def)
+    }
+
+    /// Physically removes up to `max` items whose `ttl` is at or before now; returns how many.
+    /// Reads already hide them; this reclaims the space.
+    pub async fn purge_expired(&self, max: usize) -> Result<usize, StoreError> {
+        match self.write(WriteOp::Purge(max)).await? {
+            Done::Number(n) => Ok(usize::try_from(n).unwrap_or(0)),
+            Done::Unit => Ok(0),
+        }
+    }
+
+    async fn write(&self, op: WriteOp) -> Result<Done, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let req = WriteReq {
+            names: Arc::clone(&self.names),
+            op,
+            now: now_epoch(),
+            reply,
+        };
+        self.db
+            .tx
+            .send(req)
+            .map_err(|_| StoreError::Unavailable(anyhow::anyhow!("store writer has stopped")))?;
+        rx.await.map_err(|_| {
+            StoreError::Unavailable(anyhow::anyhow!("store writer dropped the request"))
+        })?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database, &Names) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = Arc::clone(&self.db.db);
+        let names = Arc::clone(&self.names);
+        tokio::task::spawn_blocking(move || f(&db, &names))
+            .await
+            .map_err(|e| StoreError::Backend(e.into()))?
+    }
+}
+
+fn decode(key: Key, bytes: &[u8]) -> Result<Item, StoreError> {
+    let attrs: BTreeMap<String, Attr> =
+        postcard::from_bytes(bytes).map_err(|e| StoreError::Backend(e.into()))?;
+    Ok(Item::from_parts(key, attrs))
+}
+
+fn key_of(pk: &str, sk: &str) -> Result<Key, StoreError> {
+    let pk = Pk::from_stored(pk).ok_or_else(|| {
+        StoreError::Backend(anyhow::anyhow!("stored key {pk:?} lacks the tenant prefix"))
+    })?;
+    Ok(Key::new(pk, sk))
+}
+
+fn get_in<T: ReadableTable<MainKey, &'static [u8]>>(
+    t: &T,
+    key: &Key,
+    now: i64,
+) -> Result<Option<Item>, StoreError> {
+    match t.get((key.pk.as_str(), key.sk.as_str())).map_err(backend)? {
+        Some(v) => {
+            let item = decode(key.clone(), v.value())?;
+            Ok(item.is_live(now).then_some(item))
+        }
+        None => Ok(None),
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    fn table(&self) -> &TableDef {
+        &self.names.def
+    }
+
+    async fn put(&self, item: Item, cond: Option<Condition>) -> Result<(), StoreError> {
+        self.write(WriteOp::Put(item, cond)).await.map(|_| ())
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        let key = key.clone();
+        let now = now_epoch();
+        self.read(move |db, names| {
+            let txn = db.begin_read().map_err(backend)?;
+            let t = txn.open_table(names.main_def()).map_err(backend)?;
+            get_in(&t, &key, now)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &Key, cond: Option<Condition>) -> Result<(), StoreError> {
+        self.write(WriteOp::Delete(key.clone(), cond))
+            .await
+            .map(|_| ())
+    }
+
+    async fn query(&self, q: Query) -> Result<Page, StoreError> {
+        let now = now_epoch();
+        self.read(move |db, names| query_blocking(db, names, q, now))
+            .await
+    }
+
+    async fn transact(&self, ops: Vec<TxOp>) -> Result<(), StoreError> {
+        validate_transaction(&ops)?;
+        self.write(WriteOp::Transact(ops)).await.map(|_| ())
+    }
+
+    async fn add(&self, key: &Key, attr: &str, delta: i64) -> Result<i64, StoreError> {
+        match self
+            .write(WriteOp::Add(key.clone(), attr.to_owned(), delta))
+            .await?
+        {
+            Done::Number(n) => Ok(n),
+            Done::Unit => Err(StoreError::Backend(anyhow::anyhow!(
+                "add returned no value"
+            ))),
+        }
+    }
+
+    async fn batch_write(&self, ops: Vec<BatchOp>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.write(WriteOp::Batch(ops)).await.map(|_| ())
+    }
+}
+
+fn query_blocking(db: &Database, names: &Names, q: Query, now: i64) -> Result<Page, StoreError> {
+    let txn = db.begin_read().map_err(backend)?;
+    let main = txn.open_table(names.main_def()).map_err(backend)?;
+    let limit = q.limit.map_or(usize::MAX, |l| l as usize);
+    let want = limit.saturating_add(1);
+    let cursor = q.cursor.as_ref().map(Cursor::decode).transpose()?;
+    let (lo, hi) = q.sk.range();
+    let after = |b: &str| format!("{b}\0");
+    let mut items: Vec<Item> = Vec::new();
+
+    match &q.target {
+        Target::Table => {
+            let pk = q.pk.as_str();
+            let pk_end = after(pk);
+            let lo = lo.unwrap_or_default();
+            let mut lower = Bound::Included((pk, lo.as_str()));
+            let mut upper = match &hi {
+                Some(h) => Bound::Excluded((pk, h.as_str())),
+                None => Bound::Excluded((pk_end.as_str(), "")),
+            };
+            if let Some(c) = &cursor {
+                if c.pk != q.pk {
+                    return Err(StoreError::Invalid(
+                        "cursor belongs to another query".into(),
+                    ));
+                }
+                if q.forward {
+                    lower = Bound::Excluded((pk, c.sk.as_str()));
+                } else {
+                    upper = Bound::Excluded((pk, c.sk.as_str()));
+                }
+            }
+            let range = main
+                .range::<(&str, &str)>((lower, upper))
+                .map_err(backend)?;
+            let iter: Box<dyn Iterator<Item = _>> = if q.forward {
+                Box::new(range)
+            } else {
+                Box::new(range.rev())
+            };
+            for entry in iter {
+                let (k, v) = entry.map_err(backend)?;
+                let (kp, ks) = k.value();
+                let item = decode(key_of(kp, ks)?, v.value())?;
+                if item.is_live(now) {
+                    items.push(item);
+                    if items.len() >= want {
+                        break;
+                    }
+                }
+            }
+        }
+        Target::Index(index) => {
+            let idx = txn
+                .open_table(Names::idx_def(names.idx_name(index)?))
+                .map_err(backend)?;
+            let ipk = q.pk.as_str();
+            let ipk_end = after(ipk);
+            let lo = lo.unwrap_or_default();
+            let mut lower = Bound::Included((ipk, lo.as_str(), "", ""));
+            let mut upper = match &hi {
+                Some(h) => Bound::Excluded((ipk, h.as_str(), "", "")),
+                None => Bound::Excluded((ipk_end.as_str(), "", "", "")),
+            };
+            let (cipk, cisk);
+            if let Some(c) = &cursor {
+                cipk = c.ipk.clone().unwrap_or_default();
+                cisk = c.isk.clone().unwrap_or_default();
+                if cipk != q.pk {
+                    return Err(StoreError::Invalid(
+                        "cursor belongs to another query".into(),
+                    ));
+                }
+                let at = (ipk, cisk.as_str(), c.pk.as_str(), c.sk.as_str());
+                if q.forward {
+                    lower = Bound::Excluded(at);
+                } else {
+                    upper = Bound::Excluded(at);
+                }
+            }
+            let range = idx
+                .range::<(&str, &str, &str, &str)>((lower, upper))
+                .map_err(backend)?;
+            let iter: Box<dyn Iterator<Item = _>> = if q.forward {
+                Box::new(range)
+            } else {
+                Box::new(range.rev())
+            };
+            for entry in iter {
+                let (k, _) = entry.map_err(backend)?;
+                let (_, _, pk, sk) = k.value();
+                if let Some(item) = get_in(&main, &key_of(pk, sk)?, now)? {
+                    items.push(item);
+                    if items.len() >= want {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    let mut next = None;
+    if items.len() > limit {
+        items.truncate(limit);
+        if let Some(last) = items.last() {
+            next = Some(Cursor::at(last, &q.target, &names.def)?);
+        }
+    }
+    Ok(Page { items, next })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The writer thread.
+
+fn writer_loop(db: &Database, rx: &mpsc::Receiver<WriteReq>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        match commit_group(db, &group) {
+            Ok(results) => {
+                for (req, res) in group.into_iter().zip(results) {
+                    let _ = req.reply.send(res);
+                }
+            }
+            Err(e) => {
+                // The whole transaction was rolled back: nothing of the group was written.
+                tracing::error!(error = %e, "group commit failed");
+                let msg = e.to_string();
+                for req in group {
+                    let _ = req.reply.send(Err(StoreError::Unavailable(anyhow::anyhow!(
+                        "commit failed: {msg}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// Applies every request in one write transaction and commits it durably. Returns each request's
+/// own outcome (a failed condition only fails its request); an `Err` means nothing was committed.
+fn commit_group(
+    db: &Database,
+    group: &[WriteReq],
+) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+    let mut txn = db.begin_write().map_err(backend)?;
+    txn.set_durability(Durability::Immediate).map_err(backend)?;
+    let mut results = Vec::with_capacity(group.len());
+    for req in group {
+        match apply(&txn, &req.names, &req.op, req.now) {
+            Ok(done) => results.push(Ok(done)),
+            Err(
+                e @ (StoreError::ConditionFailed
+                | StoreError::TransactionConditionFailed { .. }
+                | StoreError::Invalid(_)),
+            ) => results.push(Err(e)),
+            Err(e) => return Err(e),
+        }
+    }
+    txn.commit().map_err(backend)?;
+    Ok(results)
+}
+
+/// The redb tables of one logical table, open in a write transaction.
+struct Open<'t> {
+    main: redb::Table<'t, MainKey, &'static [u8]>,
+    idx: Vec<(&'t IndexDef, redb::Table<'t, IdxKey, ()>)>,
+    ttl: redb::Table<'t, TtlKey, ()>,
+}
+
+impl<'t> Open<'t> {
+    fn new(txn: &'t redb::WriteTransaction, names: &'t Names) -> Result<Self, StoreError> {
+        let mut idx = Vec::with_capacity(names.idx.len());
+        for (d, n) in &names.idx {
+            idx.push((d, txn.open_table(Names::idx_def(n)).map_err(backend)?));
+        }
+        Ok(Open {
+            main: txn.open_table(names.main_def()).map_err(backend)?,
+            idx,
+            ttl: txn.open_table(names.ttl_def()).map_err(backend)?,
+        })
+    }
+
+    /// The stored item at `key`, live or expired.
+    fn raw(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        match self
+            .main
+            .get((key.pk.as_str(), key.sk.as_str()))
+            .map_err(backend)?
+        {
+            Some(v) => Ok(Some(decode(key.clone(), v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn live(&self, key: &Key, now: i64) -> Result<Option<Item>, StoreError> {
+        Ok(self.raw(key)?.filter(|i| i.is_live(now)))
+    }
+
+    fn unindex(&mut self, old: &Item) -> Result<(), StoreError> {
+        let (pk, sk) = (old.key.pk.as_str(), old.key.sk.as_str());
+        for (d, t) in &mut self.idx {
+            if let Some((ipk, isk)) = old.index_key(d) {
+                t.remove((ipk, isk, pk, sk)).map_err(backend)?;
+            }
+        }
+        if let Some(ttl) = old.ttl() {
+            self.ttl.remove((ttl, pk, sk)).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &Key) -> Result<(), StoreError> {
+        if let Some(old) = self.raw(key)? {
+            self.unindex(&old)?;
+            self.main
+                .remove((key.pk.as_str(), key.sk.as_str()))
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, item: &Item) -> Result<(), StoreError> {
+        if let Some(old) = self.raw(&item.key)? {
+            self.unindex(&old)?;
+        }
+        let (pk, sk) = (item.key.pk.as_str(), item.key.sk.as_str());
+        let bytes = postcard::to_stdvec(item.attrs()).map_err(|e| StoreError::Backend(e.into()))?;
+        self.main
+            .insert((pk, sk), bytes.as_slice())
+            .map_err(backend)?;
+        for (d, t) in &mut self.idx {
+            if let Some((ipk, isk)) = item.index_key(d) {
+                t.insert((ipk, isk, pk, sk), ()).map_err(backend)?;
+            }
+        }
+        if let Some(ttl) = item.ttl() {
+            self.ttl.insert((ttl, pk, sk), ()).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, key: &Key, attr: &str, delta: i64, now: i64) -> Result<i64, StoreError> {
+        let mut item = self
+            .live(key, now)?
+            .unwrap_or_else(|| Item::new(key.clone()));
+        let cur = match item.attr(attr) {
+            None => 0,
+            Some(Attr::N(n)) => *n,
+            Some(_) => {
+                return Err(StoreError::Invalid(format!(
+                    "attribute {attr} is not a number"
+                )));
+            }
+        };
+        let new = cur
+            .checked_add(delta)
+            .ok_or_else(|| StoreError::Invalid(format!("counter {attr} would overflow")))?;
+        item.set(attr, new);
+        self.write(&item)?;
+        Ok(new)
+    }
+}
+
+fn check(
+    open: &Open<'_>,
+    key: &Key,
+    cond: Option<&Condition>,
+    now: i64,
+) -> Result<bool, StoreError> {
+    match cond {
+        None => Ok(true),
+        Some(c) => Ok(c.holds(open.live(key, now)?.as_ref())),
+    }
+}
+
+fn apply(
+    txn: &redb::WriteTransaction,
+    names: &Names,
+    op: &WriteOp,
+    now: i64,
+) -> Result<Done, StoreError> {
+    let mut open = Open::new(txn, names)?;
+    match op {
+        WriteOp::Put(item, cond) => {
+            if !check(&open, &item.key, cond.as_ref(), now)? {
+                return Err(StoreError::ConditionFailed);
+            }
+            open.write(item)?;
+            Ok(Done::Unit)
+        }
+        WriteOp::Delete(key, cond) => {
+            if !check(&open, key, cond.as_ref(), now)? {
+                return Err(StoreError::ConditionFailed);
+            }
+            open.remove(key)?;
+            Ok(Done::Unit)
+        }
+        WriteOp::Add(key, attr, delta) => Ok(Done::Number(open.add(key, attr, *delta, now)?)),
+        WriteOp::Transact(ops) => {
+            // Check every condition first: one failure aborts all before anything is written.
+            for (index, op) in ops.iter().enumerate() {
+                if !check(&open, op.key(), op.cond(), now)? {
+                    return Err(StoreError::TransactionConditionFailed { index });
+                }
+            }
+            if let Some(TxOp::Add { key, attr, .. }) = ops.iter().find(|op| match op {
+                TxOp::Add { key, attr, .. } => open
+                    .live(key, now)
+                    .ok()
+                    .flatten()
+                    .and_then(|i| i.attr(attr).cloned())
+                    .is_some_and(|a| !matches!(a, Attr::N(_))),
+                _ => false,
+            }) {
+                return Err(StoreError::Invalid(format!(
+                    "attribute {attr} of {key:?} is not a number"
+                )));
+            }
+            for op in ops {
+                match op {
+                    TxOp::Put { item, .. } => open.write(item)?,
+                    TxOp::Delete { key, .. } => open.remove(key)?,
+                    TxOp::Check { .. } => {}
+                    TxOp::Add {
+                        key, attr, delta, ..
+                    } => {
+                        open.add(key, attr, *delta, now)?;
+                    }
+                }
+            }
+            Ok(Done::Unit)
+        }
+        WriteOp::Batch(ops) => {
+            for op in ops {
+                match op {
+                    BatchOp::Put(item) => open.write(item)?,
+                    BatchOp::Delete(key) => open.remove(key)?,
+                }
+            }
+            Ok(Done::Unit)
+        }
+        WriteOp::Purge(max) => {
+            let mut expired = Vec::new();
+            for entry in open
+                .ttl
+                .range::<(i64, &str, &str)>(..=(now, "\u{10FFFF}", ""))
+                .map_err(backend)?
+            {
+                let (k, _) = entry.map_err(backend)?;
+                let (_, pk, sk) = k.value();
+                expired.push(key_of(pk, sk)?);
+                if expired.len() >= *max {
+                    break;
+                }
+            }
+            for key in &expired {
+                open.remove(key)?;
+            }
+            Ok(Done::Number(
+                i64::try_from(expired.len()).unwrap_or(i64::MAX),
+            ))
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<EmbeddedStore>();
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::ReadableTableMetadata;
+
+    use super::*;
+    use crate::ids::IntegratorId;
+    use crate::store::keys;
+
+    #[tokio::test]
+    async fn purge_removes_only_expired_items_and_their_index_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let def = TableDef::main().unwrap();
+        let s = EmbeddedStore::open(dir.path().join("db.redb"), def).unwrap();
+        let pk = keys::integrator(&IntegratorId::parse("p").unwrap());
+        let gsi = def.index("gsi1").unwrap();
+        let old = Item::new(Key::new(pk.clone(), "old"))
+            .with_ttl(1)
+            .with_index_key(gsi, "G", "1");
+        let new = Item::new(Key::new(pk.clone(), "new"))
+            .with_ttl(i64::MAX)
+            .with_index_key(gsi, "G", "2");
+        s.batch_write(vec![BatchOp::Put(old), BatchOp::Put(new)])
+            .await
+            .unwrap();
+        assert_eq!(s.purge_expired(100).await.unwrap(), 1);
+        assert_eq!(s.purge_expired(100).await.unwrap(), 0);
+        let page = s.query(Query::index("gsi1", "G")).await.unwrap();
+        assert_eq!(page.items.len(), 1);
+        // The raw index table holds no dangling entry for the purged item.
+        let txn = s.db.db.begin_read().unwrap();
+        let idx = txn
+            .open_table(Names::idx_def(s.names.idx_name("gsi1").unwrap()))
+            .unwrap();
+        assert_eq!(idx.len().unwrap(), 1);
+    }
+}
