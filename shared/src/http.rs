@@ -120,6 +120,11 @@ pub async fn not_found() -> Problem {
     Problem::not_found().detail("no such route")
 }
 
+/// Completes a router into a service: problem+json 404 for unknown routes and request tracing.
+pub fn finish(router: axum::Router) -> axum::Router {
+    router.fallback(not_found).layer(trace_layer())
+}
+
 /// The request-tracing layer every router gets: one span per request with method, path, status
 /// and latency.
 pub fn trace_layer() -> tower_http::trace::TraceLayer<

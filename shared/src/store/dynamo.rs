@@ -44,6 +44,13 @@ impl DynamoStore {
         }
     }
 
+    /// The client from the standard AWS configuration chain (region, credentials and
+    /// `AWS_ENDPOINT_URL` from the environment), built once per process (a Lambda cold start).
+    pub async fn from_config(cfg: &crate::config::AwsTableConfig) -> Self {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        DynamoStore::new(Client::new(&aws), cfg.table_name.clone(), cfg.def)
+    }
+
     pub fn table_name(&self) -> &str {
         &self.table_name
     }

@@ -28,7 +28,9 @@ impl Pk {
     pub fn from_stored(s: &str) -> Option<Pk> {
         let rest = s.strip_prefix("I#")?;
         let (id, _) = rest.split_once(DELIM)?;
-        IntegratorId::parse(id).ok()?;
+        if id != PLATFORM_ID {
+            IntegratorId::parse(id).ok()?;
+        }
         Some(Pk(s.to_owned()))
     }
 }
@@ -37,6 +39,15 @@ impl std::fmt::Display for Pk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The reserved integrator id of platform-level records (the integrator registry, platform
+/// administrators). `_` cannot occur in a parsed [`IntegratorId`], so no integrator collides.
+pub const PLATFORM_ID: &str = "_platform";
+
+/// `I#_platform#`: the platform's own partition.
+pub fn platform() -> Pk {
+    Pk(format!("I#{PLATFORM_ID}#"))
 }
 
 /// `I#{integrator}#`: the integrator's own partition (its profile, its customer list, ...).
@@ -76,9 +87,9 @@ impl EntityKind {
 /// Sort key of an entity's own record inside its partition.
 pub const SK_PROFILE: &str = "PROFILE";
 
-/// Health-check record: each function reads it to prove its store round-trips.
-pub fn health_probe(i: &IntegratorId) -> (Pk, String) {
-    (integrator(i), "HEALTH".to_owned())
+/// Health-check record: each function reads it to prove its store answers.
+pub fn health_probe() -> (Pk, String) {
+    (platform(), "HEALTH".to_owned())
 }
 
 /// `{prefix}#{seq:020}`: a sort key whose byte order equals numeric order of `seq`
@@ -132,8 +143,13 @@ mod tests {
 
     #[test]
     fn health_probe_key() {
-        let (pk, sk) = health_probe(&id("x"));
-        assert_eq!((pk.as_str(), sk.as_str()), ("I#x#", "HEALTH"));
+        let (pk, sk) = health_probe();
+        assert_eq!((pk.as_str(), sk.as_str()), ("I#_platform#", "HEALTH"));
+        assert!(
+            IntegratorId::parse(PLATFORM_ID).is_err(),
+            "no integrator can take the platform id"
+        );
+        assert_eq!(Pk::from_stored("I#_platform#").unwrap(), platform());
     }
 
     #[test]

@@ -1,0 +1,63 @@
+//! The `smartsite` command: the single-box edition (`serve`) and, later, the device simulator,
+//! the HJ 212 gateway and admin verbs.
+
+pub mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use smartsite_shared::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "smartsite",
+    version,
+    about = "Smart construction site platform"
+)]
+pub struct Cli {
+    /// Log format on stderr: `pretty` for a terminal, `json` for collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "SMARTSITE_LOG_FORMAT",
+        default_value = "pretty"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the single-box edition: HTTP API, store and scheduler in one process.
+    Serve(serve::ServeArgs),
+}
+
+/// Parses the command line, runs the command, and maps failure to exit code 1 with the cause
+/// chain on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("smartsite: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args, serve::shutdown_signal()).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("smartsite: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

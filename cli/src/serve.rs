@@ -1,0 +1,164 @@
+//! `smartsite serve`: the single-box edition. One process hosts every concern's router over one
+//! durable embedded store (redb in the data dir).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use smartsite_shared::http;
+use smartsite_shared::store::TableDef;
+use smartsite_shared::store::embedded::{EmbeddedDb, EmbeddedStore};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Where the store, keys and certificates live.
+    #[arg(long, default_value = "./smartsite-data")]
+    pub data_dir: PathBuf,
+    /// HTTP API address; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// MQTT over TLS with client certificates.
+    #[arg(long, default_value = "127.0.0.1:8883")]
+    pub mqtts: SocketAddr,
+    /// Plain MQTT with device tokens (off unless given).
+    #[arg(long)]
+    pub mqtt: Option<SocketAddr>,
+    /// HJ 212 TCP listener (off unless given).
+    #[arg(long)]
+    pub hj212: Option<SocketAddr>,
+}
+
+/// The addresses actually bound, written to `DIR/endpoints.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoints {
+    pub http: String,
+}
+
+pub const ENDPOINTS_FILE: &str = "endpoints.json";
+pub const STORE_FILE: &str = "store.redb";
+
+/// How often expired items are physically removed (reads already hide them).
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs until `shutdown` completes, then drains in-flight requests and returns.
+pub async fn run(
+    args: ServeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let store_path = args.data_dir.join(STORE_FILE);
+    let db = EmbeddedDb::open(&store_path).with_context(|| {
+        format!(
+            "cannot open the store {} (is another smartsite serve using this data dir?)",
+            store_path.display()
+        )
+    })?;
+    let main = db.store(TableDef::main()?)?;
+    let store: Arc<EmbeddedStore> = Arc::new(main.clone());
+
+    let app = router(store);
+    let listener = TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", args.http))?;
+    let http_addr = listener.local_addr()?;
+
+    if args.mqtt.is_some() || args.hj212.is_some() {
+        tracing::warn!(
+            "the MQTT broker and the HJ 212 listener are not part of this build yet; --mqtt/--mqtts/--hj212 are ignored"
+        );
+    }
+    let endpoints = Endpoints {
+        http: http_addr.to_string(),
+    };
+    write_endpoints(&args.data_dir, &endpoints)?;
+    println!(
+        "smartsite serve: http {http_addr} (http://{http_addr}/healthz), data dir {}",
+        args.data_dir.display()
+    );
+    tracing::info!(http = %http_addr, data_dir = %args.data_dir.display(), "ready");
+
+    let purger = tokio::spawn(purge_loop(main));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    purger.abort();
+    let _ = std::fs::remove_file(args.data_dir.join(ENDPOINTS_FILE));
+    served.context("HTTP server failed")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Every concern's routes over one state, one fallback, one tracing layer.
+pub fn router(store: Arc<EmbeddedStore>) -> Router {
+    let tenants = smartsite_tenants::routes().with_state(smartsite_tenants::AppState::new(store));
+    http::finish(Router::new().route("/healthz", get(healthz)).merge(tenants))
+}
+
+#[derive(Serialize)]
+struct Healthz {
+    status: &'static str,
+    edition: &'static str,
+}
+
+async fn healthz() -> Json<Healthz> {
+    Json(Healthz {
+        status: "ok",
+        edition: "single-box",
+    })
+}
+
+/// Writes the file atomically (temp file + rename) so readers never see half of it.
+fn write_endpoints(dir: &Path, endpoints: &Endpoints) -> anyhow::Result<()> {
+    let tmp = dir.join(format!("{ENDPOINTS_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(endpoints)?)?;
+    std::fs::rename(&tmp, dir.join(ENDPOINTS_FILE))?;
+    Ok(())
+}
+
+async fn purge_loop(store: EmbeddedStore) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        match store.purge_expired(10_000).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired items removed"),
+            Err(e) => tracing::warn!(error = %e, "purge of expired items failed"),
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT: shutting down"),
+        () = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}
