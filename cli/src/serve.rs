@@ -11,9 +11,13 @@ use anyhow::Context as _;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-use smartsite_shared::http;
+use smartsite_shared::auth::{Authenticator, LocalIssuer, Role};
+use smartsite_shared::directory::{Directory, User};
+use smartsite_shared::domain::tenancy::UserId;
 use smartsite_shared::store::TableDef;
 use smartsite_shared::store::embedded::{EmbeddedDb, EmbeddedStore};
+use smartsite_shared::{fsutil, password};
+use smartsite_tenants::AppState;
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -43,6 +47,13 @@ pub struct Endpoints {
 
 pub const ENDPOINTS_FILE: &str = "endpoints.json";
 pub const STORE_FILE: &str = "store.redb";
+pub const KEYS_DIR: &str = "keys";
+pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+pub const ADMIN_USERNAME: &str = "admin";
+/// The `iss` of single-box tokens.
+pub const ISSUER: &str = "smartsite-single-box";
+/// Access tokens live 15 minutes.
+pub const TOKEN_TTL_SECS: i64 = 900;
 
 /// How often expired items are physically removed (reads already hide them).
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -63,8 +74,16 @@ pub async fn run(
     })?;
     let main = db.store(TableDef::main()?)?;
     let store: Arc<EmbeddedStore> = Arc::new(main.clone());
+    let issuer = Arc::new(LocalIssuer::load_or_create(
+        &args.data_dir.join(KEYS_DIR),
+        ISSUER,
+        TOKEN_TTL_SECS,
+    )?);
+    let auth = Authenticator::Bearer(Arc::new(issuer.verifier()?));
+    let state = AppState::new(store, auth, Some(issuer));
+    bootstrap_admin(&state.directory, &args.data_dir).await?;
 
-    let app = router(store);
+    let app = router(state);
     let listener = TcpListener::bind(args.http)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", args.http))?;
@@ -96,10 +115,80 @@ pub async fn run(
     Ok(())
 }
 
-/// Every concern's routes over one state, one fallback, one tracing layer.
-pub fn router(store: Arc<EmbeddedStore>) -> Router {
-    let tenants = smartsite_tenants::routes().with_state(smartsite_tenants::AppState::new(store));
-    http::finish(Router::new().route("/healthz", get(healthz)).merge(tenants))
+/// Every concern's routes, the OpenAPI document of all of them, one fallback, one tracing layer.
+pub fn router(state: AppState) -> Router {
+    let (routes, doc) = smartsite_tenants::routes()
+        .merge(smartsite_tenants::local_identity_routes())
+        .split_for_parts();
+    let doc = smartsite_tenants::openapi::finish(doc);
+    let page = smartsite_tenants::openapi::docs_page(&doc);
+    let doc = Arc::new(doc);
+    let public = Router::new()
+        .route("/healthz", get(healthz))
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(Json(Arc::clone(&doc)))),
+        )
+        .route(
+            "/docs",
+            get(move || std::future::ready(axum::response::Html(page.clone()))),
+        );
+    smartsite_tenants::finish(routes.merge(public), state)
+}
+
+/// Creates the platform administrator on first start: the password from
+/// `SMARTSITE_ADMIN_PASSWORD`, or a generated one printed once and stored readable only by the
+/// owner in `DIR/admin-password`.
+async fn bootstrap_admin(dir: &Directory, data_dir: &Path) -> anyhow::Result<()> {
+    if dir.user_by_username(ADMIN_USERNAME).await?.is_some() {
+        return Ok(());
+    }
+    let (pw, generated) = match std::env::var("SMARTSITE_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => {
+            password::check_strength(&p)
+                .map_err(|m| anyhow::anyhow!("SMARTSITE_ADMIN_PASSWORD: {m}"))?;
+            (p, false)
+        }
+        _ => (generate_password()?, true),
+    };
+    let user = User {
+        id: UserId::generate(),
+        username: ADMIN_USERNAME.into(),
+        roles: vec![Role::PlatformAdmin],
+        integrator_id: None,
+        customer_id: None,
+        created_at: chrono_now(),
+    };
+    dir.create_user(&user, &password::hash(pw.clone()).await?)
+        .await?;
+    if generated {
+        let path = data_dir.join(ADMIN_PASSWORD_FILE);
+        fsutil::write_private(&path, pw.as_bytes())?;
+        println!(
+            "created platform administrator '{ADMIN_USERNAME}' with password {pw} (also in {}, mode 0600)",
+            path.display()
+        );
+    } else {
+        println!(
+            "created platform administrator '{ADMIN_USERNAME}' with the password from SMARTSITE_ADMIN_PASSWORD"
+        );
+    }
+    Ok(())
+}
+
+fn generate_password() -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 18];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    // 24 base64url characters plus a fixed mixed tail so the strength rule always holds.
+    Ok(format!(
+        "{}-Ss9",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+fn chrono_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[derive(Serialize)]

@@ -80,6 +80,19 @@ impl Problem {
         )
     }
 
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").detail(detail)
+    }
+
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+            "Malformed request",
+        )
+        .detail(detail)
+    }
+
     pub fn unavailable() -> Self {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -106,6 +119,7 @@ impl From<StoreError> for Problem {
             StoreError::ConditionFailed | StoreError::TransactionConditionFailed { .. } => {
                 Problem::conflict("the resource changed or already exists")
             }
+            StoreError::BadCursor => Problem::malformed("the cursor is not one this list returned"),
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %e, "store unavailable");
                 Problem::unavailable()
@@ -113,6 +127,92 @@ impl From<StoreError> for Problem {
             other => Problem::internal(&other),
         }
     }
+}
+
+impl From<crate::domain::tenancy::FieldError> for Problem {
+    fn from(e: crate::domain::tenancy::FieldError) -> Self {
+        Problem::validation(&e.field, e.message)
+    }
+}
+
+/// A JSON request body. Syntax errors answer 400; a field that does not parse (a bad USCC, an
+/// unknown enum value, a missing field) answers 422 naming the field.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/json") || ct.ends_with("+json"));
+        if !json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            )
+            .detail("send Content-Type: application/json"));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Problem::malformed(e.body_text()))?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize(de) {
+            Ok(v) => Ok(ApiJson(v)),
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if inner.is_syntax() || inner.is_eof() {
+                    return Err(Problem::malformed(format!("invalid JSON: {inner}")));
+                }
+                // serde names a missing field in the message, not the path.
+                let msg = inner.to_string();
+                let field = if path == "." {
+                    msg.split('`').nth(1).unwrap_or("body").to_owned()
+                } else {
+                    path
+                };
+                Err(Problem::validation(&field, strip_position(&msg)))
+            }
+        }
+    }
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// `?limit=&cursor=` of list endpoints.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl ListParams {
+    pub fn limit(&self) -> u32 {
+        self.limit.unwrap_or(50).clamp(1, 200)
+    }
+}
+
+/// The list answer shape of API.md: `{"items": [...], "next": cursor-or-null}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct List<T: utoipa::ToSchema> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
 }
 
 /// The fallback for unknown routes.

@@ -3,8 +3,15 @@
 //! Handlers in `functions/*` and the single-box edition in `cli/` are built from these pieces;
 //! only the adapters differ between the AWS edition and the single-box edition.
 
+pub mod auth;
 pub mod config;
+pub mod directory;
+pub mod domain;
+pub mod fsutil;
 pub mod http;
 pub mod ids;
+pub mod password;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;

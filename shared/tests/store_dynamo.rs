@@ -6,38 +6,13 @@
 
 mod contract;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use contract::Fixture;
-use smartsite_shared::store::TableDef;
-use smartsite_shared::store::dynamo::DynamoStore;
 
 async fn fixture() -> Fixture {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.is_empty()),
-        "AWS_ENDPOINT_URL is not set: run scripts/test, which starts the emulator, \
-         or `eval \"$(localstack/emulator env)\"` after `localstack/emulator start`"
-    );
-    static N: AtomicU32 = AtomicU32::new(0);
-    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let client = aws_sdk_dynamodb::Client::new(&conf);
-    let name = format!(
-        "contract-{}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let def = TableDef::main().unwrap();
-    DynamoStore::create_table(&client, &name, def)
-        .await
-        .unwrap();
+    let f = smartsite_shared::testkit::dynamo().await;
     Fixture {
-        store: Arc::new(DynamoStore::new(client, name, def)),
-        _guard: Box::new(()),
+        store: f.store,
+        _guard: f.guard,
     }
 }
 

@@ -4,19 +4,13 @@
 
 mod contract;
 
-use std::sync::Arc;
-
 use contract::Fixture;
-use smartsite_shared::store::TableDef;
-use smartsite_shared::store::embedded::EmbeddedStore;
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        EmbeddedStore::open(dir.path().join("store.redb"), TableDef::main().unwrap()).unwrap();
+    let f = smartsite_shared::testkit::embedded().await;
     Fixture {
-        store: Arc::new(store),
-        _guard: Box::new(dir),
+        store: f.store,
+        _guard: f.guard,
     }
 }
 

@@ -1,134 +1,97 @@
-//! The `tenants` concern: integrators, customers, projects and users.
+//! The `tenants` concern: integrators, customers, projects, users and (single-box) identity.
 //!
-//! `app(state)` is the whole HTTP surface of the concern. The AWS edition runs it under
-//! `lambda_http` (see `main.rs`); the single-box edition mounts the same router in
-//! `smartsite serve`; tests drive it with `oneshot`.
+//! `routes()` is the concern's whole HTTP surface, each route registered through its OpenAPI
+//! description so the document cannot drift from the router. The AWS edition runs `app(state)`
+//! under `lambda_http` (see `main.rs`); the single-box edition merges `routes()` and
+//! `local_identity_routes()` into `smartsite serve`; tests drive it with `oneshot`.
+
+pub mod api;
+pub mod openapi;
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Serialize;
-use smartsite_shared::http::{self, Problem};
-use smartsite_shared::store::{Key, Store, keys};
+use axum::Router;
+use axum::extract::FromRef;
+use smartsite_shared::auth::{Authenticator, LocalIssuer};
+use smartsite_shared::directory::{self, Directory};
+use smartsite_shared::http;
+use smartsite_shared::store::Store;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Everything the handlers need, built once at start-up.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub directory: Directory,
+    pub auth: Authenticator,
+    /// The single-box token issuer; `None` in the AWS edition, where Cognito issues tokens.
+    pub issuer: Option<Arc<LocalIssuer>>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        AppState { store }
+    pub fn new(
+        store: Arc<dyn Store>,
+        auth: Authenticator,
+        issuer: Option<Arc<LocalIssuer>>,
+    ) -> Self {
+        AppState {
+            directory: Directory::new(Arc::clone(&store)),
+            store,
+            auth,
+            issuer,
+        }
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct Health {
-    pub status: &'static str,
-    pub concern: &'static str,
-    pub store: &'static str,
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
+    }
 }
 
-/// The concern's routes, for composition: `smartsite serve` merges every concern's routes under
-/// one fallback and one tracing layer.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/tenants/healthz", get(health))
+impl FromRef<AppState> for Directory {
+    fn from_ref(s: &AppState) -> Self {
+        s.directory.clone()
+    }
+}
+
+/// The concern's routes, served by both editions.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(api::health))
+        .routes(routes!(api::me))
+        .routes(routes!(api::integrators::create, api::integrators::list))
+        .routes(routes!(api::integrators::get))
+        .routes(routes!(api::customers::create, api::customers::list))
+        .routes(routes!(api::customers::get))
+        .routes(routes!(api::customers::suspend))
+        .routes(routes!(api::customers::resume))
+        .routes(routes!(api::customers::offboard))
+        .routes(routes!(api::customers::export))
+        .routes(routes!(api::projects::create, api::projects::list))
+        .routes(routes!(api::projects::get))
+        .routes(routes!(api::users::create, api::users::list))
+}
+
+/// Token issuing and JWKS of the single-box edition (Cognito does this in AWS).
+pub fn local_identity_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(api::identity::token))
+        .routes(routes!(api::identity::jwks))
+}
+
+/// Applies the cross-cutting layers every deployment of this concern gets.
+pub fn finish(router: Router<AppState>, state: AppState) -> Router {
+    let guarded = router.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        directory::write_guard::<AppState>,
+    ));
+    http::finish(guarded.with_state(state))
 }
 
 /// The concern as a complete service: what the Lambda runs.
 pub fn app(state: AppState) -> Router {
-    http::finish(routes().with_state(state))
-}
-
-/// Proves the function is up and its table answers (one consistent read).
-async fn health(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
-    let (pk, sk) = keys::health_probe();
-    state.store.get(&Key::new(pk, sk)).await?;
-    Ok(Json(Health {
-        status: "ok",
-        concern: "tenants",
-        store: "ok",
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use ::http::{Request, StatusCode};
-    use axum::body::Body;
-    use smartsite_shared::store::TableDef;
-    use smartsite_shared::store::embedded::EmbeddedStore;
-    use tower::ServiceExt;
-
-    use super::*;
-
-    fn state() -> (AppState, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            EmbeddedStore::open(dir.path().join("s.redb"), TableDef::main().unwrap()).unwrap();
-        (AppState::new(Arc::new(store)), dir)
-    }
-
-    async fn call(app: Router, req: Request<Body>) -> (StatusCode, String, serde_json::Value) {
-        let res = app.oneshot(req).await.unwrap();
-        let status = res.status();
-        let ct = res
-            .headers()
-            .get(::http::header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, ct, serde_json::from_slice(&body).unwrap())
-    }
-
-    #[tokio::test]
-    async fn health_round_trips_the_store() {
-        let (state, _dir) = state();
-        let req = Request::get("/v1/tenants/healthz")
-            .body(Body::empty())
-            .unwrap();
-        let (status, _, body) = call(app(state), req).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["concern"], "tenants");
-        assert_eq!(body["store"], "ok");
-    }
-
-    #[tokio::test]
-    async fn unknown_routes_are_problem_json_404() {
-        let (state, _dir) = state();
-        let req = Request::get("/v1/nope").body(Body::empty()).unwrap();
-        let (status, ct, body) = call(app(state), req).await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(ct, "application/problem+json");
-        assert_eq!(body["type"], "https://smartsite.dev/problems/not-found");
-    }
-
-    /// The Lambda path: an API Gateway HTTP API (v2) event, converted by lambda_http exactly as
-    /// the runtime does, is served by the same router.
-    #[tokio::test]
-    async fn api_gateway_v2_event_reaches_the_router() {
-        let event = serde_json::json!({
-            "version": "2.0",
-            "routeKey": "GET /v1/tenants/healthz",
-            "rawPath": "/v1/tenants/healthz",
-            "rawQueryString": "",
-            "headers": {"host": "abc.execute-api.us-east-1.amazonaws.com"},
-            "requestContext": {
-                "accountId": "123456789012", "apiId": "abc", "domainName": "abc.execute-api.us-east-1.amazonaws.com",
-                "domainPrefix": "abc", "requestId": "r1", "routeKey": "GET /v1/tenants/healthz", "stage": "$default",
-                "time": "23/Nov/2026:00:00:00 +0000", "timeEpoch": 1795392000000u64,
-                "http": {"method": "GET", "path": "/v1/tenants/healthz", "protocol": "HTTP/1.1",
-                         "sourceIp": "127.0.0.1", "userAgent": "test"}
-            },
-            "isBase64Encoded": false
-        });
-        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
-        let (state, _dir) = state();
-        let res = app(state).oneshot(req.map(Body::new)).await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-    }
+    let (router, _doc) = routes().split_for_parts();
+    finish(router, state)
 }

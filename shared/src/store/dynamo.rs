@@ -433,21 +433,15 @@ impl Store for DynamoStore {
                 if let Target::Index(name) = &q.target {
                     let i = self.def.index(name)?;
                     let (Some(ipk), Some(isk)) = (pos.ipk, pos.isk) else {
-                        return Err(StoreError::Invalid(
-                            "cursor belongs to another query".into(),
-                        ));
+                        return Err(StoreError::BadCursor);
                     };
                     if ipk != q.pk {
-                        return Err(StoreError::Invalid(
-                            "cursor belongs to another query".into(),
-                        ));
+                        return Err(StoreError::BadCursor);
                     }
                     m.insert(i.hash_key.clone(), AttributeValue::S(ipk));
                     m.insert(i.range_key.clone(), AttributeValue::S(isk));
                 } else if m.get(&self.def.hash_key) != Some(&AttributeValue::S(q.pk.clone())) {
-                    return Err(StoreError::Invalid(
-                        "cursor belongs to another query".into(),
-                    ));
+                    return Err(StoreError::BadCursor);
                 }
                 Some(m)
             }

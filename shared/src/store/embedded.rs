@@ -328,9 +328,7 @@ fn query_blocking(db: &Database, names: &Names, q: Query, now: i64) -> Result<Pa
             };
             if let Some(c) = &cursor {
                 if c.pk != q.pk {
-                    return Err(StoreError::Invalid(
-                        "cursor belongs to another query".into(),
-                    ));
+                    return Err(StoreError::BadCursor);
                 }
                 if q.forward {
                     lower = Bound::Excluded((pk, c.sk.as_str()));
@@ -375,9 +373,7 @@ fn query_blocking(db: &Database, names: &Names, q: Query, now: i64) -> Result<Pa
                 cipk = c.ipk.clone().unwrap_or_default();
                 cisk = c.isk.clone().unwrap_or_default();
                 if cipk != q.pk {
-                    return Err(StoreError::Invalid(
-                        "cursor belongs to another query".into(),
-                    ));
+                    return Err(StoreError::BadCursor);
                 }
                 let at = (ipk, cisk.as_str(), c.pk.as_str(), c.sk.as_str());
                 if q.forward {

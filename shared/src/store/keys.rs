@@ -92,6 +92,56 @@ pub fn health_probe() -> (Pk, String) {
     (platform(), "HEALTH".to_owned())
 }
 
+// ---- Tenancy (DOMAIN.md §8.1). Sort keys inside the integrator's (or the platform's) partition.
+
+/// Integrator profile: `(I#{i}#, PROFILE)`. Registry entry: `(I#_platform#, INTEGRATOR#{i})`.
+pub fn integrator_registry_sk(i: &IntegratorId) -> String {
+    format!("INTEGRATOR{DELIM}{i}")
+}
+pub const INTEGRATOR_REGISTRY_PREFIX: &str = "INTEGRATOR#";
+
+/// Customer: `(I#{i}#, CUSTOMER#{c})`.
+pub fn customer_sk(c: &str) -> String {
+    format!("CUSTOMER{DELIM}{c}")
+}
+pub const CUSTOMER_PREFIX: &str = "CUSTOMER#";
+
+/// Project: `(I#{i}#, PROJECT#{p})`; pointer from the id to its integrator, for callers who see
+/// across integrators (government supervisors): `(I#_platform#, PROJECT#{p})`.
+pub fn project_sk(p: &str) -> String {
+    format!("PROJECT{DELIM}{p}")
+}
+pub const PROJECT_PREFIX: &str = "PROJECT#";
+
+/// Which customer may see which project, and why: `(I#{i}#, ACCESS#{c}#{p})`.
+pub fn access_sk(c: &str, p: &str) -> String {
+    format!("ACCESS{DELIM}{c}{DELIM}{p}")
+}
+pub fn access_prefix(c: &str) -> String {
+    format!("ACCESS{DELIM}{c}{DELIM}")
+}
+
+/// The region index (gsi1) of projects. It is the one deliberate exception to the integrator
+/// prefix: a government supervisor's jurisdiction spans integrators (API.md, Visibility).
+/// Partition `REGION#{province}`; sort `{region_code}#{project}`, so a jurisdiction is a prefix
+/// query on its significant digits (220100 → `2201`).
+pub fn region_gsi_pk(province: &str) -> String {
+    format!("REGION{DELIM}{province}")
+}
+pub fn region_gsi_sk(region_code: &str, p: &str) -> String {
+    format!("{region_code}{DELIM}{p}")
+}
+
+/// User: `(I#{i}#, USER#{u})`, or in the platform partition for platform administrators.
+/// Usernames are unique platform-wide: `(I#_platform#, USERNAME#{name})` points at the user.
+pub fn user_sk(u: &str) -> String {
+    format!("USER{DELIM}{u}")
+}
+pub const USER_PREFIX: &str = "USER#";
+pub fn username_sk(name: &str) -> String {
+    format!("USERNAME{DELIM}{name}")
+}
+
 /// `{prefix}#{seq:020}`: a sort key whose byte order equals numeric order of `seq`
 /// (zero-padded to the width of u64::MAX).
 pub fn seq_sk(prefix: &str, seq: u64) -> String {
@@ -150,6 +200,26 @@ mod tests {
             "no integrator can take the platform id"
         );
         assert_eq!(Pk::from_stored("I#_platform#").unwrap(), platform());
+    }
+
+    #[test]
+    fn tenancy_keys_byte_exact() {
+        let i = id("ct-jl");
+        assert_eq!(platform().as_str(), "I#_platform#");
+        assert_eq!(integrator_registry_sk(&i), "INTEGRATOR#ct-jl");
+        assert!(integrator_registry_sk(&i).starts_with(INTEGRATOR_REGISTRY_PREFIX));
+        assert_eq!(customer_sk("cus-1"), "CUSTOMER#cus-1");
+        assert!(customer_sk("cus-1").starts_with(CUSTOMER_PREFIX));
+        assert_eq!(project_sk("prj-1"), "PROJECT#prj-1");
+        assert!(project_sk("prj-1").starts_with(PROJECT_PREFIX));
+        assert_eq!(access_sk("cus-1", "prj-2"), "ACCESS#cus-1#prj-2");
+        assert!(access_sk("cus-1", "prj-2").starts_with(&access_prefix("cus-1")));
+        // cus-1's prefix does not match cus-10's entries.
+        assert!(!access_sk("cus-10", "prj-2").starts_with(&access_prefix("cus-1")));
+        assert_eq!(region_gsi_pk("22"), "REGION#22");
+        assert_eq!(region_gsi_sk("220102", "prj-1"), "220102#prj-1");
+        assert_eq!(user_sk("usr-1"), "USER#usr-1");
+        assert_eq!(username_sk("ct-admin"), "USERNAME#ct-admin");
     }
 
     #[test]

@@ -233,8 +233,8 @@ impl Cursor {
     pub(crate) fn decode(&self) -> Result<CursorPos, StoreError> {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(&self.0)
-            .map_err(|_| StoreError::Invalid("malformed cursor".into()))?;
-        serde_json::from_slice(&bytes).map_err(|_| StoreError::Invalid("malformed cursor".into()))
+            .map_err(|_| StoreError::BadCursor)?;
+        serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)
     }
 
     /// The cursor positioned at `item`, for a query on `target` of `table`.
@@ -336,6 +336,9 @@ pub enum StoreError {
     TransactionConditionFailed { index: usize },
     #[error("invalid storage request: {0}")]
     Invalid(String),
+    /// A pagination cursor that is malformed or belongs to another query: the client's mistake.
+    #[error("invalid cursor")]
+    BadCursor,
     #[error("storage temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("storage backend error")]
@@ -436,7 +439,7 @@ mod tests {
         assert_eq!(c.decode().unwrap().sk, "x");
         assert!(matches!(
             Cursor::from_client("%%%").decode(),
-            Err(StoreError::Invalid(_))
+            Err(StoreError::BadCursor)
         ));
     }
 }

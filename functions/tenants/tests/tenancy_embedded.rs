@@ -1,0 +1,7 @@
+//! The tenancy domain suite on the embedded store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+mod suite;
+
+tenancy_suite!(smartsite_shared::testkit::embedded);

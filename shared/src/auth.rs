@@ -1,0 +1,595 @@
+//! Identity: who is calling, from verified claims only.
+//!
+//! Two ways a request arrives with verified claims:
+//! - single-box: a bearer JWT signed by the built-in [`LocalIssuer`] (ES256, keys in the data dir),
+//!   verified here by a [`JwtVerifier`];
+//! - AWS: API Gateway's JWT authorizer has already verified a Cognito token; the claims come in
+//!   the lambda_http request context ([`Authenticator::ApiGateway`]).
+//!
+//! Either way the handler sees a [`Caller`]. The tenant is never taken from the path, the body or
+//! a plain header.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::tenancy::CustomerId;
+use crate::http::Problem;
+use crate::ids::IntegratorId;
+
+/// Roles of API.md. Unknown role names in a token are ignored.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    PlatformAdmin,
+    IntegratorAdmin,
+    IntegratorOps,
+    GovSupervisor,
+    EnterpriseAdmin,
+    ProjectManager,
+    SafetyOfficer,
+    LabourOfficer,
+    OwnerRep,
+}
+
+impl Role {
+    pub const ALL: [Role; 9] = [
+        Role::PlatformAdmin,
+        Role::IntegratorAdmin,
+        Role::IntegratorOps,
+        Role::GovSupervisor,
+        Role::EnterpriseAdmin,
+        Role::ProjectManager,
+        Role::SafetyOfficer,
+        Role::LabourOfficer,
+        Role::OwnerRep,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::PlatformAdmin => "platform_admin",
+            Role::IntegratorAdmin => "integrator_admin",
+            Role::IntegratorOps => "integrator_ops",
+            Role::GovSupervisor => "gov_supervisor",
+            Role::EnterpriseAdmin => "enterprise_admin",
+            Role::ProjectManager => "project_manager",
+            Role::SafetyOfficer => "safety_officer",
+            Role::LabourOfficer => "labour_officer",
+            Role::OwnerRep => "owner_rep",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Where a user holding the role belongs.
+    pub fn scope(self) -> RoleScope {
+        match self {
+            Role::PlatformAdmin => RoleScope::Platform,
+            Role::IntegratorAdmin | Role::IntegratorOps => RoleScope::Integrator,
+            _ => RoleScope::Customer,
+        }
+    }
+}
+
+/// The roles as JSON, for the `x-roles` extension of each OpenAPI operation: the same constant
+/// the handler checks is what the document publishes.
+pub fn roles_json(roles: &[Role]) -> serde_json::Value {
+    serde_json::Value::Array(
+        roles
+            .iter()
+            .map(|r| serde_json::Value::String(r.as_str().into()))
+            .collect(),
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleScope {
+    /// No integrator, no customer.
+    Platform,
+    /// An integrator, no customer.
+    Integrator,
+    /// An integrator and one of its customers.
+    Customer,
+}
+
+/// The claims a token carries (API.md, Identity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrator_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// The verified caller: the tenant context every handler takes first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub integrator: Option<IntegratorId>,
+    pub customer: Option<CustomerId>,
+    pub roles: BTreeSet<Role>,
+}
+
+impl Caller {
+    /// Builds the caller from verified claims, refusing inconsistent combinations (an integrator
+    /// role without an integrator, a customer role without a customer, a platform admin bound to
+    /// a tenant).
+    pub fn from_claims(c: &Claims) -> Result<Caller, AuthError> {
+        let integrator = c
+            .integrator_id
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(IntegratorId::parse)
+            .transpose()
+            .map_err(|_| AuthError::Claims("integrator_id"))?;
+        let customer = c
+            .customer_id
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| CustomerId::parse("customer_id", s))
+            .transpose()
+            .map_err(|_| AuthError::Claims("customer_id"))?;
+        let roles: BTreeSet<Role> = c.roles.iter().filter_map(|r| Role::parse(r)).collect();
+        if c.sub.is_empty() {
+            return Err(AuthError::Claims("sub"));
+        }
+        for r in &roles {
+            let ok = match r.scope() {
+                RoleScope::Platform => integrator.is_none() && customer.is_none(),
+                RoleScope::Integrator => integrator.is_some() && customer.is_none(),
+                RoleScope::Customer => integrator.is_some() && customer.is_some(),
+            };
+            if !ok {
+                return Err(AuthError::Claims("roles"));
+            }
+        }
+        Ok(Caller {
+            user_id: c.sub.clone(),
+            integrator,
+            customer,
+            roles,
+        })
+    }
+
+    /// 403 unless the caller holds one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), Problem> {
+        if self.has_any(roles) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden("your roles do not allow this"))
+        }
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|r| self.roles.contains(r))
+    }
+
+    pub fn is_platform_admin(&self) -> bool {
+        self.has(Role::PlatformAdmin)
+    }
+
+    /// The integrator of integrator staff (admin or ops), if the caller is such.
+    pub fn staff_of(&self) -> Option<&IntegratorId> {
+        if self.customer.is_none() && self.has_any(&[Role::IntegratorAdmin, Role::IntegratorOps]) {
+            self.integrator.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// Claims parsed from API Gateway's authorizer context, where every claim is a string.
+    /// Accepts our claim names and Cognito's custom-attribute names (`custom:integrator_id`, …);
+    /// `roles` may be a JSON array, `[a b]` (how API Gateway renders arrays) or `a,b`.
+    pub fn from_gateway_claims(claims: &HashMap<String, String>) -> Result<Caller, AuthError> {
+        let get = |name: &str| {
+            claims
+                .get(name)
+                .or_else(|| claims.get(&format!("custom:{name}")))
+                .cloned()
+        };
+        let roles_raw = get("roles")
+            .or_else(|| claims.get("cognito:groups").cloned())
+            .unwrap_or_default();
+        let roles = match serde_json::from_str::<Vec<String>>(&roles_raw) {
+            Ok(v) => v,
+            Err(_) => roles_raw
+                .trim_matches(|c| c == '[' || c == ']')
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        };
+        let sub = claims.get("sub").cloned().ok_or(AuthError::Claims("sub"))?;
+        Caller::from_claims(&Claims {
+            sub,
+            integrator_id: get("integrator_id"),
+            customer_id: get("customer_id"),
+            roles,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("token rejected: {0}")]
+    Invalid(String),
+    #[error("token claim {0} is missing or inconsistent")]
+    Claims(&'static str),
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        tracing::debug!(reason = %self, "authentication failed");
+        let mut res = Problem::unauthorized()
+            .detail(self.to_string())
+            .into_response();
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        res
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification.
+
+struct VerifyKey {
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// Verifies JWTs against a JWK set, an issuer and (optionally) an audience.
+pub struct JwtVerifier {
+    keys: Vec<VerifyKey>,
+    issuer: String,
+    audience: Option<String>,
+}
+
+const ALLOWED: [Algorithm; 2] = [Algorithm::ES256, Algorithm::RS256];
+
+impl JwtVerifier {
+    /// `issuer` must be configurable: Cognito's `iss` names the real AWS URL even on an emulator.
+    pub fn from_jwks(
+        jwks: &JwkSet,
+        issuer: &str,
+        audience: Option<&str>,
+    ) -> Result<Self, AuthError> {
+        let mut keys = Vec::new();
+        for jwk in &jwks.keys {
+            let alg = match &jwk.algorithm {
+                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                _ => continue,
+            };
+            let key = DecodingKey::from_jwk(jwk)
+                .map_err(|e| AuthError::Invalid(format!("bad JWK: {e}")))?;
+            keys.push(VerifyKey {
+                kid: jwk.common.key_id.clone(),
+                alg,
+                key,
+            });
+        }
+        if keys.is_empty() {
+            return Err(AuthError::Invalid("no usable key in the JWK set".into()));
+        }
+        Ok(JwtVerifier {
+            keys,
+            issuer: issuer.to_owned(),
+            audience: audience.map(str::to_owned),
+        })
+    }
+
+    /// Verifies signature, algorithm, `exp`/`nbf` (30 s leeway), `iss` and `aud`; returns the
+    /// claims.
+    pub fn verify<T: for<'de> Deserialize<'de>>(&self, token: &str) -> Result<T, AuthError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        if !ALLOWED.contains(&header.alg) {
+            return Err(AuthError::Invalid(format!(
+                "algorithm {:?} not accepted",
+                header.alg
+            )));
+        }
+        let candidates = self
+            .keys
+            .iter()
+            .filter(|k| k.alg == header.alg && (header.kid.is_none() || k.kid == header.kid));
+        let mut last = AuthError::Invalid("no key matches the token's kid".into());
+        for k in candidates {
+            let mut v = Validation::new(k.alg);
+            v.leeway = 30;
+            v.set_issuer(&[&self.issuer]);
+            v.set_required_spec_claims(&["exp", "iss", "sub"]);
+            match &self.audience {
+                Some(a) => v.set_audience(&[a]),
+                None => v.validate_aud = false,
+            }
+            match jsonwebtoken::decode::<T>(token, &k.key, &v) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => last = AuthError::Invalid(e.to_string()),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// How requests are authenticated in this deployment.
+#[derive(Clone)]
+pub enum Authenticator {
+    /// Verify the bearer token here (single-box edition).
+    Bearer(Arc<JwtVerifier>),
+    /// Trust the claims API Gateway's JWT authorizer verified (AWS edition).
+    ApiGateway,
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    Authenticator: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Authenticator::from_ref(state) {
+            Authenticator::Bearer(v) => {
+                let token = bearer(parts).ok_or(AuthError::Missing)?;
+                let claims: Claims = v.verify(token)?;
+                Caller::from_claims(&claims)
+            }
+            Authenticator::ApiGateway => {
+                use lambda_http::request::RequestContext;
+                let claims = match parts.extensions.get::<RequestContext>() {
+                    Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+                        .authorizer
+                        .as_ref()
+                        .and_then(|a| a.jwt.as_ref())
+                        .map(|j| &j.claims),
+                    _ => None,
+                };
+                Caller::from_gateway_claims(claims.ok_or(AuthError::Missing)?)
+            }
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The single-box issuer.
+
+/// Claims as issued: ours plus the registered ones.
+#[derive(Debug, Serialize, Deserialize)]
+struct IssuedClaims {
+    #[serde(flatten)]
+    claims: Claims,
+    iss: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// Signs short-lived ES256 tokens with a P-256 key kept in the data dir (PKCS#8, mode 0600).
+pub struct LocalIssuer {
+    kid: String,
+    encoding: EncodingKey,
+    jwk: Jwk,
+    issuer: String,
+    ttl_secs: i64,
+}
+
+pub const LOCAL_AUDIENCE: &str = "smartsite";
+pub const KEY_FILE: &str = "jwt-es256.pk8";
+
+impl LocalIssuer {
+    /// Loads `dir/jwt-es256.pk8`, creating it on first start.
+    pub fn load_or_create(dir: &Path, issuer: &str, ttl_secs: i64) -> anyhow::Result<Self> {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        let path = dir.join(KEY_FILE);
+        let der = match std::fs::read(&path) {
+            Ok(der) => der,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir)?;
+                let rng = aws_lc_rs::rand::SystemRandom::new();
+                let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(|_| anyhow::anyhow!("cannot generate a P-256 key"))?;
+                crate::fsutil::write_private(&path, doc.as_ref())?;
+                doc.as_ref().to_vec()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+            .map_err(|_| anyhow::anyhow!("{} is not a P-256 PKCS#8 key", path.display()))?;
+        let point = pair.public_key().as_ref();
+        anyhow::ensure!(
+            point.len() == 65 && point[0] == 4,
+            "unexpected public key encoding"
+        );
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (x, y) = (b64.encode(&point[1..33]), b64.encode(&point[33..65]));
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, point);
+        let kid = b64.encode(&digest.as_ref()[..12]);
+        let jwk: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "use": "sig", "alg": "ES256"
+        }))?;
+        Ok(LocalIssuer {
+            kid,
+            encoding: EncodingKey::from_ec_der(&der),
+            jwk,
+            issuer: issuer.to_owned(),
+            ttl_secs,
+        })
+    }
+
+    pub fn ttl_secs(&self) -> i64 {
+        self.ttl_secs
+    }
+
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: vec![self.jwk.clone()],
+        }
+    }
+
+    pub fn verifier(&self) -> Result<JwtVerifier, AuthError> {
+        JwtVerifier::from_jwks(&self.jwks(), &self.issuer, Some(LOCAL_AUDIENCE))
+    }
+
+    /// A token for `claims`, valid from now for the issuer's TTL.
+    pub fn issue(&self, claims: Claims, now: i64) -> Result<String, AuthError> {
+        self.issue_with_expiry(claims, now, now + self.ttl_secs)
+    }
+
+    /// A token with an explicit expiry (tests use it to mint expired tokens).
+    pub fn issue_with_expiry(
+        &self,
+        claims: Claims,
+        iat: i64,
+        exp: i64,
+    ) -> Result<String, AuthError> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        let body = IssuedClaims {
+            claims,
+            iss: self.issuer.clone(),
+            aud: LOCAL_AUDIENCE.to_owned(),
+            iat,
+            exp,
+        };
+        jsonwebtoken::encode(&header, &body, &self.encoding)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(roles: &[&str], integrator: Option<&str>, customer: Option<&str>) -> Claims {
+        Claims {
+            sub: "usr-1".into(),
+            integrator_id: integrator.map(Into::into),
+            customer_id: customer.map(Into::into),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn caller_requires_consistent_claims() {
+        let c = Caller::from_claims(&claims(&["integrator_admin"], Some("ct-jl"), None)).unwrap();
+        assert_eq!(c.staff_of().unwrap().as_str(), "ct-jl");
+        assert!(Caller::from_claims(&claims(&["integrator_admin"], None, None)).is_err());
+        assert!(Caller::from_claims(&claims(&["platform_admin"], Some("ct-jl"), None)).is_err());
+        assert!(Caller::from_claims(&claims(&["gov_supervisor"], Some("ct-jl"), None)).is_err());
+        let g = Caller::from_claims(&claims(&["gov_supervisor"], Some("ct-jl"), Some("cus-1")))
+            .unwrap();
+        assert!(g.staff_of().is_none() && g.has(Role::GovSupervisor));
+        // Unknown roles are ignored, not trusted.
+        let u = Caller::from_claims(&claims(&["root"], Some("ct-jl"), None)).unwrap();
+        assert!(u.roles.is_empty());
+    }
+
+    #[test]
+    fn gateway_claims_in_every_rendering() {
+        for roles in [
+            r#"["integrator_ops","x"]"#,
+            "[integrator_ops x]",
+            "integrator_ops,x",
+        ] {
+            let m = HashMap::from([
+                ("sub".to_string(), "abc".to_string()),
+                ("custom:integrator_id".to_string(), "ct-jl".to_string()),
+                ("custom:roles".to_string(), roles.to_string()),
+            ]);
+            let c = Caller::from_gateway_claims(&m).unwrap();
+            assert_eq!(c.roles, BTreeSet::from([Role::IntegratorOps]), "{roles}");
+        }
+    }
+
+    #[test]
+    fn local_tokens_verify_and_forgeries_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = LocalIssuer::load_or_create(dir.path(), "smartsite-test", 900).unwrap();
+        let now = crate::store::now_epoch();
+        let token = issuer
+            .issue(claims(&["platform_admin"], None, None), now)
+            .unwrap();
+        let v = issuer.verifier().unwrap();
+        let got: Claims = v.verify(&token).unwrap();
+        assert_eq!(got.roles, vec!["platform_admin"]);
+
+        // The key persists: a reload verifies the same token.
+        let again = LocalIssuer::load_or_create(dir.path(), "smartsite-test", 900).unwrap();
+        assert!(again.verifier().unwrap().verify::<Claims>(&token).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+
+        // Expired, another key, another issuer, tampered, alg=none: all refused.
+        let expired = issuer
+            .issue_with_expiry(claims(&[], None, None), now - 3600, now - 600)
+            .unwrap();
+        assert!(v.verify::<Claims>(&expired).is_err());
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = LocalIssuer::load_or_create(other_dir.path(), "smartsite-test", 900).unwrap();
+        let forged = other
+            .issue(claims(&["platform_admin"], None, None), now)
+            .unwrap();
+        assert!(v.verify::<Claims>(&forged).is_err());
+        let wrong_iss = LocalIssuer::load_or_create(dir.path(), "someone-else", 900).unwrap();
+        assert!(
+            v.verify::<Claims>(&wrong_iss.issue(claims(&[], None, None), now).unwrap())
+                .is_err()
+        );
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let evil = b64.encode(br#"{"sub":"usr-1","roles":["platform_admin"],"iss":"smartsite-test","aud":"smartsite","exp":9999999999}"#);
+        parts[1] = &evil;
+        assert!(v.verify::<Claims>(&parts.join(".")).is_err());
+        let none = format!("{}.{}.", b64.encode(br#"{"alg":"none","typ":"JWT"}"#), evil);
+        assert!(v.verify::<Claims>(&none).is_err());
+    }
+}

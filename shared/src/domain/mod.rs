@@ -1,0 +1,3 @@
+//! The domain: pure types and rules, no I/O.
+
+pub mod tenancy;
