@@ -1,0 +1,192 @@
+//! Onboarding over the public HTTP API, as an operator would do it: every token below comes from
+//! a real `POST /v1/auth/token` login of a user created through `POST /v1/users`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+/// A thin JSON client for black-box tests.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Any request; returns status and JSON body (Null when empty or not JSON).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await?;
+        let status = res.status().as_u16();
+        let text = res.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// POST that must answer 201; returns the new id.
+    pub async fn create(&self, path: &str, token: &str, body: Value) -> anyhow::Result<String> {
+        let (s, v) = self.call("POST", path, Some(token), Some(&body)).await?;
+        if s != 201 {
+            bail!("POST {path} answered {s}: {v}");
+        }
+        Ok(v["id"].as_str().context("no id")?.to_owned())
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> anyhow::Result<String> {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/v1/auth/token",
+                None,
+                Some(&json!({"username": username, "password": password})),
+            )
+            .await?;
+        if s != 200 {
+            bail!("login {username} answered {s}: {v}");
+        }
+        Ok(v["access_token"]
+            .as_str()
+            .context("no access_token")?
+            .to_owned())
+    }
+}
+
+pub const PASSWORD: &str = "Site-Safety-2026";
+
+pub fn uscc(first17: &str) -> String {
+    let check = smartsite_shared::domain::tenancy::Uscc::check_char(first17).unwrap_or('?');
+    format!("{first17}{check}")
+}
+
+/// One onboarded integrator: ids and a logged-in token per role.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub integrator: String,
+    pub gov: String,
+    pub enterprise: String,
+    pub owner: String,
+    pub project: String,
+    /// role name → token of a user holding only that role.
+    pub tokens: BTreeMap<&'static str, String>,
+}
+
+impl World {
+    pub fn token(&self, role: &str) -> &str {
+        self.tokens.get(role).map_or("", String::as_str)
+    }
+
+    /// Every id of this world, to check that nothing of it leaks into another tenant's answers.
+    pub fn ids(&self) -> [&str; 5] {
+        [
+            &self.integrator,
+            &self.gov,
+            &self.enterprise,
+            &self.owner,
+            &self.project,
+        ]
+    }
+}
+
+/// Onboards an integrator with a government customer governing `gov_region`, an enterprise, an
+/// owner, a project in `project_region`, and one user per role. `tag` keeps usernames unique.
+pub async fn onboard(
+    api: &Api,
+    admin: &str,
+    tag: &str,
+    gov_region: &str,
+    project_region: &str,
+    uscc_seq: u32,
+) -> anyhow::Result<World> {
+    let integrator = api
+        .create("/v1/integrators", admin, json!({"name": format!("{tag} 电信"), "operator": "china_telecom", "province_code": "220000"}))
+        .await?;
+    let mut tokens = BTreeMap::new();
+    let user = |roles: &'static str, extra: Value| {
+        let name = format!("{tag}-{}", roles.replace('_', "-"));
+        let mut body = json!({"username": name, "password": PASSWORD, "roles": [roles]});
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            body[k] = v;
+        }
+        (roles, name, body)
+    };
+    let (r, name, body) = user("integrator_admin", json!({"integrator_id": integrator}));
+    api.create("/v1/users", admin, body).await?;
+    let ia = api.login(&name, PASSWORD).await?;
+    tokens.insert(r, ia.clone());
+
+    let gov = api
+        .create(
+            "/v1/customers",
+            &ia,
+            json!({"kind": "gov_region", "name": "住房和城乡建设局", "region_code": gov_region}),
+        )
+        .await?;
+    let enterprise = api
+        .create(
+            "/v1/customers",
+            &ia,
+            json!({"kind": "enterprise", "name": "建工集团", "region_code": "220100", "uscc": uscc(&format!("91220101A{uscc_seq:08}"))}),
+        )
+        .await?;
+    let owner = api
+        .create(
+            "/v1/customers",
+            &ia,
+            json!({"kind": "project_owner", "name": "置业公司", "region_code": "220100", "uscc": uscc(&format!("91220101B{uscc_seq:08}"))}),
+        )
+        .await?;
+    let project = api
+        .create(
+            "/v1/projects",
+            &ia,
+            json!({
+                "name": "住宅一期", "contractor_customer_id": enterprise, "owner_customer_id": owner,
+                "region_code": project_region, "project_type": "building", "contract_value_fen": 12_000_000_000i64,
+                "contract_signed_date": "2026-03-01", "tender_completed_date": "2026-02-15",
+                "start_date": "2026-04-01", "planned_end_date": "2027-10-31"
+            }),
+        )
+        .await?;
+    for (role, customer) in [
+        ("integrator_ops", None),
+        ("gov_supervisor", Some(&gov)),
+        ("enterprise_admin", Some(&enterprise)),
+        ("project_manager", Some(&enterprise)),
+        ("safety_officer", Some(&enterprise)),
+        ("labour_officer", Some(&enterprise)),
+        ("owner_rep", Some(&owner)),
+    ] {
+        let extra = customer.map_or(json!({}), |c| json!({"customer_id": c}));
+        let (r, name, body) = user(role, extra);
+        api.create("/v1/users", &ia, body).await?;
+        tokens.insert(r, api.login(&name, PASSWORD).await?);
+    }
+    Ok(World {
+        integrator,
+        gov,
+        enterprise,
+        owner,
+        project,
+        tokens,
+    })
+}

@@ -1,0 +1,411 @@
+//! The isolation suite (black-box). It reads the served OpenAPI document and, for every protected
+//! operation, tries it with: no token, an expired token signed by the server's own key, a token
+//! signed by another key, foreign tenants' tokens, and same-tenant tokens of roles the operation
+//! does not list in `x-roles`. All must be refused without leaking that tenant A's objects exist.
+//! A new route is covered the moment it is added to the router (routes are registered through
+//! their OpenAPI description); a route with a path parameter the suite has no fixture for fails
+//! the suite instead of being skipped.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use smartsite_shared::auth::{Claims, LocalIssuer};
+use smartsite_tests::Server;
+use smartsite_tests::world::{Api, World, onboard};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_smartsite-under-test"))
+}
+
+/// The id of tenant A's object a path parameter stands for, and an id of the same shape that
+/// exists nowhere.
+fn fixture_for(path: &str, a: &World) -> (String, String) {
+    let segs: Vec<&str> = path.split('/').collect();
+    let mut real = path.to_owned();
+    let mut ghost = path.to_owned();
+    for (i, seg) in segs.iter().enumerate() {
+        if !seg.starts_with('{') {
+            continue;
+        }
+        let collection = segs.get(i.wrapping_sub(1)).copied().unwrap_or("");
+        let (id, none) = match collection {
+            "integrators" => (
+                a.integrator.clone(),
+                "int-00000000000000000000000000000000".to_owned(),
+            ),
+            "customers" => (
+                a.enterprise.clone(),
+                "cus-00000000000000000000000000000000".to_owned(),
+            ),
+            "projects" => (
+                a.project.clone(),
+                "prj-00000000000000000000000000000000".to_owned(),
+            ),
+            other => panic!(
+                "the isolation suite has no fixture for {{…}} after /{other}/ in {path}: add one"
+            ),
+        };
+        real = real.replacen(seg, &id, 1);
+        ghost = ghost.replacen(seg, &none, 1);
+    }
+    (real, ghost)
+}
+
+/// The request body of an operation: its schema's example, with every id pointed at tenant A.
+fn body_for(doc: &Value, op: &Value, a: &World) -> Option<Value> {
+    let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+    let reference = schema["$ref"].as_str()?;
+    let name = reference.rsplit('/').next()?;
+    let mut example = doc["components"]["schemas"][name]["example"].clone();
+    if example.is_null() {
+        return Some(json!({}));
+    }
+    if let Some(obj) = example.as_object_mut() {
+        for (k, v) in obj.iter_mut() {
+            let Some(s) = v.as_str() else { continue };
+            *v = match (k.as_str(), s.split('-').next()) {
+                ("owner_customer_id", _) => json!(a.owner),
+                (_, Some("cus")) => json!(a.enterprise),
+                (_, Some("int")) => json!(a.integrator),
+                (_, Some("prj")) => json!(a.project),
+                _ => v.clone(),
+            };
+        }
+    }
+    Some(example)
+}
+
+fn leaks(body: &Value, a: &World) -> Option<String> {
+    let text = body.to_string();
+    a.ids()
+        .iter()
+        .find(|id| text.contains(**id))
+        .map(|id| id.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_protected_operation_refuses_strangers_without_leaking() {
+    let server = Server::spawn(bin()).unwrap();
+    let api = Api::new(&server.http());
+    let admin = api
+        .login("admin", &server.admin_password().unwrap())
+        .await
+        .unwrap();
+    // A governs Changchun; B governs Jilin City and builds there: their jurisdictions do not meet.
+    let a = onboard(&api, &admin, "a", "220100", "220102", 1)
+        .await
+        .unwrap();
+    let b = onboard(&api, &admin, "b", "220200", "220202", 2)
+        .await
+        .unwrap();
+
+    // Tokens that must never work.
+    let keys = server.data_dir.join("keys");
+    let real_key = LocalIssuer::load_or_create(&keys, smartsite::serve::ISSUER, 900).unwrap();
+    let now = smartsite_shared::store::now_epoch();
+    let platform_claims = Claims {
+        sub: "usr-x".into(),
+        integrator_id: None,
+        customer_id: None,
+        roles: vec!["platform_admin".into()],
+    };
+    let expired = real_key
+        .issue_with_expiry(platform_claims.clone(), now - 7200, now - 3600)
+        .unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_key =
+        LocalIssuer::load_or_create(other_dir.path(), smartsite::serve::ISSUER, 900).unwrap();
+    let forged = other_key.issue(platform_claims, now).unwrap();
+
+    let before_a = api
+        .call(
+            "GET",
+            &format!("/v1/customers/{}/export", a.enterprise),
+            Some(a.token("integrator_admin")),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(before_a.0, 200);
+
+    let (_, doc) = api.call("GET", "/openapi.json", None, None).await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let foreigners = [
+        ("B integrator_admin", b.token("integrator_admin")),
+        ("B gov_supervisor", b.token("gov_supervisor")),
+        ("B enterprise_admin", b.token("enterprise_admin")),
+    ];
+
+    let mut checked = Vec::new();
+    let mut open_to_all = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("security").is_none() {
+                continue; // public: login, JWKS, health
+            }
+            let what = format!("{} {path}", method.to_uppercase());
+            let m = method.to_uppercase();
+            let (real, ghost) = fixture_for(path, &a);
+            let body = body_for(&doc, op, &a);
+            let has_id = path.contains('{');
+
+            for (label, token) in [
+                ("no token", None),
+                ("expired token", Some(expired.as_str())),
+                ("token of another key", Some(forged.as_str())),
+            ] {
+                let (s, v) = api.call(&m, &real, token, body.as_ref()).await.unwrap();
+                assert_eq!(s, 401, "{what} with {label}: {v}");
+                assert!(
+                    v["type"].as_str().unwrap_or("").ends_with("/unauthorized"),
+                    "{what}: {v}"
+                );
+            }
+
+            for (label, token) in foreigners {
+                let (s, v) = api
+                    .call(&m, &real, Some(token), body.as_ref())
+                    .await
+                    .unwrap();
+                if has_id {
+                    let (gs, gv) = api
+                        .call(&m, &ghost, Some(token), body.as_ref())
+                        .await
+                        .unwrap();
+                    assert!(
+                        !(200..300).contains(&s),
+                        "{what} as {label} succeeded on A's object: {v}"
+                    );
+                    assert_eq!(
+                        (s, &v["type"]),
+                        (gs, &gv["type"]),
+                        "{what} as {label}: A's id answers unlike a nonexistent one"
+                    );
+                } else if let Some(id) = leaks(&v, &a) {
+                    panic!("{what} as {label} answered {s} with A's id {id}: {v}");
+                }
+                assert!(s != 500, "{what} as {label}: {v}");
+            }
+
+            let allowed: Vec<&str> = op["x-roles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            let wrong: Vec<(&str, &str)> = a
+                .tokens
+                .iter()
+                .map(|(r, t)| (*r, t.as_str()))
+                .chain(std::iter::once(("platform_admin", admin.as_str())))
+                .filter(|(r, _)| !allowed.contains(r))
+                .collect();
+            if wrong.is_empty() {
+                open_to_all.push(what.clone());
+            }
+            for (role, token) in wrong {
+                let (s, v) = api
+                    .call(&m, &real, Some(token), body.as_ref())
+                    .await
+                    .unwrap();
+                assert!(
+                    s == 403 || s == 404,
+                    "{what} as A's {role} (not in x-roles) answered {s}: {v}"
+                );
+            }
+            checked.push(what);
+        }
+    }
+    // The operations API.md promises must all be among those the document lists and we checked.
+    for must in [
+        "POST /v1/integrators",
+        "POST /v1/customers",
+        "POST /v1/customers/{id}/suspend",
+        "POST /v1/customers/{id}/resume",
+        "POST /v1/projects",
+        "GET /v1/projects",
+        "GET /v1/projects/{id}",
+        "POST /v1/users",
+    ] {
+        assert!(
+            checked.iter().any(|c| c == must),
+            "{must} missing from the OpenAPI document"
+        );
+    }
+    eprintln!(
+        "isolation: {} protected operations checked; open to every role: {open_to_all:?}",
+        checked.len()
+    );
+
+    // Nothing of A changed.
+    let after_a = api
+        .call(
+            "GET",
+            &format!("/v1/customers/{}/export", a.enterprise),
+            Some(a.token("integrator_admin")),
+            None,
+        )
+        .await
+        .unwrap();
+    let strip = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("exported_at");
+        v
+    };
+    assert_eq!(strip(before_a.1), strip(after_a.1));
+}
+
+/// The whole onboarding over HTTP, as API.md describes it, then the lifecycle of a customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onboarding_visibility_and_lifecycle_over_http() {
+    let server = Server::spawn(bin()).unwrap();
+    let api = Api::new(&server.http());
+    let admin = api
+        .login("admin", &server.admin_password().unwrap())
+        .await
+        .unwrap();
+    let a = onboard(&api, &admin, "ct", "220000", "220102", 3)
+        .await
+        .unwrap();
+    let b = onboard(&api, &admin, "cm", "220200", "220104", 4)
+        .await
+        .unwrap();
+
+    let list = |token: String| {
+        let api = api.clone();
+        async move {
+            let (s, v) = api
+                .call("GET", "/v1/projects", Some(&token), None)
+                .await
+                .unwrap();
+            assert_eq!(s, 200);
+            let mut ids: Vec<String> = v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["id"].as_str().unwrap().to_owned())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let mut both = vec![a.project.clone(), b.project.clone()];
+    both.sort();
+    // The province-level government of A sees B's Changchun project too; B's city government
+    // (Jilin City) sees neither Changchun project.
+    assert_eq!(list(a.token("gov_supervisor").to_owned()).await, both);
+    assert!(list(b.token("gov_supervisor").to_owned()).await.is_empty());
+    for role in [
+        "integrator_admin",
+        "integrator_ops",
+        "enterprise_admin",
+        "project_manager",
+        "safety_officer",
+        "labour_officer",
+        "owner_rep",
+    ] {
+        assert_eq!(
+            list(a.token(role).to_owned()).await,
+            vec![a.project.clone()],
+            "{role}"
+        );
+    }
+    assert_eq!(
+        list(admin.clone()).await,
+        both,
+        "the platform admin sees all"
+    );
+
+    // Suspend the enterprise: its users read, cannot write; resume restores writes.
+    let ia = a.token("integrator_admin");
+    let new_user = |n: &str| json!({"username": n, "password": "Another-pass-1", "roles": ["labour_officer"], "customer_id": a.enterprise});
+    let (s, _) = api
+        .call(
+            "POST",
+            &format!("/v1/customers/{}/suspend", a.enterprise),
+            Some(ia),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/users",
+            Some(a.token("enterprise_admin")),
+            Some(&new_user("late-1")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, v["type"].as_str()),
+        (
+            403,
+            Some("https://smartsite.dev/problems/customer-suspended")
+        )
+    );
+    assert_eq!(
+        api.call(
+            "GET",
+            &format!("/v1/projects/{}", a.project),
+            Some(a.token("safety_officer")),
+            None
+        )
+        .await
+        .unwrap()
+        .0,
+        200
+    );
+    let (s, _) = api
+        .call(
+            "POST",
+            &format!("/v1/customers/{}/resume", a.enterprise),
+            Some(ia),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(
+        api.call(
+            "POST",
+            "/v1/users",
+            Some(a.token("enterprise_admin")),
+            Some(&new_user("late-1"))
+        )
+        .await
+        .unwrap()
+        .0,
+        201
+    );
+
+    // Offboard the owner: the export comes back, and its users can no longer sign in.
+    let (s, export) = api
+        .call(
+            "POST",
+            &format!("/v1/customers/{}/offboard", a.owner),
+            Some(ia),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{export}");
+    assert_eq!(export["projects"][0]["id"], a.project.as_str());
+    assert_eq!(export["users"][0]["username"], "ct-owner-rep");
+    assert!(
+        api.login("ct-owner-rep", smartsite_tests::world::PASSWORD)
+            .await
+            .is_err()
+    );
+
+    // The documentation page lists the operations.
+    let html = reqwest::get(format!("{}/docs", server.http()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("/v1/projects/{id}") && html.contains("integrator_admin"));
+}
