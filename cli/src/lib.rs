@@ -1,6 +1,7 @@
 //! The `smartsite` command: the single-box edition (`serve`) and, later, the device simulator,
 //! the HJ 212 gateway and admin verbs.
 
+pub mod admin;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the single-box edition: HTTP API, store and scheduler in one process.
     Serve(serve::ServeArgs),
+    /// Operator client of the HTTP API: sign in, onboard integrators, customers, projects, users.
+    Admin(admin::AdminArgs),
 }
 
 /// Parses the command line, runs the command, and maps failure to exit code 1 with the cause
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args, serve::shutdown_signal()).await,
+            Command::Admin(args) => admin::run(args).await,
         }
     });
     match result {
