@@ -100,6 +100,14 @@ impl Server {
         }
     }
 
+    /// A fresh server, a client for it, and a platform-admin token from a real login.
+    pub async fn spawn_as_admin(bin: &Path) -> anyhow::Result<(Server, world::Api, String)> {
+        let server = Server::spawn(bin)?;
+        let api = world::Api::new(&server.http());
+        let token = api.login("admin", &server.admin_password()?).await?;
+        Ok((server, api, token))
+    }
+
     /// `http://host:port` of the HTTP API.
     pub fn http(&self) -> String {
         format!(

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use smartsite_shared::auth::{Claims, LocalIssuer};
 use smartsite_tests::Server;
-use smartsite_tests::world::{Api, World, onboard};
+use smartsite_tests::world::{World, onboard};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_smartsite-under-test"))
@@ -87,12 +87,7 @@ fn leaks(body: &Value, a: &World) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_protected_operation_refuses_strangers_without_leaking() {
-    let server = Server::spawn(bin()).unwrap();
-    let api = Api::new(&server.http());
-    let admin = api
-        .login("admin", &server.admin_password().unwrap())
-        .await
-        .unwrap();
+    let (server, api, admin) = Server::spawn_as_admin(bin()).await.unwrap();
     // A governs Changchun; B governs Jilin City and builds there: their jurisdictions do not meet.
     let a = onboard(&api, &admin, "a", "220100", "220102", 1)
         .await
@@ -259,12 +254,7 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
 /// The whole onboarding over HTTP, as API.md describes it, then the lifecycle of a customer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onboarding_visibility_and_lifecycle_over_http() {
-    let server = Server::spawn(bin()).unwrap();
-    let api = Api::new(&server.http());
-    let admin = api
-        .login("admin", &server.admin_password().unwrap())
-        .await
-        .unwrap();
+    let (server, api, admin) = Server::spawn_as_admin(bin()).await.unwrap();
     let a = onboard(&api, &admin, "ct", "220000", "220102", 3)
         .await
         .unwrap();

@@ -713,65 +713,47 @@ pub async fn user_creation_rules(t: T) {
     );
     // Ops cannot create users; enterprise admins only for their own enterprise.
     let ops = t.token(&["integrator_ops"], i, None);
-    assert_eq!(
-        t.post(
-            "/v1/users",
-            &ops,
-            body("x-1", json!(["integrator_ops"]), json!({}))
-        )
-        .await
-        .0,
-        StatusCode::FORBIDDEN
-    );
     let ent = t.token(&["enterprise_admin"], i, Some(&w.enterprise));
-    assert_eq!(
-        t.post(
-            "/v1/users",
+    for (who, name, roles, extra, want) in [
+        (
+            &ops,
+            "x-1",
+            json!(["integrator_ops"]),
+            json!({}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
             &ent,
-            body(
-                "pm-1",
-                json!(["project_manager"]),
-                json!({"customer_id": w.enterprise})
-            )
-        )
-        .await
-        .0,
-        StatusCode::CREATED
-    );
-    assert_eq!(
-        t.post(
-            "/v1/users",
+            "pm-1",
+            json!(["project_manager"]),
+            json!({"customer_id": w.enterprise}),
+            StatusCode::CREATED,
+        ),
+        (
             &ent,
-            body(
-                "pm-2",
-                json!(["owner_rep"]),
-                json!({"customer_id": w.owner})
-            )
-        )
-        .await
-        .0,
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
-    assert_eq!(
-        t.post(
-            "/v1/users",
+            "pm-2",
+            json!(["owner_rep"]),
+            json!({"customer_id": w.owner}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
             &ent,
-            body("boss", json!(["integrator_admin"]), json!({}))
-        )
-        .await
-        .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        t.post(
-            "/v1/users",
+            "boss",
+            json!(["integrator_admin"]),
+            json!({}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
             &ent,
-            body("root", json!(["platform_admin"]), json!({}))
-        )
-        .await
-        .0,
-        StatusCode::FORBIDDEN
-    );
+            "root",
+            json!(["platform_admin"]),
+            json!({}),
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let (s, v) = t.post("/v1/users", who, body(name, roles, extra)).await;
+        assert_eq!(s, want, "{name}: {v}");
+    }
     // The integrator's user list has everyone created under it.
     let (_, list) = t.get("/v1/users", &w.admin).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 3);
