@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use smartsite_shared::accounts::LocalAccounts;
 use smartsite_shared::auth::{Authenticator, LocalIssuer, Role};
 use smartsite_shared::directory::{Directory, User};
 use smartsite_shared::domain::tenancy::UserId;
@@ -80,8 +81,9 @@ pub async fn run(
         TOKEN_TTL_SECS,
     )?);
     let auth = Authenticator::Bearer(Arc::new(issuer.verifier()?));
-    let state = AppState::new(store, auth, Some(issuer));
-    bootstrap_admin(&state.directory, &args.data_dir).await?;
+    let accounts = Arc::new(LocalAccounts::new(Directory::new(store.clone())));
+    let state = AppState::new(store, auth, Some(issuer), accounts);
+    bootstrap_admin(&state, &args.data_dir).await?;
 
     let app = router(state);
     let listener = TcpListener::bind(args.http)
@@ -139,8 +141,13 @@ pub fn router(state: AppState) -> Router {
 /// Creates the platform administrator on first start: the password from
 /// `SMARTSITE_ADMIN_PASSWORD`, or a generated one printed once and stored readable only by the
 /// owner in `DIR/admin-password`.
-async fn bootstrap_admin(dir: &Directory, data_dir: &Path) -> anyhow::Result<()> {
-    if dir.user_by_username(ADMIN_USERNAME).await?.is_some() {
+async fn bootstrap_admin(state: &AppState, data_dir: &Path) -> anyhow::Result<()> {
+    if state
+        .directory
+        .user_by_username(ADMIN_USERNAME)
+        .await?
+        .is_some()
+    {
         return Ok(());
     }
     let (pw, generated) = match std::env::var("SMARTSITE_ADMIN_PASSWORD") {
@@ -159,8 +166,7 @@ async fn bootstrap_admin(dir: &Directory, data_dir: &Path) -> anyhow::Result<()>
         customer_id: None,
         created_at: chrono_now(),
     };
-    dir.create_user(&user, &password::hash(pw.clone()).await?)
-        .await?;
+    state.accounts.create(&user, &pw).await?;
     if generated {
         let path = data_dir.join(ADMIN_PASSWORD_FILE);
         fsutil::write_private(&path, pw.as_bytes())?;

@@ -32,3 +32,22 @@ impl AwsTableConfig {
         })
     }
 }
+
+/// The Cognito user pool of the AWS edition, where the accounts of users created through the API
+/// live (the SAM template passes `!Ref UserPool`).
+#[derive(Debug, Clone)]
+pub struct UserPoolConfig {
+    pub user_pool_id: String,
+}
+
+impl UserPoolConfig {
+    pub const USER_POOL_ID_ENV: &'static str = "SMARTSITE_USER_POOL_ID";
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let user_pool_id = std::env::var(Self::USER_POOL_ID_ENV)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or(ConfigError::Missing(Self::USER_POOL_ID_ENV))?;
+        Ok(UserPoolConfig { user_pool_id })
+    }
+}

@@ -317,6 +317,25 @@ impl Directory {
             .map_err(|e| map_exists(e, "username"))
     }
 
+    /// Removes what `create_user(u, …)` wrote (the user and its username) in one transaction,
+    /// releasing the username. Deleting what does not exist is not an error. For undoing one's
+    /// own `create_user` when a later step fails (see `accounts::CognitoAccounts`).
+    pub async fn delete_user(&self, u: &User) -> Result<(), DirectoryError> {
+        self.store
+            .transact(vec![
+                TxOp::Delete {
+                    key: Key::new(keys::platform(), keys::username_sk(&u.username)),
+                    cond: None,
+                },
+                TxOp::Delete {
+                    key: Self::user_key(u.integrator_id.as_ref(), &u.id),
+                    cond: None,
+                },
+            ])
+            .await
+            .map_err(DirectoryError::Store)
+    }
+
     pub async fn user_by_username(
         &self,
         username: &str,

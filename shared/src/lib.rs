@@ -3,6 +3,7 @@
 //! Handlers in `functions/*` and the single-box edition in `cli/` are built from these pieces;
 //! only the adapters differ between the AWS edition and the single-box edition.
 
+pub mod accounts;
 pub mod auth;
 pub mod config;
 pub mod directory;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::FromRef;
+use smartsite_shared::accounts::Accounts;
 use smartsite_shared::auth::{Authenticator, LocalIssuer};
 use smartsite_shared::directory::{self, Directory};
 use smartsite_shared::http;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// The single-box token issuer; `None` in the AWS edition, where Cognito issues tokens.
     pub issuer: Option<Arc<LocalIssuer>>,
+    /// Where users' sign-in credentials go: the directory (single-box) or Cognito (AWS).
+    pub accounts: Arc<dyn Accounts>,
 }
 
 impl AppState {
@@ -34,12 +37,14 @@ impl AppState {
         store: Arc<dyn Store>,
         auth: Authenticator,
         issuer: Option<Arc<LocalIssuer>>,
+        accounts: Arc<dyn Accounts>,
     ) -> Self {
         AppState {
             directory: Directory::new(Arc::clone(&store)),
             store,
             auth,
             issuer,
+            accounts,
         }
     }
 }

@@ -3,7 +3,14 @@
 //! token; it is verified against the pool's JWKS, issuer and app client as API Gateway's JWT
 //! authorizer does; the verified claims go, stringified as API Gateway renders them, into an
 //! HTTP API v2 event's `requestContext.authorizer.jwt.claims`; `lambda_http` converts the event
-//! and the tenants router (`Authenticator::ApiGateway`, DynamoDB on the emulator) serves it.
+//! and the tenants router (`Authenticator::ApiGateway`, DynamoDB on the emulator, `CognitoAccounts`
+//! on the test's pool: wired as main.rs wires it) serves it.
+//!
+//! What moto enforces of Cognito here: the pool's password policy (length, upper, lower, digit,
+//! symbol) in `AdminSetUserPassword` — not in `AdminCreateUser`, which takes no password when
+//! `MessageAction` is `SUPPRESS` and no temporary password is given — with
+//! `InvalidPasswordException`; unique usernames (`UsernameExistsException`); an unknown pool
+//! (`ResourceNotFoundException`). It does not check attribute names against the pool's schema.
 //!
 //! What moto puts in an id token: `iss` (the real AWS URL), `sub`, `aud` (the app client),
 //! `token_use: "id"`, `iat`, `auth_time`, `exp`, `jti`, `origin_jti`, `cognito:username` and the
@@ -13,7 +20,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use aws_sdk_cognitoidentityprovider as cognito;
@@ -27,7 +34,9 @@ use cognito::types::{
 use http::StatusCode;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Value, json};
-use smartsite_shared::auth::{Authenticator, JwtVerifier};
+use smartsite_shared::accounts::{Accounts, CognitoAccounts};
+use smartsite_shared::auth::{Authenticator, Caller, JwtVerifier, Role};
+use smartsite_shared::directory::Directory;
 use smartsite_shared::testkit::StoreFixture;
 use smartsite_tenants::AppState;
 use tower::ServiceExt;
@@ -186,6 +195,10 @@ impl Pool {
 
     /// Signs `username` in through `app_client` and returns the id token.
     async fn id_token(&self, app_client: &str, username: &str) -> String {
+        self.id_token_with(app_client, username, PASSWORD).await
+    }
+
+    async fn id_token_with(&self, app_client: &str, username: &str, password: &str) -> String {
         let out = self
             .client
             .admin_initiate_auth()
@@ -193,7 +206,7 @@ impl Pool {
             .client_id(app_client)
             .auth_flow(AuthFlowType::AdminUserPasswordAuth)
             .auth_parameters("USERNAME", username)
-            .auth_parameters("PASSWORD", PASSWORD)
+            .auth_parameters("PASSWORD", password)
             .send()
             .await
             .unwrap_or_else(|e| panic!("AdminInitiateAuth {username}: {e:?}"));
@@ -201,6 +214,28 @@ impl Pool {
             .and_then(|r| r.id_token())
             .unwrap_or_else(|| panic!("no IdToken for {username}: {out:?}"))
             .to_owned()
+    }
+
+    /// How many users of the pool are called `username`.
+    async fn users_named(&self, username: &str) -> usize {
+        let out = self
+            .client
+            .list_users()
+            .user_pool_id(&self.id)
+            .filter(format!("username = \"{username}\""))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("ListUsers {username}: {e:?}"));
+        out.users().len()
+    }
+
+    /// The accounts adapter main.rs wires, on this pool.
+    fn accounts(&self, directory: Directory) -> Arc<dyn Accounts> {
+        Arc::new(CognitoAccounts::new(
+            self.client.clone(),
+            self.id.clone(),
+            directory,
+        ))
     }
 
     /// What the template's JWT authorizer is configured with as `issuer`: the real AWS URL, also
@@ -292,19 +327,36 @@ fn gateway_request(
         .map(Body::new)
 }
 
-/// The tenants Lambda's router over DynamoDB on the emulator.
+/// The tenants Lambda's router over DynamoDB on the emulator, its users' accounts in `pool`.
 struct Lambda {
     state: AppState,
-    _store: StoreFixture,
+    _store: Option<StoreFixture>,
 }
 
 impl Lambda {
-    async fn new() -> Lambda {
+    async fn new(pool: &Pool) -> Lambda {
         let store = smartsite_shared::testkit::dynamo().await;
-        let state = AppState::new(Arc::clone(&store.store), Authenticator::ApiGateway, None);
+        let accounts = pool.accounts(Directory::new(Arc::clone(&store.store)));
+        let state = AppState::new(
+            Arc::clone(&store.store),
+            Authenticator::ApiGateway,
+            None,
+            accounts,
+        );
         Lambda {
             state,
-            _store: store,
+            _store: Some(store),
+        }
+    }
+
+    /// The same router and table with other accounts.
+    fn with_accounts(&self, accounts: Arc<dyn Accounts>) -> Lambda {
+        Lambda {
+            state: AppState {
+                accounts,
+                ..self.state.clone()
+            },
+            _store: None,
         }
     }
 
@@ -431,7 +483,7 @@ async fn cognito_id_tokens_verify_as_the_jwt_authorizer_does() {
 async fn verified_cognito_claims_drive_the_tenants_lambda() {
     let pool = Pool::create("smartsite-test").await;
     let verifier = pool.verifier(&pool.app_client).await;
-    let lambda = Lambda::new().await;
+    let lambda = Lambda::new(&pool).await;
 
     // The platform admin onboards an integrator.
     pool.user("root", &[("custom:roles", "platform_admin")])
@@ -557,4 +609,227 @@ async fn verified_cognito_claims_drive_the_tenants_lambda() {
         .as_user(&verifier, &half, "GET", "/v1/customers", None)
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+/// The caller API Gateway's authorizer would hand the Lambda for `token`.
+fn caller_of(verifier: &JwtVerifier, token: &str) -> Caller {
+    let claims: TokenClaims = verifier.verify(token).unwrap();
+    Caller::from_gateway_claims(&gateway_claims(&claims)).unwrap()
+}
+
+#[tokio::test]
+async fn users_created_through_the_api_sign_in_with_cognito() {
+    let pool = Pool::create("smartsite-users").await;
+    let verifier = pool.verifier(&pool.app_client).await;
+    let lambda = Lambda::new(&pool).await;
+    let directory = lambda.state.directory.clone();
+
+    // The first platform admin is made by hand in Cognito (as on AWS); it onboards an integrator.
+    pool.user("root", &[("custom:roles", "platform_admin")])
+        .await;
+    let root = pool.id_token(&pool.app_client, "root").await;
+    let (s, integrator) = lambda
+        .as_user(
+            &verifier,
+            &root,
+            "POST",
+            "/v1/integrators",
+            Some(
+                json!({"name": "CT Jilin", "operator": "china_telecom", "province_code": "220000"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{integrator}");
+    let integrator = integrator["id"].as_str().unwrap().to_owned();
+
+    // The platform admin creates the integrator's admin through the API; it signs in with
+    // Cognito, and the verified claims name its integrator and role.
+    let (s, created) = lambda
+        .as_user(
+            &verifier,
+            &root,
+            "POST",
+            "/v1/users",
+            Some(json!({"username": "jl-admin", "password": PASSWORD,
+                        "roles": ["integrator_admin"], "integrator_id": integrator})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let admin = pool.id_token(&pool.app_client, "jl-admin").await;
+    let caller = caller_of(&verifier, &admin);
+    assert_eq!(
+        caller.integrator.as_ref().map(ToString::to_string),
+        Some(integrator.clone())
+    );
+    assert_eq!(caller.customer, None);
+    assert_eq!(caller.roles, BTreeSet::from([Role::IntegratorAdmin]));
+
+    // With those claims the new admin works: it creates a customer, and a user of that customer
+    // with two roles, who signs in as that customer's.
+    let first17 = "91220101MA0000001";
+    let uscc = format!(
+        "{first17}{}",
+        smartsite_shared::domain::tenancy::Uscc::check_char(first17).unwrap()
+    );
+    let (s, customer) = lambda
+        .as_user(
+            &verifier,
+            &admin,
+            "POST",
+            "/v1/customers",
+            Some(json!({"kind": "enterprise", "name": "建工集团", "region_code": "220100", "uscc": uscc})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{customer}");
+    let customer = customer["id"].as_str().unwrap().to_owned();
+    let (s, body) = lambda
+        .as_user(
+            &verifier,
+            &admin,
+            "POST",
+            "/v1/users",
+            Some(json!({"username": "jl-pm", "password": PASSWORD,
+                        "roles": ["safety_officer", "project_manager"], "customer_id": customer})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let pm = caller_of(&verifier, &pool.id_token(&pool.app_client, "jl-pm").await);
+    assert_eq!(
+        pm.integrator.as_ref().map(ToString::to_string),
+        Some(integrator.clone())
+    );
+    assert_eq!(
+        pm.customer.as_ref().map(ToString::to_string),
+        Some(customer.clone())
+    );
+    assert_eq!(
+        pm.roles,
+        BTreeSet::from([Role::ProjectManager, Role::SafetyOfficer])
+    );
+
+    // The same username again (any case): 409; Cognito still has exactly the first user, whose
+    // password still signs it in, and the directory still has it.
+    let (s, body) = lambda
+        .as_user(
+            &verifier,
+            &root,
+            "POST",
+            "/v1/users",
+            Some(
+                json!({"username": "JL-Admin", "password": "Another-Passw0rd!",
+                        "roles": ["integrator_ops"], "integrator_id": integrator}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(pool.users_named("jl-admin").await, 1);
+    assert_eq!(
+        caller_of(
+            &verifier,
+            &pool.id_token(&pool.app_client, "jl-admin").await
+        )
+        .roles,
+        BTreeSet::from([Role::IntegratorAdmin])
+    );
+    let kept = directory
+        .user_by_username("jl-admin")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.user.id.to_string(), created["id"].as_str().unwrap());
+
+    // A password our rule accepts (10 characters, two kinds) but the pool's policy refuses: 422
+    // on "password", and neither the directory nor Cognito keeps the user.
+    let ops = |password: &str| {
+        Some(json!({"username": "jl-ops", "password": password, "roles": ["integrator_ops"]}))
+    };
+    let (s, body) = lambda
+        .as_user(&verifier, &admin, "POST", "/v1/users", ops("abcdefgh12"))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "password", "{body}");
+    println!("weak password refused: {body}");
+    assert!(
+        directory
+            .user_by_username("jl-ops")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(pool.users_named("jl-ops").await, 0);
+    // So the username is free: with a strong password it is created and signs in.
+    let (s, body) = lambda
+        .as_user(&verifier, &admin, "POST", "/v1/users", ops(PASSWORD))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let ops_caller = caller_of(&verifier, &pool.id_token(&pool.app_client, "jl-ops").await);
+    assert_eq!(ops_caller.roles, BTreeSet::from([Role::IntegratorOps]));
+
+    // Cognito failing after the username was claimed releases the claim. A pool that does not
+    // exist (AdminCreateUser: ResourceNotFoundException) is a 500 …
+    let labour = || {
+        Some(json!({"username": "jl-labour", "password": PASSWORD,
+                    "roles": ["labour_officer"], "customer_id": customer}))
+    };
+    let wrong_pool = lambda.with_accounts(Arc::new(CognitoAccounts::new(
+        pool.client.clone(),
+        "us-east-1_doesnotexist",
+        directory.clone(),
+    )));
+    let (s, body) = wrong_pool
+        .as_user(&verifier, &admin, "POST", "/v1/users", labour())
+        .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(
+        directory
+            .user_by_username("jl-labour")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // … an unreachable Cognito a 503 (nothing listens on the endpoint; no retries) …
+    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let unreachable = cognito::Client::from_conf(
+        cognito::config::Builder::from(&conf)
+            .endpoint_url("http://127.0.0.1:9")
+            .retry_config(cognito::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let down = lambda.with_accounts(Arc::new(CognitoAccounts::new(
+        unreachable,
+        pool.id.clone(),
+        directory.clone(),
+    )));
+    let (s, body) = down
+        .as_user(&verifier, &admin, "POST", "/v1/users", labour())
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        directory
+            .user_by_username("jl-labour")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // … and afterwards the username is free.
+    let (s, body) = lambda
+        .as_user(&verifier, &admin, "POST", "/v1/users", labour())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(pool.users_named("jl-labour").await, 1);
+
+    // The directory lists the users created through the API, never a password hash.
+    let (s, list) = lambda
+        .as_user(&verifier, &admin, "GET", "/v1/users", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let mut names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, vec!["jl-admin", "jl-labour", "jl-ops", "jl-pm"]);
+    assert!(!list.to_string().contains("cognito"), "{list}");
 }

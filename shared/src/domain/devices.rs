@@ -185,13 +185,13 @@ pub fn parse_config(
             }
         }
     }
-    if let (Some(start), Some(stop)) = (out.get("start_value"), out.get("stop_value")) {
-        if stop >= start {
-            return Err(FieldError::new(
-                "stop_value",
-                "must be below start_value (hysteresis)",
-            ));
-        }
+    if let (Some(start), Some(stop)) = (out.get("start_value"), out.get("stop_value"))
+        && stop >= start
+    {
+        return Err(FieldError::new(
+            "stop_value",
+            "must be below start_value (hysteresis)",
+        ));
     }
     Ok(out)
 }

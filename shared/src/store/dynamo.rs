@@ -48,7 +48,16 @@ impl DynamoStore {
     /// `AWS_ENDPOINT_URL` from the environment), built once per process (a Lambda cold start).
     pub async fn from_config(cfg: &crate::config::AwsTableConfig) -> Self {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        DynamoStore::new(Client::new(&aws), cfg.table_name.clone(), cfg.def)
+        DynamoStore::from_sdk_config(&aws, cfg)
+    }
+
+    /// The same, from an SDK configuration already loaded (a process building several clients
+    /// loads it once).
+    pub fn from_sdk_config(
+        aws: &aws_config::SdkConfig,
+        cfg: &crate::config::AwsTableConfig,
+    ) -> Self {
+        DynamoStore::new(Client::new(aws), cfg.table_name.clone(), cfg.def)
     }
 
     pub fn table_name(&self) -> &str {

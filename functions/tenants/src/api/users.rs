@@ -188,14 +188,7 @@ pub async fn create(
         customer_id: customer,
         created_at: now_rfc3339(),
     };
-    let hash = password::hash(req.password)
-        .await
-        .map_err(|e| Problem::internal(e.as_ref()))?;
-    state
-        .directory
-        .create_user(&user, &hash)
-        .await
-        .map_err(dir_err)?;
+    state.accounts.create(&user, &req.password).await?;
     tracing::info!(user_id = %user.id, by = %caller.user_id, "user created");
     Ok((StatusCode::CREATED, Json(user)))
 }

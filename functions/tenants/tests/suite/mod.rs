@@ -10,7 +10,9 @@ use axum::Router;
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
+use smartsite_shared::accounts::LocalAccounts;
 use smartsite_shared::auth::{Authenticator, Claims, LocalIssuer};
+use smartsite_shared::directory::Directory;
 use smartsite_shared::testkit::StoreFixture;
 use smartsite_tenants::AppState;
 use tower::ServiceExt;
@@ -52,7 +54,13 @@ impl T {
         let issuer =
             Arc::new(LocalIssuer::load_or_create(keys.path(), "test-issuer", 900).unwrap());
         let auth = Authenticator::Bearer(Arc::new(issuer.verifier().unwrap()));
-        let state = AppState::new(Arc::clone(&store.store), auth, Some(Arc::clone(&issuer)));
+        let accounts = Arc::new(LocalAccounts::new(Directory::new(Arc::clone(&store.store))));
+        let state = AppState::new(
+            Arc::clone(&store.store),
+            auth,
+            Some(Arc::clone(&issuer)),
+            accounts,
+        );
         let (routes, _) = smartsite_tenants::routes()
             .merge(smartsite_tenants::local_identity_routes())
             .split_for_parts();
