@@ -186,6 +186,18 @@ impl Caller {
         }
     }
 
+    /// Records the tenant on the current request span (see `http::request_span`).
+    fn record_on_span(&self) {
+        let span = tracing::Span::current();
+        span.record("user_id", self.user_id.as_str());
+        if let Some(i) = &self.integrator {
+            span.record("integrator_id", i.as_str());
+        }
+        if let Some(c) = &self.customer {
+            span.record("customer_id", c.as_str());
+        }
+    }
+
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
@@ -362,6 +374,17 @@ where
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Self::authenticate(parts, state)?;
+        caller.record_on_span();
+        Ok(caller)
+    }
+}
+
+impl Caller {
+    fn authenticate<S>(parts: &Parts, state: &S) -> Result<Caller, AuthError>
+    where
+        Authenticator: FromRef<S>,
+    {
         match Authenticator::from_ref(state) {
             Authenticator::Bearer(v) => {
                 let token = bearer(parts).ok_or(AuthError::Missing)?;

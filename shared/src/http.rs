@@ -225,12 +225,30 @@ pub fn finish(router: axum::Router) -> axum::Router {
     router.fallback(not_found).layer(trace_layer())
 }
 
-/// The request-tracing layer every router gets: one span per request with method, path, status
-/// and latency.
-pub fn trace_layer() -> tower_http::trace::TraceLayer<
+/// The request span: method, path, and the tenant fields, declared empty here and recorded by
+/// the [`crate::auth::Caller`] extractor once the token is verified, so every log line of a
+/// request carries its tenant.
+pub fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        integrator_id = tracing::field::Empty,
+        customer_id = tracing::field::Empty,
+        user_id = tracing::field::Empty,
+    )
+}
+
+/// The tracing layer type: server errors are failures, spans come from [`request_span`].
+pub type TraceLayer = tower_http::trace::TraceLayer<
     tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
-> {
-    tower_http::trace::TraceLayer::new_for_http()
+    fn(&axum::http::Request<axum::body::Body>) -> tracing::Span,
+>;
+
+/// The request-tracing layer every router gets: one span per request (see [`request_span`]) with
+/// status and latency on completion.
+pub fn trace_layer() -> TraceLayer {
+    tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span as fn(&_) -> _)
 }
 
 #[cfg(test)]
