@@ -11,6 +11,7 @@ pub mod domain;
 pub mod fsutil;
 pub mod http;
 pub mod ids;
+pub mod iot;
 pub mod password;
 pub mod store;
 pub mod telemetry;
