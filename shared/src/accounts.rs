@@ -7,7 +7,8 @@
 //!   `Caller::from_gateway_claims` reads), beside the directory entry that keeps usernames unique
 //!   platform-wide and lists the user.
 //!
-//! The caller has already validated and authorised the user; an adapter only stores it.
+//! The caller has already validated and authorised the user; an adapter only stores it (or, on
+//! offboarding, shuts its sign-in off).
 
 use async_trait::async_trait;
 use aws_sdk_cognitoidentityprovider as cognito;
@@ -20,12 +21,40 @@ use crate::http::Problem;
 use crate::password;
 use crate::store::StoreError;
 
-/// Creates the sign-in account of a user.
+/// Creates and disables the sign-in account of a user.
 #[async_trait]
 pub trait Accounts: Send + Sync {
     /// Creates `user` with `password`. Either the whole account exists afterwards or, on an
     /// error, none of it (the username is free again).
     async fn create(&self, user: &User, password: &str) -> Result<(), AccountsError>;
+
+    /// Makes sure `user` can no longer sign in nor refresh its tokens (its customer is being
+    /// offboarded). Idempotent: a user already disabled, or already gone, is `Ok`.
+    async fn disable(&self, user: &User) -> Result<(), AccountsError>;
+}
+
+/// How many users [`disable_all`] disables at once: enough to offboard a customer of a few
+/// hundred users within the Lambda's timeout, few enough to stay near Cognito's request-rate
+/// quota for user updates (the SDK retries what is throttled).
+pub const DISABLE_CONCURRENCY: usize = 4;
+
+/// Disables every one of `users`, [`DISABLE_CONCURRENCY`] at a time, and answers those that
+/// failed with their error; none is skipped because another failed.
+pub async fn disable_all<'u>(
+    accounts: &dyn Accounts,
+    users: &'u [User],
+) -> Vec<(&'u User, AccountsError)> {
+    let mut failed = Vec::new();
+    for batch in users.chunks(DISABLE_CONCURRENCY) {
+        let results = futures::future::join_all(batch.iter().map(|u| accounts.disable(u))).await;
+        failed.extend(
+            batch
+                .iter()
+                .zip(results)
+                .filter_map(|(u, r)| r.err().map(|e| (u, e))),
+        );
+    }
+    failed
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +122,13 @@ impl Accounts for LocalAccounts {
         self.directory.create_user(user, &hash).await?;
         Ok(())
     }
+
+    /// Nothing to do: the single-box `POST /v1/auth/token` looks the user's customer up at every
+    /// sign-in and refuses an offboarded one's users, and it issues no refresh tokens (an access
+    /// token already issued runs out at its `exp`).
+    async fn disable(&self, _user: &User) -> Result<(), AccountsError> {
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -111,6 +147,10 @@ pub const COGNITO_MANAGED_HASH: &str = "!cognito";
 /// once). When a Cognito step fails it undoes what it did — the Cognito user, if created, then
 /// the directory entries — and answers the Cognito error. An undo that fails is logged at error
 /// level with the username, which then needs an operator.
+///
+/// `disable` is `AdminDisableUser` (no more sign-in) then `AdminUserGlobalSignOut` (the user's
+/// refresh tokens stop working too; id and access tokens already issued stay valid until they
+/// expire, as the JWT authorizer only checks their signature and expiry).
 #[derive(Clone)]
 pub struct CognitoAccounts {
     client: cognito::Client,
@@ -226,6 +266,29 @@ impl CognitoAccounts {
         Ok(())
     }
 
+    /// Runs `op` (named `name` in errors) on `user`; a user Cognito does not know is `Ok` (it
+    /// cannot sign in, which is what `disable` wants).
+    async fn on_existing_user<T, E>(
+        user: &User,
+        name: &'static str,
+        op: impl std::future::Future<Output = Result<T, SdkError<E>>>,
+    ) -> Result<(), AccountsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match op.await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("UserNotFoundException") => {
+                tracing::warn!(
+                    user_id = %user.id, username = %user.username,
+                    "{name}: no such Cognito user; nothing to disable"
+                );
+                Ok(())
+            }
+            Err(e) => Err(cognito_err(e, name)),
+        }
+    }
+
     /// Undoes a creation that failed after the directory claim: the Cognito user first (when
     /// `cognito_user` says it was created), so the username is released only once nothing holds
     /// it any more.
@@ -269,6 +332,27 @@ impl Accounts for CognitoAccounts {
             self.undo(user, true).await;
             return Err(e);
         }
+        Ok(())
+    }
+
+    async fn disable(&self, user: &User) -> Result<(), AccountsError> {
+        // Disabling first: from then on no sign-in succeeds, whatever the sign-out does. Both
+        // calls are idempotent, so a failed `disable` is simply called again.
+        let disable = self
+            .client
+            .admin_disable_user()
+            .user_pool_id(&self.user_pool_id)
+            .username(&user.username)
+            .send();
+        Self::on_existing_user(user, "AdminDisableUser", disable).await?;
+        let sign_out = self
+            .client
+            .admin_user_global_sign_out()
+            .user_pool_id(&self.user_pool_id)
+            .username(&user.username)
+            .send();
+        Self::on_existing_user(user, "AdminUserGlobalSignOut", sign_out).await?;
+        tracing::info!(user_id = %user.id, username = %user.username, "Cognito user disabled and signed out");
         Ok(())
     }
 }
@@ -351,6 +435,24 @@ mod tests {
             )))),
             AccountsError::Backend(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn local_disable_is_a_no_op() {
+        let fixture = crate::testkit::embedded().await;
+        let accounts = LocalAccounts::new(Directory::new(fixture.store.clone()));
+        let user = User {
+            id: crate::domain::tenancy::UserId::generate(),
+            username: "nobody".into(),
+            roles: vec![crate::auth::Role::IntegratorOps],
+            integrator_id: None,
+            customer_id: None,
+            created_at: "2026-01-01T00:00:00Z".into(),
+        };
+        // Not even in the directory: still Ok, and twice.
+        accounts.disable(&user).await.unwrap();
+        accounts.disable(&user).await.unwrap();
+        assert!(disable_all(&accounts, &[user]).await.is_empty());
     }
 
     #[tokio::test]

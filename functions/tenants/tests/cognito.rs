@@ -11,6 +11,9 @@
 //! `MessageAction` is `SUPPRESS` and no temporary password is given — with
 //! `InvalidPasswordException`; unique usernames (`UsernameExistsException`); an unknown pool
 //! (`ResourceNotFoundException`). It does not check attribute names against the pool's schema.
+//! `AdminDisableUser` is enforced: the password flows answer `NotAuthorizedException` ("User is
+//! disabled."); `AdminUserGlobalSignOut` revokes the user's refresh tokens (the refresh flow then
+//! answers `NotAuthorizedException`); both answer `UserNotFoundException` for an unknown user.
 //!
 //! What moto puts in an id token: `iss` (the real AWS URL), `sub`, `aud` (the app client),
 //! `token_use: "id"`, `iat`, `auth_time`, `exp`, `jti`, `origin_jti`, `cognito:username` and the
@@ -214,6 +217,43 @@ impl Pool {
             .and_then(|r| r.id_token())
             .unwrap_or_else(|| panic!("no IdToken for {username}: {out:?}"))
             .to_owned()
+    }
+
+    /// Signs `username` in with the password flow, answering Cognito's error as is.
+    async fn sign_in(
+        &self,
+        username: &str,
+    ) -> Result<
+        cognito::operation::admin_initiate_auth::AdminInitiateAuthOutput,
+        cognito::error::SdkError<cognito::operation::admin_initiate_auth::AdminInitiateAuthError>,
+    > {
+        self.client
+            .admin_initiate_auth()
+            .user_pool_id(&self.id)
+            .client_id(&self.app_client)
+            .auth_flow(AuthFlowType::AdminUserPasswordAuth)
+            .auth_parameters("USERNAME", username)
+            .auth_parameters("PASSWORD", PASSWORD)
+            .send()
+            .await
+    }
+
+    /// New tokens for a refresh token.
+    async fn refresh(
+        &self,
+        refresh_token: &str,
+    ) -> Result<
+        cognito::operation::admin_initiate_auth::AdminInitiateAuthOutput,
+        cognito::error::SdkError<cognito::operation::admin_initiate_auth::AdminInitiateAuthError>,
+    > {
+        self.client
+            .admin_initiate_auth()
+            .user_pool_id(&self.id)
+            .client_id(&self.app_client)
+            .auth_flow(AuthFlowType::RefreshTokenAuth)
+            .auth_parameters("REFRESH_TOKEN", refresh_token)
+            .send()
+            .await
     }
 
     /// How many users of the pool are called `username`.
@@ -832,4 +872,173 @@ async fn users_created_through_the_api_sign_in_with_cognito() {
     names.sort_unstable();
     assert_eq!(names, vec!["jl-admin", "jl-labour", "jl-ops", "jl-pm"]);
     assert!(!list.to_string().contains("cognito"), "{list}");
+}
+
+#[tokio::test]
+async fn offboarding_a_customer_disables_its_users_in_cognito() {
+    let pool = Pool::create("smartsite-offboard").await;
+    let verifier = pool.verifier(&pool.app_client).await;
+    let lambda = Lambda::new(&pool).await;
+
+    // An integrator (by the platform admin), its admin (made by hand in Cognito), an enterprise
+    // customer and one user of it, both through the API.
+    pool.user("root", &[("custom:roles", "platform_admin")])
+        .await;
+    let root = pool.id_token(&pool.app_client, "root").await;
+    let (s, integrator) = lambda
+        .as_user(
+            &verifier,
+            &root,
+            "POST",
+            "/v1/integrators",
+            Some(
+                json!({"name": "CM Jilin", "operator": "china_mobile", "province_code": "220000"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{integrator}");
+    let integrator = integrator["id"].as_str().unwrap().to_owned();
+    pool.user(
+        "jl-admin",
+        &[
+            ("custom:integrator_id", &integrator),
+            ("custom:roles", "integrator_admin"),
+        ],
+    )
+    .await;
+    let admin = pool.id_token(&pool.app_client, "jl-admin").await;
+    let first17 = "91220101MA0000002";
+    let uscc = format!(
+        "{first17}{}",
+        smartsite_shared::domain::tenancy::Uscc::check_char(first17).unwrap()
+    );
+    let (s, customer) = lambda
+        .as_user(
+            &verifier,
+            &admin,
+            "POST",
+            "/v1/customers",
+            Some(json!({"kind": "enterprise", "name": "路桥集团", "region_code": "220100", "uscc": uscc})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{customer}");
+    let customer = customer["id"].as_str().unwrap().to_owned();
+    let (s, user) = lambda
+        .as_user(
+            &verifier,
+            &admin,
+            "POST",
+            "/v1/users",
+            Some(json!({"username": "lq-pm", "password": PASSWORD,
+                        "roles": ["project_manager"], "customer_id": customer})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{user}");
+    let user_id = user["id"].as_str().unwrap().to_owned();
+
+    // The user signs in, and holds a refresh token.
+    let signed_in = pool.sign_in("lq-pm").await.unwrap();
+    let refresh = signed_in
+        .authentication_result()
+        .and_then(|r| r.refresh_token())
+        .unwrap()
+        .to_owned();
+    assert!(pool.refresh(&refresh).await.is_ok());
+    let offboard = format!("/v1/customers/{customer}/offboard");
+
+    // Cognito unreachable: 503, and nothing changed — the customer is still active, its user
+    // still signs in — so offboarding can be retried.
+    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let unreachable = cognito::Client::from_conf(
+        cognito::config::Builder::from(&conf)
+            .endpoint_url("http://127.0.0.1:9")
+            .retry_config(cognito::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let down = lambda.with_accounts(Arc::new(CognitoAccounts::new(
+        unreachable,
+        pool.id.clone(),
+        lambda.state.directory.clone(),
+    )));
+    let (s, body) = down
+        .as_user(&verifier, &admin, "POST", &offboard, None)
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    println!("offboarding with Cognito down: {body}");
+    let (s, got) = lambda
+        .as_user(
+            &verifier,
+            &admin,
+            "GET",
+            &format!("/v1/customers/{customer}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["status"], "active", "{got}");
+    assert!(pool.sign_in("lq-pm").await.is_ok());
+
+    // Offboarding again, with Cognito up: 200, and the export lists the user.
+    let (s, export) = lambda
+        .as_user(&verifier, &admin, "POST", &offboard, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{export}");
+    assert_eq!(export["customer"]["status"], "offboarded", "{export}");
+    let users: Vec<&str> = export["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, vec![user_id.as_str()], "{export}");
+
+    // From now on Cognito refuses the user's password and its refresh token, and shows it
+    // disabled.
+    let e = pool
+        .sign_in("lq-pm")
+        .await
+        .expect_err("a disabled user signed in")
+        .into_service_error();
+    println!("sign-in after offboarding: {e:?}");
+    assert!(e.is_not_authorized_exception(), "{e:?}");
+    let e = pool
+        .refresh(&refresh)
+        .await
+        .expect_err("a revoked refresh token worked")
+        .into_service_error();
+    println!("refresh after offboarding: {e:?}");
+    assert!(e.is_not_authorized_exception(), "{e:?}");
+    let got = pool
+        .client
+        .admin_get_user()
+        .user_pool_id(&pool.id)
+        .username("lq-pm")
+        .send()
+        .await
+        .unwrap();
+    assert!(!got.enabled(), "{got:?}");
+
+    // Offboarding is final; the integrator's own admin is untouched.
+    let (s, body) = lambda
+        .as_user(&verifier, &admin, "POST", &offboard, None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert!(pool.sign_in("jl-admin").await.is_ok());
+
+    // Disabling is idempotent: a disabled user, and one Cognito does not know, are Ok.
+    let accounts = pool.accounts(lambda.state.directory.clone());
+    let kept = lambda
+        .state
+        .directory
+        .user_by_username("lq-pm")
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    accounts.disable(&kept).await.unwrap();
+    let gone = smartsite_shared::directory::User {
+        username: "never-created".into(),
+        ..kept
+    };
+    accounts.disable(&gone).await.unwrap();
 }

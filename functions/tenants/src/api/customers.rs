@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use smartsite_shared::accounts;
 use smartsite_shared::auth::{Caller, Role, roles_json};
 use smartsite_shared::directory::User;
 use smartsite_shared::domain::tenancy::{
@@ -135,12 +136,12 @@ pub async fn get(
     Ok(Json(load(&state, &caller, &id).await?))
 }
 
-async fn transition(
+/// The customer `id` if the caller may change its status and it is in one of `from`.
+async fn check_transition(
     state: &AppState,
     caller: &Caller,
     id: &str,
     from: &[Status],
-    to: Status,
 ) -> Result<Customer, Problem> {
     // Existence first (404 for anything not visible), then the role (403).
     let current = load(state, caller, id).await?;
@@ -153,17 +154,39 @@ async fn transition(
             format!("customer is {:?}", current.status).to_lowercase(),
         ));
     }
+    Ok(current)
+}
+
+/// Stores `current`, as `check_transition` answered it, with status `to` (409 if its status
+/// changed in between).
+async fn apply_transition(
+    state: &AppState,
+    caller: &Caller,
+    current: &Customer,
+    to: Status,
+) -> Result<Customer, Problem> {
     let mut next = current.clone();
     next.status = to;
     next.status_changed_at = Some(now_rfc3339());
     next.status_changed_by = Some(caller.user_id.clone());
     state
         .directory
-        .update_customer(&next, &current)
+        .update_customer(&next, current)
         .await
         .map_err(dir_err)?;
     tracing::info!(customer_id = %next.id, status = ?to, by = %caller.user_id, "customer status changed");
     Ok(next)
+}
+
+async fn transition(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    from: &[Status],
+    to: Status,
+) -> Result<Customer, Problem> {
+    let current = check_transition(state, caller, id, from).await?;
+    apply_transition(state, caller, &current, to).await
 }
 
 /// Suspends a customer: its users keep read access, their writes are refused; its devices keep
@@ -245,24 +268,48 @@ async fn build_export(state: &AppState, customer: Customer) -> Result<CustomerEx
     })
 }
 
-/// Offboards a customer (final): sign-in is refused from then on; the answer is the full export.
+/// Offboards a customer (final): its users' sign-in accounts are disabled and sign-in is refused
+/// from then on; the answer is the full export. 503 when some account could not be disabled: the
+/// customer is then left as it was, and offboarding it again is safe.
 #[utoipa::path(post, path = "/v1/customers/{id}/offboard", tag = "tenancy", params(("id" = String, Path)),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(ADMIN_ROLES)))),
-    responses((status = 200, body = CustomerExport), (status = 409, description = "already offboarded")))]
+    responses((status = 200, body = CustomerExport), (status = 409, description = "already offboarded"),
+        (status = 503, description = "some users could not be disabled; the customer is unchanged: retry")))]
 pub async fn offboard(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<CustomerExport>, Problem> {
-    let c = transition(
-        &state,
-        &caller,
-        &id,
-        &[Status::Active, Status::Suspended],
-        Status::Offboarded,
-    )
-    .await?;
-    Ok(Json(build_export(&state, c).await?))
+    let current =
+        check_transition(&state, &caller, &id, &[Status::Active, Status::Suspended]).await?;
+    let mut export = build_export(&state, current.clone()).await?;
+    // The users' accounts are disabled BEFORE the status changes. Offboarding is final (a second
+    // call answers 409), so were the status changed first, a failed disable could never be
+    // finished through the API and those users would keep signing in with Cognito. This way a
+    // failure leaves the customer's status unchanged (503) and the operator calls offboard again:
+    // disabling an already-disabled user is a no-op. The cost: if the status change itself then
+    // fails (store unavailable, or a concurrent suspend or resume: 409), the customer is still
+    // active or suspended with its users disabled until offboard is called again.
+    // A user created for this customer between the listing above and the status change (it is
+    // refused only once the customer is offboarded) is not disabled; that window is a few
+    // requests long.
+    let failed = accounts::disable_all(state.accounts.as_ref(), &export.users).await;
+    if !failed.is_empty() {
+        for (user, e) in &failed {
+            tracing::error!(
+                customer_id = %current.id, user_id = %user.id, username = %user.username,
+                error = ?e, "offboarding: cannot disable the user's sign-in account"
+            );
+        }
+        return Err(Problem::unavailable().detail(format!(
+            "{} of the customer's {} users could not be disabled; the customer is unchanged: \
+             retry",
+            failed.len(),
+            export.users.len()
+        )));
+    }
+    export.customer = apply_transition(&state, &caller, &current, Status::Offboarded).await?;
+    Ok(Json(export))
 }
 
 /// Exports a customer's data (its integrator's admin, or its own enterprise admin).
