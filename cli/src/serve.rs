@@ -118,10 +118,19 @@ pub async fn run(
 }
 
 /// Every concern's routes, the OpenAPI document of all of them, one fallback, one tracing layer.
+/// Each concern's routes get their own state (over the same store and authenticator); the
+/// tenants `finish` then applies the write guard to all of them.
 pub fn router(state: AppState) -> Router {
-    let (routes, doc) = smartsite_tenants::routes()
+    let (routes, mut doc) = smartsite_tenants::routes()
         .merge(smartsite_tenants::local_identity_routes())
         .split_for_parts();
+    let (device_routes, device_doc) = smartsite_devices::routes().split_for_parts();
+    doc.merge(device_doc);
+    let devices = device_routes.with_state(smartsite_devices::AppState::new(
+        Arc::clone(&state.store),
+        state.auth.clone(),
+    ));
+    let routes = routes.merge(devices);
     let doc = smartsite_tenants::openapi::finish(doc);
     let page = smartsite_tenants::openapi::docs_page(&doc);
     let doc = Arc::new(doc);

@@ -430,8 +430,8 @@ impl Directory {
             ]))
     }
 
-    /// The region a government customer governs.
-    async fn jurisdiction(
+    /// The region a government customer governs (`None` unless `c` is a government customer).
+    pub async fn jurisdiction(
         &self,
         i: &IntegratorId,
         c: &CustomerId,

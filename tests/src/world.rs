@@ -86,6 +86,14 @@ pub struct World {
     pub enterprise: String,
     pub owner: String,
     pub project: String,
+    /// A supplier and a model this integrator registered. The registry is platform-wide public
+    /// data, so these are deliberately not among [`World::ids`].
+    pub supplier: String,
+    pub model: String,
+    /// A blacklist entry against `supplier`, issued by this world's government supervisor for its
+    /// own region. Every integrator may read it (without the issuer's tenant ids), so it is not
+    /// among [`World::ids`] either; governments see it only where their jurisdictions overlap.
+    pub blacklist: String,
     /// role name → token of a user holding only that role.
     pub tokens: BTreeMap<&'static str, String>,
 }
@@ -181,12 +189,38 @@ pub async fn onboard(
         api.create("/v1/users", &ia, body).await?;
         tokens.insert(r, api.login(&name, PASSWORD).await?);
     }
+    // The device catalog: a supplier and a model in the shared registry, and a blacklist entry
+    // of this world's government for its own region.
+    let supplier = api
+        .create(
+            "/v1/suppliers",
+            &ia,
+            json!({"name": format!("{tag} 智塔科技"), "uscc": uscc(&format!("91430100C{uscc_seq:08}"))}),
+        )
+        .await?;
+    let model = api
+        .create(
+            "/v1/device-models",
+            &ia,
+            json!({"supplier_id": supplier, "name": "塔机黑匣子", "category": "tower_crane", "protocol": "mqtt_json"}),
+        )
+        .await?;
+    let blacklist = api
+        .create(
+            "/v1/blacklist",
+            tokens.get("gov_supervisor").map_or("", String::as_str),
+            json!({"scope": "supplier", "target_id": supplier, "region_code": gov_region, "reason": "数据造假"}),
+        )
+        .await?;
     Ok(World {
         integrator,
         gov,
         enterprise,
         owner,
         project,
+        supplier,
+        model,
+        blacklist,
         tokens,
     })
 }

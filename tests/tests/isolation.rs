@@ -43,6 +43,18 @@ fn fixture_for(path: &str, a: &World) -> (String, String) {
                 a.project.clone(),
                 "prj-00000000000000000000000000000000".to_owned(),
             ),
+            "suppliers" => (
+                a.supplier.clone(),
+                "sup-00000000000000000000000000000000".to_owned(),
+            ),
+            "device-models" => (
+                a.model.clone(),
+                "mdl-00000000000000000000000000000000".to_owned(),
+            ),
+            "blacklist" => (
+                a.blacklist.clone(),
+                "blk-00000000000000000000000000000000".to_owned(),
+            ),
             other => panic!(
                 "the isolation suite has no fixture for {{…}} after /{other}/ in {path}: add one"
             ),
@@ -51,6 +63,41 @@ fn fixture_for(path: &str, a: &World) -> (String, String) {
         ghost = ghost.replacen(seg, &none, 1);
     }
     (real, ghost)
+}
+
+/// Collections that are not tenant data, with the foreign roles that legitimately read tenant A's
+/// objects in them. For those (collection, role) pairs the "answers like a nonexistent id" check
+/// cannot hold — the object is visible by design — so the suite checks instead that the answer is
+/// not a 500 and leaks none of A's tenant ids. Every other check (401 for bad tokens, 403/404 for
+/// roles outside `x-roles`, foreign roles not listed here) applies unchanged.
+const SHARED_REGISTRIES: &[(&str, &[&str])] = &[
+    // The supplier registry is platform-wide public data: a government blacklists a manufacturer
+    // across integrators, and every integrator registers and reads the same suppliers.
+    (
+        "suppliers",
+        &["integrator_admin", "integrator_ops", "gov_supervisor"],
+    ),
+    // Device models likewise (a compliance mark is per integrator and never shown to another).
+    (
+        "device-models",
+        &["integrator_admin", "integrator_ops", "gov_supervisor"],
+    ),
+    // Blacklist entries are government sanctions every integrator must be able to check before
+    // buying or binding a device (issuer's tenant ids withheld). Governments are NOT listed: they
+    // see only entries overlapping their jurisdiction, so B's government must get 404 for A's.
+    ("blacklist", &["integrator_admin", "integrator_ops"]),
+];
+
+/// Whether `role` of another tenant may legitimately read A's objects under `path`.
+fn shared_with(path: &str, role: &str) -> bool {
+    let collection = path
+        .trim_start_matches("/v1/")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    SHARED_REGISTRIES
+        .iter()
+        .any(|(c, roles)| *c == collection && roles.contains(&role))
 }
 
 /// The request body of an operation: its schema's example, with every id pointed at tenant A.
@@ -70,6 +117,8 @@ fn body_for(doc: &Value, op: &Value, a: &World) -> Option<Value> {
                 (_, Some("cus")) => json!(a.enterprise),
                 (_, Some("int")) => json!(a.integrator),
                 (_, Some("prj")) => json!(a.project),
+                (_, Some("sup")) => json!(a.supplier),
+                (_, Some("mdl")) => json!(a.model),
                 _ => v.clone(),
             };
         }
@@ -128,13 +177,26 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
     let (_, doc) = api.call("GET", "/openapi.json", None, None).await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let foreigners = [
-        ("B integrator_admin", b.token("integrator_admin")),
-        ("B gov_supervisor", b.token("gov_supervisor")),
-        ("B enterprise_admin", b.token("enterprise_admin")),
+        (
+            "B integrator_admin",
+            "integrator_admin",
+            b.token("integrator_admin"),
+        ),
+        (
+            "B gov_supervisor",
+            "gov_supervisor",
+            b.token("gov_supervisor"),
+        ),
+        (
+            "B enterprise_admin",
+            "enterprise_admin",
+            b.token("enterprise_admin"),
+        ),
     ];
 
     let mut checked = Vec::new();
     let mut open_to_all = Vec::new();
+    let mut shared = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             if op.get("security").is_none() {
@@ -159,12 +221,19 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
                 );
             }
 
-            for (label, token) in foreigners {
+            for (label, role, token) in foreigners {
                 let (s, v) = api
                     .call(&m, &real, Some(token), body.as_ref())
                     .await
                     .unwrap();
-                if has_id {
+                if has_id && shared_with(path, role) {
+                    // Public registry data (see SHARED_REGISTRIES): readable, but nothing of A's
+                    // tenant data may come with it.
+                    if let Some(id) = leaks(&v, &a) {
+                        panic!("{what} as {label} answered {s} with A's id {id}: {v}");
+                    }
+                    shared.push(format!("{what} as {label}: {s}"));
+                } else if has_id {
                     let (gs, gv) = api
                         .call(&m, &ghost, Some(token), body.as_ref())
                         .await
@@ -223,6 +292,10 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
         "GET /v1/projects",
         "GET /v1/projects/{id}",
         "POST /v1/users",
+        "POST /v1/suppliers",
+        "POST /v1/device-models",
+        "POST /v1/blacklist",
+        "GET /v1/blacklist/{id}",
     ] {
         assert!(
             checked.iter().any(|c| c == must),
@@ -230,9 +303,21 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
         );
     }
     eprintln!(
-        "isolation: {} protected operations checked; open to every role: {open_to_all:?}",
+        "isolation: {} protected operations checked; open to every role: {open_to_all:?}; \
+         shared registry answers to foreigners: {shared:?}",
         checked.len()
     );
+    // B's government (Jilin City) does not overlap A's entry (Changchun): 404, like no entry.
+    let (s, _) = api
+        .call(
+            "GET",
+            &format!("/v1/blacklist/{}", a.blacklist),
+            Some(b.token("gov_supervisor")),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 404);
 
     // Nothing of A changed.
     let after_a = api

@@ -1,9 +1,64 @@
 //! Devices (DOMAIN.md §8.3): suppliers, device models, bound devices, and the blacklist rule
 //! (黑名单制度). Pure types and rules; storage and HTTP live elsewhere.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
-use super::tenancy::{FieldError, RegionCode};
+use super::tenancy::{CustomerId, FieldError, RegionCode, Uscc, prefixed_id};
+use crate::ids::IntegratorId;
+
+prefixed_id!(
+    /// A device supplier (manufacturer), in the platform-wide registry.
+    SupplierId, "sup-"
+);
+prefixed_id!(
+    /// A device model of a supplier, in the platform-wide registry.
+    ModelId, "mdl-"
+);
+prefixed_id!(
+    /// A blacklist entry (黑名单).
+    BlacklistId, "blk-"
+);
+prefixed_id!(
+    /// A device bound to a project.
+    DeviceId, "dev-"
+);
+
+/// A device's serial number as printed on its nameplate: 1 to 64 of letters, digits and
+/// `- _ . : /`, case-folded to upper case so a blacklist entry cannot be dodged by case. It is a
+/// key segment, so the key delimiter `#` can never occur.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SerialNo(String);
+
+impl SerialNo {
+    pub fn parse(field: &str, s: &str) -> Result<SerialNo, FieldError> {
+        let s = s.trim().to_ascii_uppercase();
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
+        if ok {
+            Ok(SerialNo(s))
+        } else {
+            Err(FieldError::new(
+                field,
+                "a serial number is 1 to 64 of letters, digits and - _ . : /",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for SerialNo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        SerialNo::parse("serial_no", &s).map_err(serde::de::Error::custom)
+    }
+}
 
 /// What a device is. API.md's list; the snake_case names are the public contract.
 #[derive(
@@ -240,6 +295,113 @@ pub enum Scope {
     Device,
 }
 
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Supplier => "supplier",
+            Scope::Model => "model",
+            Scope::Device => "device",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entities, as stored.
+
+/// A device supplier. Suppliers are a platform-wide registry (a government blacklists a
+/// manufacturer across integrators), unique by USCC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Supplier {
+    #[schema(value_type = String)]
+    pub id: SupplierId,
+    pub name: String,
+    #[schema(value_type = String)]
+    pub uscc: Uscc,
+    pub created_at: String,
+    /// The user who registered it.
+    pub created_by: String,
+}
+
+/// A device model of a supplier, platform-wide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeviceModel {
+    #[schema(value_type = String)]
+    pub id: ModelId,
+    #[schema(value_type = String)]
+    pub supplier_id: SupplierId,
+    pub name: String,
+    pub category: Category,
+    pub protocol: Protocol,
+    /// Access-standard certificate number (接入标准); without one the model is provisioned only
+    /// where the integrator marked it compliant.
+    pub access_cert_no: Option<String>,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+/// An integrator's explicit statement that a model without an access certificate is compliant,
+/// with who made it and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ComplianceMark {
+    #[schema(value_type = String)]
+    pub model_id: ModelId,
+    #[schema(value_type = String)]
+    pub integrator_id: IntegratorId,
+    pub marked_by: String,
+    pub marked_at: String,
+    pub note: String,
+}
+
+/// How an entry was lifted. Lifting is recorded; entries are never deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Lifted {
+    pub by: String,
+    pub at: String,
+    pub reason: String,
+}
+
+/// A blacklist entry (黑名单制度): a supplier, a model or one device (by serial number), banned
+/// in a region and every region below it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BlacklistEntry {
+    #[schema(value_type = String)]
+    pub id: BlacklistId,
+    pub scope: Scope,
+    /// A supplier id, a model id, or a serial number, per `scope`.
+    pub target_id: String,
+    #[schema(value_type = String, example = "220100")]
+    pub region_code: RegionCode,
+    pub reason: String,
+    /// The user who issued it.
+    pub issued_by: String,
+    /// The issuing government customer; `None` when the platform administrator issued it (and
+    /// withheld from callers outside the issuing integrator).
+    #[schema(value_type = Option<String>)]
+    pub issued_by_customer_id: Option<CustomerId>,
+    /// The integrator of the issuing government customer (withheld like the customer).
+    #[schema(value_type = Option<String>)]
+    pub issued_by_integrator_id: Option<IntegratorId>,
+    pub issued_at: String,
+    pub lifted: Option<Lifted>,
+}
+
+impl BlacklistEntry {
+    pub fn is_active(&self) -> bool {
+        self.lifted.is_none()
+    }
+
+    /// The entry as the binding rule sees it.
+    pub fn ban(&self) -> Ban {
+        Ban {
+            id: self.id.to_string(),
+            scope: self.scope,
+            target: self.target_id.clone(),
+            region: self.region_code.clone(),
+            lifted: self.lifted.is_some(),
+        }
+    }
+}
+
 /// A blacklist entry as the binding rule sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ban {
@@ -383,6 +545,26 @@ mod tests {
         assert!(Mn::parse("mn", "").is_err());
         assert!(Mn::parse("mn", "A#B").is_err());
         assert!(Mn::parse("mn", &"A".repeat(25)).is_err());
+    }
+
+    #[test]
+    fn ids_and_serials_parse() {
+        assert!(SupplierId::generate().as_str().starts_with("sup-"));
+        assert!(ModelId::parse("id", "mdl-0a1b").is_ok());
+        assert!(ModelId::parse("id", "sup-0a1b").is_err());
+        assert!(BlacklistId::parse("id", "blk-").is_err());
+        assert!(DeviceId::generate().as_str().starts_with("dev-"));
+        assert_eq!(
+            SerialNo::parse("serial_no", " sn-2024/001 ")
+                .unwrap()
+                .as_str(),
+            "SN-2024/001"
+        );
+        assert!(SerialNo::parse("serial_no", "A#B").is_err());
+        assert!(SerialNo::parse("serial_no", "").is_err());
+        assert!(SerialNo::parse("serial_no", &"A".repeat(65)).is_err());
+        assert_eq!(Scope::Model.as_str(), "model");
+        assert_eq!(serde_json::to_value(Scope::Device).unwrap(), "device");
     }
 
     #[test]

@@ -73,6 +73,9 @@ macro_rules! prefixed_id {
     };
 }
 
+/// The id newtypes of other domain modules (`devices`) are built by the same macro.
+pub(crate) use prefixed_id;
+
 prefixed_id!(
     /// A customer (government region, enterprise or project owner) of an integrator.
     CustomerId, "cus-"

@@ -142,6 +142,57 @@ pub fn username_sk(name: &str) -> String {
     format!("USERNAME{DELIM}{name}")
 }
 
+// ---- Device catalog (DOMAIN.md §8.3). Suppliers, models and the blacklist are platform-wide
+// registries in the platform partition; compliance marks belong to the integrator.
+
+/// Supplier: `(I#_platform#, SUPPLIER#{s})`.
+pub fn supplier_sk(s: &str) -> String {
+    format!("SUPPLIER{DELIM}{s}")
+}
+pub const SUPPLIER_PREFIX: &str = "SUPPLIER#";
+
+/// USCC uniqueness of suppliers: `(I#_platform#, SUPPLIER_USCC#{uscc})` points at the supplier.
+/// (`SUPPLIER_USCC#` does not start with `SUPPLIER#`, so supplier lists never see it.)
+pub fn supplier_uscc_sk(uscc: &str) -> String {
+    format!("SUPPLIER_USCC{DELIM}{uscc}")
+}
+
+/// Device model: `(I#_platform#, MODEL#{m})`.
+pub fn model_sk(m: &str) -> String {
+    format!("MODEL{DELIM}{m}")
+}
+pub const MODEL_PREFIX: &str = "MODEL#";
+
+/// A supplier's models: `(I#_platform#, SUPPLIER_MODEL#{s}#{m})`, for `?supplier_id=` lists.
+pub fn supplier_model_sk(s: &str, m: &str) -> String {
+    format!("SUPPLIER_MODEL{DELIM}{s}{DELIM}{m}")
+}
+pub fn supplier_models_prefix(s: &str) -> String {
+    format!("SUPPLIER_MODEL{DELIM}{s}{DELIM}")
+}
+
+/// An integrator's compliance mark on a model without an access certificate:
+/// `(I#{i}#, MODELOK#{m})`.
+pub fn compliance_sk(m: &str) -> String {
+    format!("MODELOK{DELIM}{m}")
+}
+
+/// Blacklist entry: `(I#_platform#, BLACKLIST#{b})`.
+pub fn blacklist_sk(b: &str) -> String {
+    format!("BLACKLIST{DELIM}{b}")
+}
+pub const BLACKLIST_PREFIX: &str = "BLACKLIST#";
+
+/// The blacklist by target: `(I#_platform#, BLTARGET#{scope}#{target}#{b})`, so "is this supplier,
+/// model or serial banned anywhere" is one prefix query per scope ([`blacklist_target_prefix`]).
+/// `scope` is `supplier`/`model`/`device`; `target` a parsed id or serial number (no `#`).
+pub fn blacklist_target_sk(scope: &str, target: &str, b: &str) -> String {
+    format!("BLTARGET{DELIM}{scope}{DELIM}{target}{DELIM}{b}")
+}
+pub fn blacklist_target_prefix(scope: &str, target: &str) -> String {
+    format!("BLTARGET{DELIM}{scope}{DELIM}{target}{DELIM}")
+}
+
 /// `{prefix}#{seq:020}`: a sort key whose byte order equals numeric order of `seq`
 /// (zero-padded to the width of u64::MAX).
 pub fn seq_sk(prefix: &str, seq: u64) -> String {
@@ -220,6 +271,62 @@ mod tests {
         assert_eq!(region_gsi_sk("220102", "prj-1"), "220102#prj-1");
         assert_eq!(user_sk("usr-1"), "USER#usr-1");
         assert_eq!(username_sk("ct-admin"), "USERNAME#ct-admin");
+    }
+
+    #[test]
+    fn catalog_keys_byte_exact() {
+        let i = id("ct-jl");
+        assert_eq!(supplier_sk("sup-1"), "SUPPLIER#sup-1");
+        assert!(supplier_sk("sup-1").starts_with(SUPPLIER_PREFIX));
+        assert_eq!(
+            supplier_uscc_sk("91220101MA00000013"),
+            "SUPPLIER_USCC#91220101MA00000013"
+        );
+        assert!(!supplier_uscc_sk("9").starts_with(SUPPLIER_PREFIX));
+        assert_eq!(model_sk("mdl-1"), "MODEL#mdl-1");
+        assert!(model_sk("mdl-1").starts_with(MODEL_PREFIX));
+        assert_eq!(
+            supplier_model_sk("sup-1", "mdl-2"),
+            "SUPPLIER_MODEL#sup-1#mdl-2"
+        );
+        assert_eq!(supplier_models_prefix("sup-1"), "SUPPLIER_MODEL#sup-1#");
+        assert!(supplier_model_sk("sup-1", "mdl-2").starts_with(&supplier_models_prefix("sup-1")));
+        assert!(
+            !supplier_model_sk("sup-10", "mdl-2").starts_with(&supplier_models_prefix("sup-1"))
+        );
+        assert!(!supplier_model_sk("sup-1", "m").starts_with(SUPPLIER_PREFIX));
+        assert_eq!(
+            (integrator(&i).as_str(), compliance_sk("mdl-1").as_str()),
+            ("I#ct-jl#", "MODELOK#mdl-1")
+        );
+        assert_eq!(blacklist_sk("blk-1"), "BLACKLIST#blk-1");
+        assert!(blacklist_sk("blk-1").starts_with(BLACKLIST_PREFIX));
+        assert_eq!(
+            blacklist_target_sk("supplier", "sup-1", "blk-2"),
+            "BLTARGET#supplier#sup-1#blk-2"
+        );
+        assert_eq!(
+            blacklist_target_sk("device", "SN-1", "blk-3"),
+            "BLTARGET#device#SN-1#blk-3"
+        );
+        assert_eq!(
+            blacklist_target_prefix("model", "mdl-1"),
+            "BLTARGET#model#mdl-1#"
+        );
+        assert!(
+            blacklist_target_sk("model", "mdl-1", "blk-2")
+                .starts_with(&blacklist_target_prefix("model", "mdl-1"))
+        );
+        // mdl-1's prefix does not match mdl-10's entries, nor another scope's.
+        assert!(
+            !blacklist_target_sk("model", "mdl-10", "blk-2")
+                .starts_with(&blacklist_target_prefix("model", "mdl-1"))
+        );
+        assert!(
+            !blacklist_target_sk("device", "mdl-1", "blk-2")
+                .starts_with(&blacklist_target_prefix("model", "mdl-1"))
+        );
+        assert!(!blacklist_target_sk("model", "m", "b").starts_with(BLACKLIST_PREFIX));
     }
 
     #[test]

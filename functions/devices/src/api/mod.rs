@@ -1,0 +1,73 @@
+//! HTTP handlers of the devices concern.
+
+pub mod blacklist;
+pub mod models;
+pub mod suppliers;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use smartsite_shared::auth::Role;
+use smartsite_shared::catalog::CatalogError;
+use smartsite_shared::directory::DirectoryError;
+use smartsite_shared::http::Problem;
+use smartsite_shared::store::{Key, keys};
+
+use crate::AppState;
+
+/// Who may read the registry (suppliers, models) and the blacklist: integrator staff, government
+/// supervisors and the platform administrator. Enterprise and project users have no use for it.
+pub const READ_ROLES: &[Role] = &[
+    Role::PlatformAdmin,
+    Role::IntegratorAdmin,
+    Role::IntegratorOps,
+    Role::GovSupervisor,
+];
+
+/// The current instant as RFC 3339 (UTC, seconds).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Maps catalog errors at the edge.
+pub fn cat_err(e: CatalogError) -> Problem {
+    match e {
+        CatalogError::DuplicateUscc(id) => {
+            Problem::conflict(format!("a supplier with this uscc already exists: {id}"))
+        }
+        CatalogError::UnknownSupplier => Problem::validation("supplier_id", "no such supplier"),
+        CatalogError::AlreadyLifted => Problem::conflict("the blacklist entry is already lifted"),
+        CatalogError::Exists(what) => Problem::conflict(format!("{what} already exists")),
+        CatalogError::Store(s) => s.into(),
+        CatalogError::Corrupt(c) => Problem::internal(&c),
+    }
+}
+
+/// Maps directory errors at the edge.
+pub fn dir_err(e: DirectoryError) -> Problem {
+    match e {
+        DirectoryError::Exists(what) => Problem::conflict(format!("{what} already exists")),
+        DirectoryError::Store(s) => s.into(),
+        DirectoryError::Corrupt(c) => Problem::internal(&c),
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+    pub concern: &'static str,
+    pub store: &'static str,
+}
+
+/// Liveness of the concern and its table.
+#[utoipa::path(get, path = "/v1/devices/healthz", tag = "devices",
+    responses((status = 200, body = Health)))]
+pub async fn health(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
+    let (pk, sk) = keys::health_probe();
+    state.store.get(&Key::new(pk, sk)).await?;
+    Ok(Json(Health {
+        status: "ok",
+        concern: "devices",
+        store: "ok",
+    }))
+}

@@ -1,0 +1,84 @@
+//! The `devices` concern: the platform-wide registry of suppliers and device models, each
+//! integrator's compliance marks, and the blacklist (黑名单制度). Device binding and provisioning
+//! come later and build on `smartsite_shared::catalog`.
+//!
+//! Same shape as `smartsite_tenants`: `routes()` is the concern's whole HTTP surface, registered
+//! through its OpenAPI description; the AWS edition runs `app(state)` under `lambda_http` (see
+//! `main.rs`); the single-box edition merges `routes()` into `smartsite serve`; tests drive it
+//! with `oneshot`.
+
+pub mod api;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRef;
+use smartsite_shared::auth::Authenticator;
+use smartsite_shared::catalog::Catalog;
+use smartsite_shared::directory::{self, Directory};
+use smartsite_shared::http;
+use smartsite_shared::store::Store;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Everything the handlers need, built once at start-up.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// Tenancy: a government supervisor's jurisdiction, and the write guard.
+    pub directory: Directory,
+    pub catalog: Catalog,
+    pub auth: Authenticator,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, auth: Authenticator) -> Self {
+        AppState {
+            directory: Directory::new(Arc::clone(&store)),
+            catalog: Catalog::new(Arc::clone(&store)),
+            store,
+            auth,
+        }
+    }
+}
+
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Directory {
+    fn from_ref(s: &AppState) -> Self {
+        s.directory.clone()
+    }
+}
+
+/// The concern's routes, served by both editions.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(api::health))
+        .routes(routes!(api::suppliers::create, api::suppliers::list))
+        .routes(routes!(api::suppliers::get))
+        .routes(routes!(api::models::create, api::models::list))
+        .routes(routes!(api::models::get))
+        .routes(routes!(api::models::mark_compliant))
+        .routes(routes!(api::blacklist::issue, api::blacklist::list))
+        .routes(routes!(api::blacklist::get))
+        .routes(routes!(api::blacklist::lift))
+}
+
+/// Applies the cross-cutting layers every deployment of this concern gets.
+pub fn finish(router: Router<AppState>, state: AppState) -> Router {
+    let guarded = router.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        directory::write_guard::<AppState>,
+    ));
+    http::finish(guarded.with_state(state))
+}
+
+/// The concern as a complete service: what the Lambda runs.
+pub fn app(state: AppState) -> Router {
+    let (router, _doc) = routes().split_for_parts();
+    finish(router, state)
+}

@@ -1,0 +1,935 @@
+//! The device-catalog suite: the `devices` router driven through `oneshot`, plus the catalog's
+//! binding-check API, over whichever store a fixture gives. `catalog_suite!(fixture)` expands to
+//! one test per case, so the same cases run against redb and against DynamoDB on the emulator.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use http::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+use smartsite_devices::AppState;
+use smartsite_shared::auth::{Authenticator, Claims, LocalIssuer};
+use smartsite_shared::catalog::Catalog;
+use smartsite_shared::directory::Directory;
+use smartsite_shared::domain::devices::{Candidate, ModelId, SerialNo, SupplierId, blocking_entry};
+use smartsite_shared::domain::tenancy::{Customer, CustomerId, CustomerKind, RegionCode, Status};
+use smartsite_shared::ids::IntegratorId;
+use smartsite_shared::testkit::StoreFixture;
+use tower::ServiceExt;
+
+pub struct T {
+    router: Router,
+    pub issuer: Arc<LocalIssuer>,
+    pub catalog: Catalog,
+    pub directory: Directory,
+    _store: StoreFixture,
+    _keys: tempfile::TempDir,
+}
+
+#[macro_export]
+macro_rules! catalog_suite {
+    ($fixture:path) => {
+        catalog_suite!(@cases $fixture;
+            suppliers_and_models_registry,
+            compliance_marks_are_per_integrator,
+            blacklist_issuing_rules,
+            blacklist_blocks_across_the_region_hierarchy,
+            blacklist_visibility_follows_jurisdiction,
+            lifting_is_recorded_and_unblocks,
+        );
+    };
+    (@cases $fixture:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                suite::$case(suite::T::new($fixture().await)).await;
+            }
+        )*
+    };
+}
+
+pub const A: &str = "int-a";
+pub const B: &str = "int-b";
+
+impl T {
+    pub fn new(store: StoreFixture) -> T {
+        let keys = tempfile::tempdir().unwrap();
+        let issuer =
+            Arc::new(LocalIssuer::load_or_create(keys.path(), "test-issuer", 900).unwrap());
+        let auth = Authenticator::Bearer(Arc::new(issuer.verifier().unwrap()));
+        let state = AppState::new(Arc::clone(&store.store), auth);
+        let (catalog, directory) = (state.catalog.clone(), state.directory.clone());
+        let (routes, _) = smartsite_devices::routes().split_for_parts();
+        let router = smartsite_devices::finish(routes, state);
+        T {
+            router,
+            issuer,
+            catalog,
+            directory,
+            _store: store,
+            _keys: keys,
+        }
+    }
+
+    /// A token for arbitrary claims, as the issuer would sign them after a login of user `sub`.
+    pub fn token_of(
+        &self,
+        sub: &str,
+        roles: &[&str],
+        integrator: Option<&str>,
+        customer: Option<&str>,
+    ) -> String {
+        let claims = Claims {
+            sub: sub.into(),
+            integrator_id: integrator.map(Into::into),
+            customer_id: customer.map(Into::into),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        };
+        self.issuer
+            .issue(claims, smartsite_shared::store::now_epoch())
+            .unwrap()
+    }
+
+    pub fn platform(&self) -> String {
+        self.token_of("usr-platform", &["platform_admin"], None, None)
+    }
+
+    /// Integrator staff of `integrator` with `role`, signed in as `usr-{role}-{integrator}`.
+    pub fn staff(&self, integrator: &str, role: &str) -> String {
+        let sub = format!("usr-{}-{integrator}", role.replace('_', ""));
+        self.token_of(&sub, &[role], Some(integrator), None)
+    }
+
+    /// A government customer of `integrator` governing `region`, and a supervisor's token.
+    pub async fn gov(&self, integrator: &str, region: &str) -> (String, String) {
+        let c = Customer {
+            id: CustomerId::generate(),
+            integrator_id: IntegratorId::parse(integrator).unwrap(),
+            kind: CustomerKind::GovRegion,
+            name: format!("{region} 住建局"),
+            region_code: RegionCode::parse("region_code", region).unwrap(),
+            uscc: None,
+            status: Status::Active,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            status_changed_at: None,
+            status_changed_by: None,
+        };
+        self.directory.create_customer(&c).await.unwrap();
+        let sub = format!("usr-gov-{region}");
+        let token = self.token_of(
+            &sub,
+            &["gov_supervisor"],
+            Some(integrator),
+            Some(c.id.as_str()),
+        );
+        (c.id.to_string(), token)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string()))
+                .unwrap(),
+            None => req.body(Body::empty()).unwrap(),
+        };
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 22)
+            .await
+            .unwrap();
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        (status, v)
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    /// Creates an object and returns it, asserting 201.
+    pub async fn create(&self, path: &str, token: &str, body: Value) -> Value {
+        let (s, v) = self.post(path, token, body).await;
+        assert_eq!(s, StatusCode::CREATED, "POST {path}: {v}");
+        v
+    }
+
+    pub async fn supplier(&self, token: &str, seq: u32) -> String {
+        let v = self
+            .create(
+                "/v1/suppliers",
+                token,
+                json!({"name": format!("供应商{seq}"), "uscc": uscc(&format!("91430100MA{seq:07}"))}),
+            )
+            .await;
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn model(&self, token: &str, supplier: &str, cert: Option<&str>) -> String {
+        let v = self
+            .create(
+                "/v1/device-models",
+                token,
+                json!({"supplier_id": supplier, "name": "塔机黑匣子", "category": "tower_crane",
+                    "protocol": "mqtt_json", "access_cert_no": cert}),
+            )
+            .await;
+        v["id"].as_str().unwrap().to_owned()
+    }
+}
+
+pub fn uscc(first17: &str) -> String {
+    format!(
+        "{first17}{}",
+        smartsite_shared::domain::tenancy::Uscc::check_char(first17).unwrap()
+    )
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn assert_422(res: &(StatusCode, Value), field: &str) {
+    assert_eq!(res.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", res.1);
+    assert_eq!(res.1["field"], field, "{}", res.1);
+    assert_eq!(res.1["type"], "https://smartsite.dev/problems/validation");
+}
+
+fn region(s: &str) -> RegionCode {
+    RegionCode::parse("region", s).unwrap()
+}
+
+pub async fn suppliers_and_models_registry(t: T) {
+    let a_admin = t.staff(A, "integrator_admin");
+    let b_ops = t.staff(B, "integrator_ops");
+    let (_, gov) = t.gov(A, "220100").await;
+    let enterprise = t.token_of("usr-e", &["enterprise_admin"], Some(A), Some("cus-1"));
+
+    let body = json!({"name": " 智塔科技 ", "uscc": uscc("91430100MA0000001").to_lowercase()});
+    let sup = t.create("/v1/suppliers", &a_admin, body.clone()).await;
+    let sup_id = sup["id"].as_str().unwrap().to_owned();
+    assert!(sup_id.starts_with("sup-"));
+    assert_eq!(sup["name"], "智塔科技");
+    assert_eq!(sup["uscc"], uscc("91430100MA0000001"), "USCC upper-cased");
+    assert_eq!(sup["created_by"], "usr-integratoradmin-int-a");
+    assert!(sup["created_at"].as_str().unwrap().ends_with('Z'));
+
+    // Suppliers are platform-wide and unique by USCC: another integrator registering the same
+    // manufacturer is told which supplier it already is.
+    let (s, v) = t.post("/v1/suppliers", &b_ops, body).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains(&sup_id), "{v}");
+    for reader in [&b_ops, &gov, &t.platform()] {
+        let (s, v) = t.get(&format!("/v1/suppliers/{sup_id}"), reader).await;
+        assert_eq!(
+            (s, v["id"].as_str()),
+            (StatusCode::OK, Some(sup_id.as_str()))
+        );
+        let (_, list) = t.get("/v1/suppliers", reader).await;
+        assert_eq!(ids(&list), vec![sup_id.clone()]);
+    }
+    assert_eq!(
+        t.get(&format!("/v1/suppliers/{sup_id}"), &enterprise)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        t.get("/v1/suppliers/sup-00000000000000000000000000000000", &b_ops)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.post(
+            "/v1/suppliers",
+            &gov,
+            json!({"name": "x", "uscc": uscc("91430100MA0000002")})
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_422(
+        &t.post(
+            "/v1/suppliers",
+            &a_admin,
+            json!({"name": "x", "uscc": "91430100MA00000010"}),
+        )
+        .await,
+        "uscc",
+    );
+    assert_422(
+        &t.post(
+            "/v1/suppliers",
+            &a_admin,
+            json!({"name": " ", "uscc": uscc("91430100MA0000003")}),
+        )
+        .await,
+        "name",
+    );
+
+    // Models.
+    let other_sup = t.supplier(&t.platform(), 4).await;
+    let model = |supplier: &str, category: &str, protocol: &str| {
+        json!({"supplier_id": supplier, "name": "扬尘监测仪", "category": category,
+            "protocol": protocol, "access_cert_no": "JL-JR-2026-0001"})
+    };
+    let m = t
+        .create(
+            "/v1/device-models",
+            &a_admin,
+            model(&sup_id, "dust_noise", "hj212"),
+        )
+        .await;
+    let m_id = m["id"].as_str().unwrap().to_owned();
+    assert!(m_id.starts_with("mdl-"));
+    assert_eq!(
+        (
+            &m["supplier_id"],
+            &m["category"],
+            &m["protocol"],
+            &m["access_cert_no"]
+        ),
+        (
+            &json!(sup_id),
+            &json!("dust_noise"),
+            &json!("hj212"),
+            &json!("JL-JR-2026-0001")
+        )
+    );
+    assert_eq!(m["compliant_for_you"], false);
+    let m2 = t.model(&b_ops, &other_sup, None).await;
+    assert_422(
+        &t.post(
+            "/v1/device-models",
+            &a_admin,
+            model(&sup_id, "crane", "mqtt_json"),
+        )
+        .await,
+        "category",
+    );
+    assert_422(
+        &t.post(
+            "/v1/device-models",
+            &a_admin,
+            model(
+                "sup-00000000000000000000000000000000",
+                "camera",
+                "mqtt_json",
+            ),
+        )
+        .await,
+        "supplier_id",
+    );
+    assert_422(
+        &t.post(
+            "/v1/device-models",
+            &a_admin,
+            model("mdl-1", "camera", "mqtt_json"),
+        )
+        .await,
+        "supplier_id",
+    );
+    assert_422(
+        &t.post(
+            "/v1/device-models",
+            &a_admin,
+            model(&sup_id, "tower_crane", "hj212"),
+        )
+        .await,
+        "protocol",
+    );
+    assert_eq!(
+        t.post(
+            "/v1/device-models",
+            &enterprise,
+            model(&sup_id, "camera", "mqtt_json")
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+
+    let (_, all) = t.get("/v1/device-models", &gov).await;
+    let mut all = ids(&all);
+    all.sort();
+    let mut want = vec![m_id.clone(), m2.clone()];
+    want.sort();
+    assert_eq!(all, want);
+    let (_, one) = t
+        .get(&format!("/v1/device-models?supplier_id={sup_id}"), &gov)
+        .await;
+    assert_eq!(ids(&one), vec![m_id.clone()]);
+    assert!(one["items"][0].get("compliant_for_you").is_none(), "{one}");
+    let (_, none) = t
+        .get(
+            "/v1/device-models?supplier_id=sup-00000000000000000000000000000000",
+            &gov,
+        )
+        .await;
+    assert!(ids(&none).is_empty());
+    assert_422(
+        &t.get("/v1/device-models?supplier_id=bad", &gov).await,
+        "supplier_id",
+    );
+    let (s, v) = t.get(&format!("/v1/device-models/{m2}"), &a_admin).await;
+    assert_eq!((s, &v["access_cert_no"]), (StatusCode::OK, &Value::Null));
+    assert_eq!(
+        t.get(
+            "/v1/device-models/mdl-00000000000000000000000000000000",
+            &gov
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+pub async fn compliance_marks_are_per_integrator(t: T) {
+    let a_admin = t.staff(A, "integrator_admin");
+    let b_admin = t.staff(B, "integrator_admin");
+    let (_, gov) = t.gov(A, "220100").await;
+    let sup = t.supplier(&a_admin, 1).await;
+    let uncertified = t.model(&a_admin, &sup, None).await;
+    let certified = t.model(&a_admin, &sup, Some("JL-JR-2026-0002")).await;
+    let (a, b) = (
+        IntegratorId::parse(A).unwrap(),
+        IntegratorId::parse(B).unwrap(),
+    );
+    let mid = |s: &str| ModelId::parse("id", s).unwrap();
+
+    // A certificate suffices everywhere; without one, nobody may provision until marked.
+    for i in [&a, &b] {
+        assert!(
+            t.catalog
+                .may_provision_model(i, &mid(&certified))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !t.catalog
+                .may_provision_model(i, &mid(&uncertified))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !t.catalog
+            .may_provision_model(&a, &mid("mdl-00000000000000000000000000000000"))
+            .await
+            .unwrap()
+    );
+
+    let path = format!("/v1/device-models/{uncertified}/compliance");
+    for not_admin in [t.staff(A, "integrator_ops"), gov.clone(), t.platform()] {
+        let (s, v) = t.post(&path, &not_admin, json!({"note": "x"})).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    }
+    assert_422(&t.post(&path, &a_admin, json!({"note": ""})).await, "note");
+    let (s, mark) = t
+        .post(&path, &a_admin, json!({"note": "检测报告 2026-031 已核验"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{mark}");
+    assert_eq!(mark["model_id"], uncertified.as_str());
+    assert_eq!(mark["integrator_id"], A);
+    assert_eq!(mark["marked_by"], "usr-integratoradmin-int-a");
+    assert_eq!(mark["note"], "检测报告 2026-031 已核验");
+    assert!(mark["marked_at"].as_str().unwrap().ends_with('Z'));
+    // Marking again answers the first record unchanged.
+    let (s, again) = t.post(&path, &a_admin, json!({"note": "second"})).await;
+    assert_eq!((s, &again), (StatusCode::OK, &mark));
+
+    assert!(
+        t.catalog
+            .may_provision_model(&a, &mid(&uncertified))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !t.catalog
+            .may_provision_model(&b, &mid(&uncertified))
+            .await
+            .unwrap(),
+        "A's mark is not B's"
+    );
+    let stored = t
+        .catalog
+        .compliance(&a, &mid(&uncertified))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.marked_by, "usr-integratoradmin-int-a");
+    assert!(
+        t.catalog
+            .compliance(&b, &mid(&uncertified))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let model_path = format!("/v1/device-models/{uncertified}");
+    assert_eq!(
+        t.get(&model_path, &a_admin).await.1["compliant_for_you"],
+        true
+    );
+    assert_eq!(
+        t.get(&model_path, &t.staff(A, "integrator_ops")).await.1["compliant_for_you"],
+        true
+    );
+    assert_eq!(
+        t.get(&model_path, &b_admin).await.1["compliant_for_you"],
+        false
+    );
+    assert!(
+        t.get(&model_path, &gov)
+            .await
+            .1
+            .get("compliant_for_you")
+            .is_none()
+    );
+    let (_, list) = t
+        .get(&format!("/v1/device-models?supplier_id={sup}"), &b_admin)
+        .await;
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["compliant_for_you"] == false),
+        "{list}"
+    );
+    assert_eq!(
+        t.post(
+            "/v1/device-models/mdl-00000000000000000000000000000000/compliance",
+            &a_admin,
+            json!({"note": "x"})
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+fn entry_body(scope: &str, target: &str, region: &str) -> Value {
+    json!({"scope": scope, "target_id": target, "region_code": region, "reason": "数据造假"})
+}
+
+pub async fn blacklist_issuing_rules(t: T) {
+    let a_admin = t.staff(A, "integrator_admin");
+    let (gov_id, gov) = t.gov(A, "220100").await;
+    let sup = t.supplier(&a_admin, 1).await;
+    let model = t.model(&a_admin, &sup, None).await;
+
+    for inside in ["220100", "220102"] {
+        let e = t
+            .create("/v1/blacklist", &gov, entry_body("supplier", &sup, inside))
+            .await;
+        assert!(e["id"].as_str().unwrap().starts_with("blk-"));
+        assert_eq!(
+            (&e["scope"], &e["target_id"], &e["region_code"]),
+            (&json!("supplier"), &json!(sup), &json!(inside))
+        );
+        assert_eq!(e["issued_by"], "usr-gov-220100");
+        assert_eq!(e["issued_by_customer_id"], gov_id.as_str());
+        assert_eq!(e["issued_by_integrator_id"], A);
+        assert_eq!(e["lifted"], Value::Null);
+    }
+    // Outside its jurisdiction, including the province above it.
+    for outside in ["220200", "220000"] {
+        assert_422(
+            &t.post("/v1/blacklist", &gov, entry_body("supplier", &sup, outside))
+                .await,
+            "region_code",
+        );
+    }
+    // Integrator staff may not issue.
+    for staff in [a_admin.clone(), t.staff(A, "integrator_ops")] {
+        let (s, v) = t
+            .post(
+                "/v1/blacklist",
+                &staff,
+                entry_body("supplier", &sup, "220100"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    }
+    // The platform administrator issues anywhere, as nobody's customer.
+    let e = t
+        .create(
+            "/v1/blacklist",
+            &t.platform(),
+            entry_body("model", &model, "440300"),
+        )
+        .await;
+    assert_eq!(e["issued_by_customer_id"], Value::Null);
+    assert_eq!(e["issued_by"], "usr-platform");
+    // Targets: supplier and model must exist; a device is a serial number.
+    assert_422(
+        &t.post(
+            "/v1/blacklist",
+            &gov,
+            entry_body("model", "mdl-00000000000000000000000000000000", "220100"),
+        )
+        .await,
+        "target_id",
+    );
+    assert_422(
+        &t.post(
+            "/v1/blacklist",
+            &gov,
+            entry_body("supplier", &model, "220100"),
+        )
+        .await,
+        "target_id",
+    );
+    assert_422(
+        &t.post(
+            "/v1/blacklist",
+            &gov,
+            entry_body("device", "SN#1", "220100"),
+        )
+        .await,
+        "target_id",
+    );
+    assert_422(
+        &t.post("/v1/blacklist", &gov, entry_body("vendor", &sup, "220100"))
+            .await,
+        "scope",
+    );
+    assert_422(
+        &t.post("/v1/blacklist", &gov, entry_body("device", "SN-1", "2201"))
+            .await,
+        "region_code",
+    );
+    let d = t
+        .create(
+            "/v1/blacklist",
+            &gov,
+            entry_body("device", " zt-2024-0001 ", "220100"),
+        )
+        .await;
+    assert_eq!(d["target_id"], "ZT-2024-0001");
+}
+
+pub async fn blacklist_blocks_across_the_region_hierarchy(t: T) {
+    let a_admin = t.staff(A, "integrator_admin");
+    let (_, gov) = t.gov(A, "220100").await;
+    let (_, province) = t.gov(B, "220000").await;
+    let sup = t.supplier(&a_admin, 1).await;
+    let clean_sup = t.supplier(&a_admin, 2).await;
+    let model = t.model(&a_admin, &sup, Some("C-1")).await;
+    let clean_model = t.model(&a_admin, &clean_sup, Some("C-2")).await;
+
+    let by_supplier = t
+        .create(
+            "/v1/blacklist",
+            &gov,
+            entry_body("supplier", &sup, "220100"),
+        )
+        .await;
+    let by_serial = t
+        .create(
+            "/v1/blacklist",
+            &province,
+            entry_body("device", "SN-9", "220000"),
+        )
+        .await;
+    let sid = |s: &str| SupplierId::parse("s", s).unwrap();
+    let mid = |s: &str| ModelId::parse("m", s).unwrap();
+    let serial = |s: &str| SerialNo::parse("n", s).unwrap();
+
+    let bans = t
+        .catalog
+        .active_bans_for(&sid(&sup), &mid(&model), &serial("SN-1"))
+        .await
+        .unwrap();
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    let cand = |region: &RegionCode, s: &str, m: &str, n: &'static str| {
+        (s.to_owned(), m.to_owned(), n, region.clone())
+    };
+    let blocked = |c: (String, String, &str, RegionCode), bans: &[_]| {
+        blocking_entry(
+            &Candidate {
+                supplier_id: &c.0,
+                model_id: &c.1,
+                serial_no: c.2,
+                project_region: &c.3,
+            },
+            bans,
+        )
+        .map(|b| b.id.clone())
+    };
+    // A Changchun (220100) entry blocks a Chaoyang (220102) project, not a Jilin City one.
+    assert_eq!(
+        blocked(cand(&region("220102"), &sup, &model, "SN-1"), &bans),
+        Some(by_supplier["id"].as_str().unwrap().to_owned())
+    );
+    assert_eq!(
+        blocked(cand(&region("220201"), &sup, &model, "SN-1"), &bans),
+        None
+    );
+    // A province-wide device entry is found by serial (case-folded) and blocks anywhere in 22.
+    let bans = t
+        .catalog
+        .active_bans_for(&sid(&clean_sup), &mid(&clean_model), &serial("sn-9"))
+        .await
+        .unwrap();
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(
+        blocked(
+            cand(&region("220201"), &clean_sup, &clean_model, "SN-9"),
+            &bans
+        ),
+        Some(by_serial["id"].as_str().unwrap().to_owned())
+    );
+    assert_eq!(
+        blocked(
+            cand(&region("440300"), &clean_sup, &clean_model, "SN-9"),
+            &bans
+        ),
+        None
+    );
+    // Nothing names a clean supplier, model and serial.
+    assert!(
+        t.catalog
+            .active_bans_for(&sid(&clean_sup), &mid(&clean_model), &serial("SN-1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A model entry is found through the model.
+    let by_model = t
+        .create(
+            "/v1/blacklist",
+            &gov,
+            entry_body("model", &clean_model, "220102"),
+        )
+        .await;
+    let bans = t
+        .catalog
+        .active_bans_for(&sid(&clean_sup), &mid(&clean_model), &serial("SN-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        blocked(
+            cand(&region("220102"), &clean_sup, &clean_model, "SN-1"),
+            &bans
+        ),
+        Some(by_model["id"].as_str().unwrap().to_owned())
+    );
+    assert_eq!(
+        blocked(
+            cand(&region("220104"), &clean_sup, &clean_model, "SN-1"),
+            &bans
+        ),
+        None
+    );
+}
+
+pub async fn blacklist_visibility_follows_jurisdiction(t: T) {
+    let a_admin = t.staff(A, "integrator_admin");
+    let b_admin = t.staff(B, "integrator_admin");
+    let (gov_id, gov) = t.gov(A, "220100").await;
+    let (_, b_city) = t.gov(B, "220200").await;
+    let (_, b_province) = t.gov(B, "220000").await;
+    let (_, b_district) = t.gov(B, "220102").await;
+    let sup = t.supplier(&a_admin, 1).await;
+    let e = t
+        .create(
+            "/v1/blacklist",
+            &gov,
+            entry_body("supplier", &sup, "220100"),
+        )
+        .await;
+    let id = e["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/blacklist/{id}");
+
+    // Jurisdictions that overlap 220100 (above it, below it, itself) see it; 220200 does not.
+    for (who, token, sees) in [
+        ("A's city", &gov, true),
+        ("B's province", &b_province, true),
+        ("B's district", &b_district, true),
+        ("B's other city", &b_city, false),
+    ] {
+        let (s, v) = t.get(&path, token).await;
+        assert_eq!(s == StatusCode::OK, sees, "{who}: {s} {v}");
+        if !sees {
+            assert_eq!(s, StatusCode::NOT_FOUND, "{who}");
+        }
+        let (_, list) = t.get("/v1/blacklist", token).await;
+        assert_eq!(ids(&list).contains(&id), sees, "{who}: {list}");
+    }
+    // Every integrator sees every entry; only the issuing integrator sees who issued it.
+    let (_, own) = t.get(&path, &a_admin).await;
+    assert_eq!(own["issued_by_customer_id"], gov_id.as_str());
+    let (s, foreign) = t.get(&path, &b_admin).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(foreign["issued_by_customer_id"], Value::Null);
+    assert_eq!(foreign["issued_by_integrator_id"], Value::Null);
+    assert!(!foreign.to_string().contains(&gov_id), "{foreign}");
+    let (_, list) = t.get("/v1/blacklist", &b_province).await;
+    assert!(!list.to_string().contains(&gov_id), "{list}");
+    let (_, list) = t.get("/v1/blacklist", &t.platform()).await;
+    assert_eq!(list["items"][0]["issued_by_customer_id"], gov_id.as_str());
+    // Enterprise users have no business with it.
+    let enterprise = t.token_of("usr-e", &["enterprise_admin"], Some(A), Some("cus-1"));
+    assert_eq!(t.get(&path, &enterprise).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        t.get(
+            "/v1/blacklist/blk-00000000000000000000000000000000",
+            &a_admin
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+pub async fn lifting_is_recorded_and_unblocks(t: T) {
+    let a_admin = t.staff(A, "integrator_admin");
+    let (_, gov) = t.gov(A, "220100").await;
+    let (_, b_province) = t.gov(B, "220000").await;
+    let (_, b_city) = t.gov(B, "220200").await;
+    let sup = t.supplier(&a_admin, 1).await;
+    let model = t.model(&a_admin, &sup, Some("C-1")).await;
+    let e = t
+        .create(
+            "/v1/blacklist",
+            &gov,
+            entry_body("supplier", &sup, "220100"),
+        )
+        .await;
+    let id = e["id"].as_str().unwrap().to_owned();
+    let other = t
+        .create(
+            "/v1/blacklist",
+            &t.platform(),
+            entry_body("model", &model, "220000"),
+        )
+        .await;
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    let lift = format!("/v1/blacklist/{id}/lift");
+    let reason = json!({"reason": "整改完成"});
+
+    // Only the issuing authority (or the platform administrator) lifts; strangers see nothing.
+    assert_eq!(
+        t.post(&lift, &b_province, reason.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        t.post(&lift, &a_admin, reason.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        t.post(&lift, &b_city, reason.clone()).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_422(&t.post(&lift, &gov, json!({"reason": ""})).await, "reason");
+
+    let (s, lifted) = t.post(&lift, &gov, reason.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{lifted}");
+    assert_eq!(lifted["lifted"]["by"], "usr-gov-220100");
+    assert_eq!(lifted["lifted"]["reason"], "整改完成");
+    assert!(lifted["lifted"]["at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        lifted["issued_at"], e["issued_at"],
+        "the issue record stays"
+    );
+
+    // Recorded, never deleted: still listed and readable; `?active=` filters.
+    let (_, got) = t.get(&format!("/v1/blacklist/{id}"), &a_admin).await;
+    assert_eq!(got["lifted"], lifted["lifted"]);
+    let (_, all) = t.get("/v1/blacklist", &a_admin).await;
+    let mut all = ids(&all);
+    all.sort();
+    let mut want = vec![id.clone(), other_id.clone()];
+    want.sort();
+    assert_eq!(all, want);
+    let (_, active) = t.get("/v1/blacklist?active=true", &a_admin).await;
+    assert_eq!(ids(&active), vec![other_id.clone()]);
+    let (_, inactive) = t.get("/v1/blacklist?active=false", &gov).await;
+    assert_eq!(ids(&inactive), vec![id.clone()]);
+
+    // Twice: 409, for the issuer and the platform administrator alike.
+    for who in [&gov, &t.platform()] {
+        let (s, v) = t.post(&lift, who, reason.clone()).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    }
+    // The store refuses a second lift even when the caller raced past the check.
+    let mut again = t
+        .catalog
+        .blacklist_entry(&smartsite_shared::domain::devices::BlacklistId::parse("id", &id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    again.lifted.as_mut().unwrap().reason = "again".into();
+    assert!(matches!(
+        t.catalog.lift_blacklist(&again).await,
+        Err(smartsite_shared::catalog::CatalogError::AlreadyLifted)
+    ));
+
+    // A lifted entry no longer blocks; the platform administrator lifts anyone's entry.
+    let sid = SupplierId::parse("s", &sup).unwrap();
+    let mid = ModelId::parse("m", &model).unwrap();
+    let sn = SerialNo::parse("n", "SN-1").unwrap();
+    let bans = t.catalog.active_bans_for(&sid, &mid, &sn).await.unwrap();
+    assert_eq!(
+        bans.iter().map(|b| b.id.clone()).collect::<Vec<_>>(),
+        vec![other_id.clone()]
+    );
+    let (s, _) = t
+        .post(
+            &format!("/v1/blacklist/{other_id}/lift"),
+            &t.platform(),
+            reason,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        t.catalog
+            .active_bans_for(&sid, &mid, &sn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let r = region("220102");
+    let none: Vec<_> = Vec::new();
+    assert!(
+        blocking_entry(
+            &Candidate {
+                supplier_id: &sup,
+                model_id: &model,
+                serial_no: "SN-1",
+                project_region: &r,
+            },
+            &none
+        )
+        .is_none()
+    );
+}
