@@ -15,6 +15,8 @@ use smartsite_shared::accounts::LocalAccounts;
 use smartsite_shared::auth::{Authenticator, LocalIssuer, Role};
 use smartsite_shared::directory::{Directory, User};
 use smartsite_shared::domain::tenancy::UserId;
+use smartsite_shared::iot::DeviceRegistry;
+use smartsite_shared::iot::local::LocalRegistry;
 use smartsite_shared::store::TableDef;
 use smartsite_shared::store::embedded::{EmbeddedDb, EmbeddedStore};
 use smartsite_shared::{fsutil, password};
@@ -49,6 +51,8 @@ pub struct Endpoints {
 pub const ENDPOINTS_FILE: &str = "endpoints.json";
 pub const STORE_FILE: &str = "store.redb";
 pub const KEYS_DIR: &str = "keys";
+/// The local CA of device certificates.
+pub const CA_DIR: &str = "ca";
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 pub const ADMIN_USERNAME: &str = "admin";
 /// The `iss` of single-box tokens.
@@ -82,10 +86,14 @@ pub async fn run(
     )?);
     let auth = Authenticator::Bearer(Arc::new(issuer.verifier()?));
     let accounts = Arc::new(LocalAccounts::new(Directory::new(store.clone())));
+    let registry = Arc::new(LocalRegistry::open(
+        &args.data_dir.join(CA_DIR),
+        store.clone(),
+    )?);
     let state = AppState::new(store, auth, Some(issuer), accounts);
     bootstrap_admin(&state, &args.data_dir).await?;
 
-    let app = router(state);
+    let app = router(state, registry, format!("mqtts://{}", args.mqtts));
     let listener = TcpListener::bind(args.http)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", args.http))?;
@@ -120,7 +128,7 @@ pub async fn run(
 /// Every concern's routes, the OpenAPI document of all of them, one fallback, one tracing layer.
 /// Each concern's routes get their own state (over the same store and authenticator); the
 /// tenants `finish` then applies the write guard to all of them.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, registry: Arc<dyn DeviceRegistry>, mqtt_endpoint: String) -> Router {
     let (routes, mut doc) = smartsite_tenants::routes()
         .merge(smartsite_tenants::local_identity_routes())
         .split_for_parts();
@@ -129,6 +137,8 @@ pub fn router(state: AppState) -> Router {
     let devices = device_routes.with_state(smartsite_devices::AppState::new(
         Arc::clone(&state.store),
         state.auth.clone(),
+        registry,
+        mqtt_endpoint,
     ));
     let routes = routes.merge(devices);
     let doc = smartsite_tenants::openapi::finish(doc);

@@ -288,8 +288,8 @@ impl Catalog {
 
     // ---- blacklist
 
-    /// Writes a new entry by id and under its target, in one transaction. (Flagging devices
-    /// already bound in its scope comes with device binding, which does not exist yet.)
+    /// Writes a new entry by id and under its target, in one transaction. Flagging the devices
+    /// already bound in its scope is `fleet::Fleet::flag`.
     pub async fn issue_blacklist(&self, e: &BlacklistEntry) -> Result<(), CatalogError> {
         let entry = record(blacklist_key(&e.id), e)?.with(STATE, state_of(e));
         let by_target = record(blacklist_target_key(e), e)?.with(STATE, state_of(e));

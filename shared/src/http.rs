@@ -21,6 +21,10 @@ pub struct Problem {
     /// The offending request field, for validation problems.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// RFC 9457 extension members (e.g. `blacklist_entry_id`); boxed to keep `Result<_, Problem>`
+    /// small.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Problem {
@@ -31,7 +35,16 @@ impl Problem {
             status: status.as_u16(),
             detail: None,
             field: None,
+            extensions: None,
         }
+    }
+
+    /// Adds an extension member.
+    pub fn extension(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions
+            .get_or_insert_default()
+            .insert(name.to_owned(), value.into());
+        self
     }
 
     pub fn detail(mut self, d: impl Into<String>) -> Self {

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod config;
 pub mod directory;
 pub mod domain;
+pub mod fleet;
 pub mod fsutil;
 pub mod http;
 pub mod ids;

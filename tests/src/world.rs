@@ -94,6 +94,9 @@ pub struct World {
     /// own region. Every integrator may read it (without the issuer's tenant ids), so it is not
     /// among [`World::ids`] either; governments see it only where their jurisdictions overlap.
     pub blacklist: String,
+    /// A device provisioned into `project` (of another supplier's certified model, since
+    /// `supplier` is blacklisted here).
+    pub device: String,
     /// role name → token of a user holding only that role.
     pub tokens: BTreeMap<&'static str, String>,
 }
@@ -104,13 +107,14 @@ impl World {
     }
 
     /// Every id of this world, to check that nothing of it leaks into another tenant's answers.
-    pub fn ids(&self) -> [&str; 5] {
+    pub fn ids(&self) -> [&str; 6] {
         [
             &self.integrator,
             &self.gov,
             &self.enterprise,
             &self.owner,
             &self.project,
+            &self.device,
         ]
     }
 }
@@ -212,6 +216,36 @@ pub async fn onboard(
             json!({"scope": "supplier", "target_id": supplier, "region_code": gov_region, "reason": "数据造假"}),
         )
         .await?;
+    let certified_supplier = api
+        .create(
+            "/v1/suppliers",
+            &ia,
+            json!({"name": format!("{tag} 安监电子"), "uscc": uscc(&format!("91430100D{uscc_seq:08}"))}),
+        )
+        .await?;
+    let certified_model = api
+        .create(
+            "/v1/device-models",
+            &ia,
+            json!({"supplier_id": certified_supplier, "name": "塔机监控", "category": "tower_crane",
+                "protocol": "mqtt_json", "access_cert_no": format!("JL-{tag}-001")}),
+        )
+        .await?;
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{project}/devices"),
+            Some(&ia),
+            Some(
+                &json!({"model_id": certified_model, "serial_no": format!("{tag}-TC-1"),
+                "category": "tower_crane", "rated_load_t": 8.0, "rated_moment_tm": 125.0}),
+            ),
+        )
+        .await?;
+    if s != 201 {
+        bail!("provisioning a device answered {s}: {v}");
+    }
+    let device = v["device_id"].as_str().context("no device_id")?.to_owned();
     Ok(World {
         integrator,
         gov,
@@ -221,6 +255,7 @@ pub async fn onboard(
         supplier,
         model,
         blacklist,
+        device,
         tokens,
     })
 }

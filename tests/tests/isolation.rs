@@ -55,6 +55,10 @@ fn fixture_for(path: &str, a: &World) -> (String, String) {
                 a.blacklist.clone(),
                 "blk-00000000000000000000000000000000".to_owned(),
             ),
+            "devices" => (
+                a.device.clone(),
+                "dev-00000000000000000000000000000000".to_owned(),
+            ),
             other => panic!(
                 "the isolation suite has no fixture for {{…}} after /{other}/ in {path}: add one"
             ),

@@ -1,6 +1,6 @@
 //! The `devices` concern: the platform-wide registry of suppliers and device models, each
-//! integrator's compliance marks, and the blacklist (黑名单制度). Device binding and provisioning
-//! come later and build on `smartsite_shared::catalog`.
+//! integrator's compliance marks, the blacklist (黑名单制度), and devices bound to projects
+//! (`smartsite_shared::fleet`), provisioned through the `DeviceRegistry` port.
 //!
 //! Same shape as `smartsite_tenants`: `routes()` is the concern's whole HTTP surface, registered
 //! through its OpenAPI description; the AWS edition runs `app(state)` under `lambda_http` (see
@@ -16,7 +16,9 @@ use axum::extract::FromRef;
 use smartsite_shared::auth::Authenticator;
 use smartsite_shared::catalog::Catalog;
 use smartsite_shared::directory::{self, Directory};
+use smartsite_shared::fleet::Fleet;
 use smartsite_shared::http;
+use smartsite_shared::iot::DeviceRegistry;
 use smartsite_shared::store::Store;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,16 +30,30 @@ pub struct AppState {
     /// Tenancy: a government supervisor's jurisdiction, and the write guard.
     pub directory: Directory,
     pub catalog: Catalog,
+    pub fleet: Fleet,
     pub auth: Authenticator,
+    /// Device identities and credentials (AWS IoT Core, or the single-box local CA).
+    pub registry: Arc<dyn DeviceRegistry>,
+    /// What devices connect to, answered at provisioning (`mqtts://host:port`, or the AWS IoT
+    /// ATS endpoint).
+    pub mqtt_endpoint: String,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, auth: Authenticator) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        auth: Authenticator,
+        registry: Arc<dyn DeviceRegistry>,
+        mqtt_endpoint: String,
+    ) -> Self {
         AppState {
             directory: Directory::new(Arc::clone(&store)),
             catalog: Catalog::new(Arc::clone(&store)),
+            fleet: Fleet::new(Arc::clone(&store)),
             store,
             auth,
+            registry,
+            mqtt_endpoint,
         }
     }
 }
@@ -66,6 +82,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api::blacklist::issue, api::blacklist::list))
         .routes(routes!(api::blacklist::get))
         .routes(routes!(api::blacklist::lift))
+        .routes(routes!(api::devices::provision, api::devices::list))
+        .routes(routes!(api::devices::get, api::devices::decommission))
+        .routes(routes!(api::devices::rotate))
+        .routes(routes!(api::devices::retire))
+        .routes(routes!(api::devices::fleet))
 }
 
 /// Applies the cross-cutting layers every deployment of this concern gets.

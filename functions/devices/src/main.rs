@@ -7,6 +7,7 @@ use std::sync::Arc;
 use smartsite_devices::{AppState, app};
 use smartsite_shared::auth::Authenticator;
 use smartsite_shared::config::AwsTableConfig;
+use smartsite_shared::iot::aws::{AwsIotRegistry, IotRegistryConfig};
 use smartsite_shared::store::{Store, dynamo::DynamoStore};
 use smartsite_shared::telemetry::{self, LogFormat};
 
@@ -14,7 +15,15 @@ use smartsite_shared::telemetry::{self, LogFormat};
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init(LogFormat::from_env());
     let table = AwsTableConfig::main_from_env()?;
+    let iot = IotRegistryConfig::from_env()?;
+    let endpoint = std::env::var("SMARTSITE_IOT_ENDPOINT")
+        .map_err(|_| "SMARTSITE_IOT_ENDPOINT is not set (the account's IoT ATS endpoint)")?;
+    if endpoint.is_empty() {
+        tracing::warn!("SMARTSITE_IOT_ENDPOINT is empty: provisioning answers no mqtt_endpoint");
+    }
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store: Arc<dyn Store> = Arc::new(DynamoStore::from_sdk_config(&aws, &table));
-    lambda_http::run(app(AppState::new(store, Authenticator::ApiGateway))).await
+    let registry = Arc::new(AwsIotRegistry::from_sdk_config(&aws, &iot));
+    let state = AppState::new(store, Authenticator::ApiGateway, registry, endpoint);
+    lambda_http::run(app(state)).await
 }

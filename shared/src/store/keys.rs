@@ -193,6 +193,43 @@ pub fn blacklist_target_prefix(scope: &str, target: &str) -> String {
     format!("BLTARGET{DELIM}{scope}{DELIM}{target}{DELIM}")
 }
 
+/// A bound device, in its integrator's partition: `(I#{i}#, DEVICE#{d})`.
+pub fn device_sk(d: &str) -> String {
+    format!("DEVICE{DELIM}{d}")
+}
+pub const DEVICE_PREFIX: &str = "DEVICE#";
+
+/// A project's device listing, in the integrator's partition: `(I#{i}#, PDEV#{p}#{d})`.
+pub fn project_device_sk(p: &str, d: &str) -> String {
+    format!("PDEV{DELIM}{p}{DELIM}{d}")
+}
+pub fn project_devices_prefix(p: &str) -> String {
+    format!("PDEV{DELIM}{p}{DELIM}")
+}
+
+/// Serial uniqueness per supplier across the platform: `(I#_platform#, SERIAL#{supplier}#{serial})`.
+/// Serial numbers are parsed (`SerialNo`) and never contain `#`.
+pub fn serial_sk(supplier: &str, serial: &str) -> String {
+    format!("SERIAL{DELIM}{supplier}{DELIM}{serial}")
+}
+
+/// The platform's id pointer of a device, `(I#_platform#, DEVICE#{d})` → its integrator and
+/// project (what the broker and `GET /v1/devices/{id}` resolve first). Same sort key format as
+/// [`device_sk`], in the platform partition.
+pub fn device_pointer_sk(d: &str) -> String {
+    device_sk(d)
+}
+
+/// A device bound under a blacklist target, in the platform partition:
+/// `(I#_platform#, BOUND#{scope}#{target}#{region}#{d})`, so the devices an entry flags are one
+/// prefix query ([`bound_prefix`]).
+pub fn bound_sk(scope: &str, target: &str, region: &str, d: &str) -> String {
+    format!("BOUND{DELIM}{scope}{DELIM}{target}{DELIM}{region}{DELIM}{d}")
+}
+pub fn bound_prefix(scope: &str, target: &str) -> String {
+    format!("BOUND{DELIM}{scope}{DELIM}{target}{DELIM}")
+}
+
 /// `{prefix}#{seq:020}`: a sort key whose byte order equals numeric order of `seq`
 /// (zero-padded to the width of u64::MAX).
 pub fn seq_sk(prefix: &str, seq: u64) -> String {
@@ -202,6 +239,21 @@ pub fn seq_sk(prefix: &str, seq: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_keys_byte_exact() {
+        assert_eq!(device_sk("dev-1"), "DEVICE#dev-1");
+        assert_eq!(DEVICE_PREFIX, "DEVICE#");
+        assert_eq!(device_pointer_sk("dev-1"), "DEVICE#dev-1");
+        assert_eq!(project_device_sk("prj-1", "dev-1"), "PDEV#prj-1#dev-1");
+        assert_eq!(project_devices_prefix("prj-1"), "PDEV#prj-1#");
+        assert_eq!(serial_sk("sup-1", "SN-9/A"), "SERIAL#sup-1#SN-9/A");
+        assert_eq!(
+            bound_sk("supplier", "sup-1", "220102", "dev-1"),
+            "BOUND#supplier#sup-1#220102#dev-1"
+        );
+        assert_eq!(bound_prefix("device", "SN-9"), "BOUND#device#SN-9#");
+    }
 
     fn id(s: &str) -> IntegratorId {
         IntegratorId::parse(s).unwrap()

@@ -171,9 +171,14 @@ pub async fn issue(
         .issue_blacklist(&entry)
         .await
         .map_err(cat_err)?;
-    // Flagging devices already bound in scope comes with device binding (not built yet).
+    // Devices already bound in scope stay bound, flagged untrusted.
+    let flagged = state
+        .fleet
+        .flag(&entry, &entry.issued_at)
+        .await
+        .map_err(crate::api::devices::fleet_err)?;
     tracing::info!(blacklist_id = %entry.id, scope = entry.scope.as_str(), target = %entry.target_id,
-        region = %entry.region_code, by = %caller.user_id, "blacklist entry issued");
+        region = %entry.region_code, flagged, by = %caller.user_id, "blacklist entry issued");
     Ok((StatusCode::CREATED, Json(shown(&caller, entry))))
 }
 
@@ -274,6 +279,11 @@ pub async fn lift(
         .lift_blacklist(&lifted)
         .await
         .map_err(cat_err)?;
+    state
+        .fleet
+        .unflag(&lifted)
+        .await
+        .map_err(crate::api::devices::fleet_err)?;
     tracing::info!(blacklist_id = %lifted.id, by = %caller.user_id, "blacklist entry lifted");
     Ok(Json(shown(&caller, lifted)))
 }

@@ -1,6 +1,7 @@
 //! HTTP handlers of the devices concern.
 
 pub mod blacklist;
+pub mod devices;
 pub mod models;
 pub mod suppliers;
 

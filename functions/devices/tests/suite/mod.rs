@@ -14,9 +14,13 @@ use smartsite_devices::AppState;
 use smartsite_shared::auth::{Authenticator, Claims, LocalIssuer};
 use smartsite_shared::catalog::Catalog;
 use smartsite_shared::directory::Directory;
-use smartsite_shared::domain::devices::{Candidate, ModelId, SerialNo, SupplierId, blocking_entry};
+use smartsite_shared::domain::devices::{
+    Candidate, Category, ModelId, SerialNo, SupplierId, blocking_entry,
+};
 use smartsite_shared::domain::tenancy::{Customer, CustomerId, CustomerKind, RegionCode, Status};
+use smartsite_shared::domain::tenancy::{Project, ProjectId, ProjectType};
 use smartsite_shared::ids::IntegratorId;
+use smartsite_shared::iot::local::{CredentialStatus, LocalRegistry};
 use smartsite_shared::testkit::StoreFixture;
 use tower::ServiceExt;
 
@@ -25,8 +29,10 @@ pub struct T {
     pub issuer: Arc<LocalIssuer>,
     pub catalog: Catalog,
     pub directory: Directory,
+    pub registry: Arc<LocalRegistry>,
     _store: StoreFixture,
     _keys: tempfile::TempDir,
+    _ca: tempfile::TempDir,
 }
 
 #[macro_export]
@@ -39,6 +45,13 @@ macro_rules! catalog_suite {
             blacklist_blocks_across_the_region_hierarchy,
             blacklist_visibility_follows_jurisdiction,
             lifting_is_recorded_and_unblocks,
+            provisioning_issues_working_credentials,
+            provisioning_checks_in_order,
+            blacklist_blocks_provisioning_by_region,
+            serial_is_unique_per_supplier,
+            decommissioning_revokes_and_keeps_history,
+            rotation_and_retirement,
+            blacklisting_flags_bound_devices,
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
@@ -60,7 +73,14 @@ impl T {
         let issuer =
             Arc::new(LocalIssuer::load_or_create(keys.path(), "test-issuer", 900).unwrap());
         let auth = Authenticator::Bearer(Arc::new(issuer.verifier().unwrap()));
-        let state = AppState::new(Arc::clone(&store.store), auth);
+        let ca = tempfile::tempdir().unwrap();
+        let registry = Arc::new(LocalRegistry::open(ca.path(), Arc::clone(&store.store)).unwrap());
+        let state = AppState::new(
+            Arc::clone(&store.store),
+            auth,
+            registry.clone(),
+            "mqtts://127.0.0.1:8883".into(),
+        );
         let (catalog, directory) = (state.catalog.clone(), state.directory.clone());
         let (routes, _) = smartsite_devices::routes().split_for_parts();
         let router = smartsite_devices::finish(routes, state);
@@ -69,8 +89,10 @@ impl T {
             issuer,
             catalog,
             directory,
+            registry,
             _store: store,
             _keys: keys,
+            _ca: ca,
         }
     }
 
@@ -932,4 +954,513 @@ pub async fn lifting_is_recorded_and_unblocks(t: T) {
         )
         .is_none()
     );
+}
+
+// ---- devices bound to projects
+
+impl T {
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// A project of `integrator` in `region`, contracted by a fresh enterprise customer; returns
+    /// the project id and the enterprise id.
+    pub async fn project(&self, integrator: &str, region: &str) -> (String, String) {
+        let i = IntegratorId::parse(integrator).unwrap();
+        let c = Customer {
+            id: CustomerId::generate(),
+            integrator_id: i.clone(),
+            kind: CustomerKind::Enterprise,
+            name: "建工集团".into(),
+            region_code: RegionCode::parse("region_code", region).unwrap(),
+            uscc: None,
+            status: Status::Active,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            status_changed_at: None,
+            status_changed_by: None,
+        };
+        self.directory.create_customer(&c).await.unwrap();
+        let date = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let p = Project {
+            id: ProjectId::generate(),
+            integrator_id: i,
+            name: "住宅一期".into(),
+            contractor_customer_id: c.id.clone(),
+            owner_customer_id: None,
+            region_code: RegionCode::parse("region_code", region).unwrap(),
+            project_type: ProjectType::Building,
+            contract_value_fen: 12_000_000_000,
+            contract_signed_date: date("2026-03-01"),
+            tender_completed_date: None,
+            start_date: None,
+            planned_end_date: None,
+            created_at: "2026-03-01T00:00:00Z".into(),
+        };
+        self.directory.create_project(&p).await.unwrap();
+        (p.id.to_string(), c.id.to_string())
+    }
+}
+
+fn crane(model: &str, serial: &str) -> Value {
+    json!({"model_id": model, "serial_no": serial, "category": "tower_crane",
+        "rated_load_t": 8.0, "rated_moment_tm": 125.0})
+}
+
+fn assert_no_credentials(v: &Value) {
+    let s = v.to_string();
+    for k in [
+        "private_key_pem",
+        "device_token",
+        "certificate_pem",
+        "PRIVATE KEY",
+    ] {
+        assert!(!s.contains(k), "{k} leaked: {v}");
+    }
+}
+
+pub async fn provisioning_issues_working_credentials(t: T) {
+    let a_ops = t.staff(A, "integrator_ops");
+    let (prj, ent) = t.project(A, "220102").await;
+    let sup = t.supplier(&a_ops, 1).await;
+    let model = t.model(&a_ops, &sup, Some("JL-2026-001")).await;
+    let v = t
+        .create(
+            &format!("/v1/projects/{prj}/devices"),
+            &a_ops,
+            crane(&model, "tc-0001"),
+        )
+        .await;
+    let dev = v["device_id"].as_str().unwrap().to_owned();
+    assert!(dev.starts_with("dev-"), "{v}");
+    assert_eq!(v["mqtt_endpoint"], "mqtts://127.0.0.1:8883");
+    assert!(v["ca_pem"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+    assert!(
+        v["private_key_pem"]
+            .as_str()
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    for kind in ["telemetry", "events", "cmd"] {
+        assert_eq!(
+            v["topics"][kind],
+            format!("ss/{A}/{prj}/{dev}/{kind}"),
+            "{v}"
+        );
+    }
+    let info = t
+        .registry
+        .ca()
+        .verify_chain(v["certificate_pem"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        (
+            info.integrator_id.as_str(),
+            info.project_id.as_str(),
+            info.device_id.as_str()
+        ),
+        (A, prj.as_str(), dev.as_str())
+    );
+    assert_eq!(info.fingerprint, v["certificate_id"].as_str().unwrap());
+    let a = IntegratorId::parse(A).unwrap();
+    let token = v["device_token"].as_str().unwrap();
+    assert!(
+        t.registry
+            .authenticate_token(&a, &dev, token)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !t.registry
+            .authenticate_token(&a, &dev, "nope")
+            .await
+            .unwrap()
+    );
+
+    // Reads never show credentials; anyone who may see the project reads the device.
+    let pm = t.token_of("usr-pm", &["project_manager"], Some(A), Some(&ent));
+    for reader in [&a_ops, &pm, &t.platform()] {
+        let (s, d) = t.get(&format!("/v1/devices/{dev}"), reader).await;
+        assert_eq!(s, StatusCode::OK, "{d}");
+        assert_eq!(d["status"], "active");
+        assert_eq!(d["untrusted"], false);
+        assert_eq!(d["flags"], json!([]));
+        assert_eq!(d["serial_no"], "TC-0001");
+        assert_eq!(d["config"]["rated_load_t"], 8.0);
+        assert_no_credentials(&d);
+        let (s, l) = t.get(&format!("/v1/projects/{prj}/devices"), reader).await;
+        assert_eq!(s, StatusCode::OK, "{l}");
+        assert_eq!(ids(&l), vec![dev.clone()]);
+        assert_no_credentials(&l);
+    }
+    // Another integrator: as if it did not exist. A project user may not provision (403).
+    let b_admin = t.staff(B, "integrator_admin");
+    assert_eq!(
+        t.get(&format!("/v1/devices/{dev}"), &b_admin).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.post(
+            &format!("/v1/projects/{prj}/devices"),
+            &b_admin,
+            crane(&model, "X-1")
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.post(
+            &format!("/v1/projects/{prj}/devices"),
+            &pm,
+            crane(&model, "X-1")
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        t.get("/v1/devices/dev-00000000000000000000000000000000", &a_ops)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+pub async fn provisioning_checks_in_order(t: T) {
+    let a_admin = t.staff(A, "integrator_admin");
+    let (prj, _) = t.project(A, "220102").await;
+    let path = format!("/v1/projects/{prj}/devices");
+    let sup = t.supplier(&a_admin, 1).await;
+    let uncertified = t.model(&a_admin, &sup, None).await;
+
+    assert_422(
+        &t.post(
+            &path,
+            &a_admin,
+            crane("mdl-00000000000000000000000000000000", "S-1"),
+        )
+        .await,
+        "model_id",
+    );
+    let mut wrong = crane(&uncertified, "S-1");
+    wrong["category"] = json!("hoist");
+    assert_422(&t.post(&path, &a_admin, wrong).await, "category");
+    let mut bad = crane(&uncertified, "S-1");
+    bad["rated_moment_tm"] = json!(1.0e9);
+    assert_422(&t.post(&path, &a_admin, bad).await, "rated_moment_tm");
+    let mut no_load = crane(&uncertified, "S-1");
+    no_load.as_object_mut().unwrap().remove("rated_load_t");
+    assert_422(&t.post(&path, &a_admin, no_load).await, "rated_load_t");
+    let mut mn = crane(&uncertified, "S-1");
+    mn["mn"] = json!("010000A8900016F000169DC0");
+    assert_422(&t.post(&path, &a_admin, mn).await, "mn");
+
+    // No access certificate: refused until the integrator marks the model compliant.
+    let res = t.post(&path, &a_admin, crane(&uncertified, "S-1")).await;
+    assert_422(&res, "model_id");
+    assert!(
+        res.1["detail"].as_str().unwrap().contains("接入标准"),
+        "{}",
+        res.1
+    );
+    t.post(
+        &format!("/v1/device-models/{uncertified}/compliance"),
+        &a_admin,
+        json!({"note": "自检合格"}),
+    )
+    .await;
+    let v = t.create(&path, &a_admin, crane(&uncertified, "S-1")).await;
+    assert!(v.get("warnings").is_none(), "{v}");
+
+    // Dust monitors carry an MN; a non-standard one is accepted with a warning.
+    let dust = t
+        .create(
+            "/v1/device-models",
+            &a_admin,
+            json!({"supplier_id": sup, "name": "扬尘监测仪", "category": "dust_noise",
+                "protocol": "hj212", "access_cert_no": "HJ-1"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cfg = Category::DustNoise
+        .config_fields()
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| (f.name.to_owned(), json!(f.min)))
+        .collect::<serde_json::Map<_, _>>();
+    let mut body =
+        json!({"model_id": dust, "serial_no": "D-1", "category": "dust_noise", "mn": "ABC123"});
+    body.as_object_mut().unwrap().extend(cfg);
+    let v = t.create(&path, &a_admin, body).await;
+    assert_eq!(v["warnings"].as_array().map(Vec::len), Some(1), "{v}");
+    let (_, d) = t
+        .get(
+            &format!("/v1/devices/{}", v["device_id"].as_str().unwrap()),
+            &a_admin,
+        )
+        .await;
+    assert_eq!(d["mn"], "ABC123");
+}
+
+pub async fn blacklist_blocks_provisioning_by_region(t: T) {
+    let a_admin = t.staff(A, "integrator_admin");
+    let (prj, _) = t.project(A, "220102").await;
+    let path = format!("/v1/projects/{prj}/devices");
+    let (_, province) = t.gov(A, "220000").await;
+    let (_, jilin_city) = t.gov(A, "220200").await;
+    let sup = t.supplier(&a_admin, 1).await;
+    let model = t.model(&a_admin, &sup, Some("C-1")).await;
+
+    // An entry for another city does not block.
+    t.create(
+        "/v1/blacklist",
+        &jilin_city,
+        entry_body("supplier", &sup, "220200"),
+    )
+    .await;
+    t.create(&path, &a_admin, crane(&model, "S-1")).await;
+    // The province's entry covers the project's district.
+    let e = t
+        .create(
+            "/v1/blacklist",
+            &province,
+            entry_body("supplier", &sup, "220000"),
+        )
+        .await;
+    let entry = e["id"].as_str().unwrap();
+    let (s, v) = t.post(&path, &a_admin, crane(&model, "S-2")).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["type"], "https://smartsite.dev/problems/blacklisted");
+    assert_eq!(v["blacklist_entry_id"], entry);
+    assert!(v["detail"].as_str().unwrap().contains(entry), "{v}");
+}
+
+pub async fn serial_is_unique_per_supplier(t: T) {
+    let a_admin = t.staff(A, "integrator_admin");
+    let b_admin = t.staff(B, "integrator_admin");
+    let (p1, _) = t.project(A, "220102").await;
+    let (p2, _) = t.project(A, "220102").await;
+    let (pb, _) = t.project(B, "220102").await;
+    let sup = t.supplier(&a_admin, 1).await;
+    let other_sup = t.supplier(&a_admin, 2).await;
+    let model = t.model(&a_admin, &sup, Some("C-1")).await;
+    let other_model = t.model(&a_admin, &other_sup, Some("C-2")).await;
+    let v = t
+        .create(
+            &format!("/v1/projects/{p1}/devices"),
+            &a_admin,
+            crane(&model, "S-1"),
+        )
+        .await;
+    let dev = v["device_id"].as_str().unwrap();
+    for prj in [&p1, &p2] {
+        let (s, v) = t
+            .post(
+                &format!("/v1/projects/{prj}/devices"),
+                &a_admin,
+                crane(&model, "s-1"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert!(v["detail"].as_str().unwrap().contains(dev), "{v}");
+    }
+    // Another integrator is refused without learning the holder's ids.
+    let (s, v) = t
+        .post(
+            &format!("/v1/projects/{pb}/devices"),
+            &b_admin,
+            crane(&model, "S-1"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(
+        !v.to_string().contains(dev) && !v.to_string().contains(&p1),
+        "{v}"
+    );
+    // The same serial of another supplier is another device.
+    t.create(
+        &format!("/v1/projects/{p2}/devices"),
+        &a_admin,
+        crane(&other_model, "S-1"),
+    )
+    .await;
+}
+
+pub async fn decommissioning_revokes_and_keeps_history(t: T) {
+    let a_ops = t.staff(A, "integrator_ops");
+    let (prj, ent) = t.project(A, "220102").await;
+    let sup = t.supplier(&a_ops, 1).await;
+    let model = t.model(&a_ops, &sup, Some("C-1")).await;
+    let path = format!("/v1/projects/{prj}/devices");
+    let v = t.create(&path, &a_ops, crane(&model, "S-1")).await;
+    let dev = v["device_id"].as_str().unwrap().to_owned();
+    let token = v["device_token"].as_str().unwrap().to_owned();
+    let fp = v["certificate_id"].as_str().unwrap().to_owned();
+    let a = IntegratorId::parse(A).unwrap();
+
+    let pm = t.token_of("usr-pm", &["project_manager"], Some(A), Some(&ent));
+    assert_eq!(
+        t.delete(&format!("/v1/devices/{dev}"), &pm).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        t.delete(
+            &format!("/v1/devices/{dev}"),
+            &t.staff(B, "integrator_admin")
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    let (s, d) = t.delete(&format!("/v1/devices/{dev}"), &a_ops).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["status"], "decommissioned");
+    assert_eq!(d["decommissioned_by"], "usr-integratorops-int-a");
+    assert_eq!(
+        t.registry.certificate_status(&a, &dev, &fp).await.unwrap(),
+        Some(CredentialStatus::Revoked)
+    );
+    assert!(
+        !t.registry
+            .authenticate_token(&a, &dev, &token)
+            .await
+            .unwrap()
+    );
+    // History kept; a second decommission is a conflict.
+    let (s, d) = t.get(&format!("/v1/devices/{dev}"), &a_ops).await;
+    assert_eq!(
+        (s, d["status"].as_str()),
+        (StatusCode::OK, Some("decommissioned"))
+    );
+    assert_eq!(
+        t.delete(&format!("/v1/devices/{dev}"), &a_ops).await.0,
+        StatusCode::CONFLICT
+    );
+    let (_, l) = t.get(&path, &a_ops).await;
+    assert_eq!(ids(&l), vec![dev.clone()]);
+    // The serial can be bound again, as a new device.
+    let again = t.create(&path, &a_ops, crane(&model, "S-1")).await;
+    assert_ne!(again["device_id"].as_str().unwrap(), dev);
+}
+
+pub async fn rotation_and_retirement(t: T) {
+    let a_ops = t.staff(A, "integrator_ops");
+    let (prj, _) = t.project(A, "220102").await;
+    let sup = t.supplier(&a_ops, 1).await;
+    let model = t.model(&a_ops, &sup, Some("C-1")).await;
+    let v = t
+        .create(
+            &format!("/v1/projects/{prj}/devices"),
+            &a_ops,
+            crane(&model, "S-1"),
+        )
+        .await;
+    let dev = v["device_id"].as_str().unwrap().to_owned();
+    let old_fp = v["certificate_id"].as_str().unwrap().to_owned();
+    let a = IntegratorId::parse(A).unwrap();
+
+    let (s, r) = t
+        .post(&format!("/v1/devices/{dev}/rotate"), &a_ops, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let new_fp = r["certificate_id"].as_str().unwrap().to_owned();
+    assert_ne!(new_fp, old_fp);
+    assert!(
+        r["private_key_pem"]
+            .as_str()
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    assert_eq!(r["topics"]["cmd"], format!("ss/{A}/{prj}/{dev}/cmd"));
+    // Both valid until the device proves it uses the new one.
+    for fp in [&old_fp, &new_fp] {
+        assert_eq!(
+            t.registry.certificate_status(&a, &dev, fp).await.unwrap(),
+            Some(CredentialStatus::Active)
+        );
+    }
+    let retire = format!("/v1/devices/{dev}/credentials/retire");
+    assert_422(
+        &t.post(
+            &retire,
+            &a_ops,
+            json!({"keep_certificate_id": "0".repeat(64)}),
+        )
+        .await,
+        "keep_certificate_id",
+    );
+    let (s, d) = t
+        .post(&retire, &a_ops, json!({"keep_certificate_id": new_fp}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["certificate_id"], new_fp.as_str());
+    assert_eq!(
+        t.registry
+            .certificate_status(&a, &dev, &old_fp)
+            .await
+            .unwrap(),
+        Some(CredentialStatus::Revoked)
+    );
+    assert_eq!(
+        t.registry
+            .certificate_status(&a, &dev, &new_fp)
+            .await
+            .unwrap(),
+        Some(CredentialStatus::Active)
+    );
+}
+
+pub async fn blacklisting_flags_bound_devices(t: T) {
+    let a_ops = t.staff(A, "integrator_ops");
+    let (prj, _) = t.project(A, "220102").await;
+    let (_, gov) = t.gov(A, "220100").await;
+    let sup = t.supplier(&a_ops, 1).await;
+    let model = t.model(&a_ops, &sup, Some("C-1")).await;
+    let path = format!("/v1/projects/{prj}/devices");
+    let dev = t.create(&path, &a_ops, crane(&model, "S-1")).await["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = t.create(&path, &a_ops, crane(&model, "S-2")).await["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, l) = t.get("/v1/devices?flagged=true", &a_ops).await;
+    assert_eq!(ids(&l), Vec::<String>::new());
+
+    let e = t
+        .create("/v1/blacklist", &gov, entry_body("device", "s-1", "220100"))
+        .await;
+    let entry = e["id"].as_str().unwrap().to_owned();
+    let (_, d) = t.get(&format!("/v1/devices/{dev}"), &a_ops).await;
+    assert_eq!(d["untrusted"], true, "{d}");
+    assert_eq!(d["flags"][0]["entry_id"], entry.as_str());
+    assert_eq!(d["flags"][0]["scope"], "device");
+    assert!(d["flags"][0]["since"].as_str().is_some());
+    let (_, o) = t.get(&format!("/v1/devices/{other}"), &a_ops).await;
+    assert_eq!(o["untrusted"], false, "{o}");
+    let (_, l) = t.get("/v1/devices?flagged=true", &a_ops).await;
+    assert_eq!(ids(&l), vec![dev.clone()]);
+    let (_, l) = t
+        .get("/v1/devices?flagged=true", &t.staff(B, "integrator_ops"))
+        .await;
+    assert_eq!(ids(&l), Vec::<String>::new());
+
+    let (s, v) = t
+        .post(
+            &format!("/v1/blacklist/{entry}/lift"),
+            &gov,
+            json!({"reason": "整改完成"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, d) = t.get(&format!("/v1/devices/{dev}"), &a_ops).await;
+    assert_eq!(
+        (d["untrusted"].clone(), d["flags"].clone()),
+        (json!(false), json!([]))
+    );
+    let (_, l) = t.get("/v1/devices?flagged=true", &a_ops).await;
+    assert_eq!(ids(&l), Vec::<String>::new());
 }

@@ -1,0 +1,582 @@
+//! Devices bound to projects: provisioning (binding checks, then credentials from the
+//! `DeviceRegistry` port), reading, decommissioning, credential rotation, and the integrator's
+//! list of blacklist-flagged devices.
+//!
+//! Binding checks, in order, each a problem+json: the model exists (422 `model_id`); the category
+//! is the model's (422 `category`); the category configuration parses (422 naming the field);
+//! `mn` only for dust/noise monitors (a non-standard MN is accepted with a `warnings` entry); the
+//! integrator may provision the model (access certificate or its own compliance mark; 422
+//! `model_id`); no active blacklist entry covers the supplier, model or serial in the project's
+//! region (409 `blacklisted` with `blacklist_entry_id`); the supplier's serial is not bound
+//! already (409). Then the registry issues credentials and the device is stored in one
+//! transaction with its serial pointer; if that transaction fails, the credentials just issued
+//! are revoked.
+//!
+//! Credentials (private key, device token) are answered exactly once and never stored in clear.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use smartsite_shared::auth::{Caller, Role, roles_json};
+use smartsite_shared::domain::devices::{
+    Candidate, Category, DeviceId, Mn, ModelId, SerialNo, blocking_entry, parse_config,
+};
+use smartsite_shared::domain::tenancy::{Project, ProjectId};
+use smartsite_shared::fleet::{Device, DeviceStatus, Flag, FleetError};
+use smartsite_shared::http::{ApiJson, List, ListParams, Problem};
+use smartsite_shared::iot::{Credentials, DeviceIdentity, RegistryError, TopicKind};
+
+use crate::AppState;
+use crate::api::{cat_err, dir_err, now_rfc3339};
+
+/// Who provisions, decommissions and rotates: the project's integrator staff.
+pub const WRITE_ROLES: &[Role] = &[Role::IntegratorAdmin, Role::IntegratorOps];
+/// Who reads a device: anyone who may see its project.
+pub const READ_ROLES: &[Role] = &Role::ALL;
+/// Who lists the integrator's devices (`?flagged=true`).
+pub const FLEET_ROLES: &[Role] = &[Role::IntegratorAdmin, Role::IntegratorOps];
+
+/// The provisioning request. The category's configuration fields (e.g. `rated_load_t`,
+/// `rated_moment_tm` for a tower crane) sit beside these, flattened into the same object.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"model_id": "mdl-0", "serial_no": "TC-2026-0001", "category": "tower_crane",
+    "rated_load_t": 8.0, "rated_moment_tm": 125.0}))]
+pub struct ProvisionDevice {
+    pub model_id: String,
+    pub serial_no: String,
+    pub category: Category,
+    /// HJ 212 device number, dust/noise monitors only.
+    pub mn: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TopicsView {
+    pub telemetry: String,
+    pub events: String,
+    pub cmd: String,
+}
+
+/// A device as callers see it: never any credential beyond the certificate id.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeviceView {
+    pub id: String,
+    pub project_id: String,
+    pub model_id: String,
+    pub supplier_id: String,
+    pub category: Category,
+    pub serial_no: String,
+    pub mn: Option<String>,
+    pub config: BTreeMap<String, f64>,
+    pub status: DeviceStatus,
+    pub certificate_id: String,
+    pub topics: TopicsView,
+    /// Blacklist entries in force against the device.
+    pub flags: Vec<Flag>,
+    /// Whether its data is untrusted (any flag).
+    pub untrusted: bool,
+    pub created_by: String,
+    pub created_at: String,
+    pub decommissioned_by: Option<String>,
+    pub decommissioned_at: Option<String>,
+}
+
+/// Credentials, answered once (provisioning and rotation).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Provisioned {
+    pub device_id: String,
+    pub certificate_id: String,
+    pub certificate_pem: String,
+    pub private_key_pem: String,
+    /// Password for plain MQTT (username = device id), where the edition offers it.
+    pub device_token: Option<String>,
+    pub ca_pem: String,
+    pub mqtt_endpoint: String,
+    pub topics: TopicsView,
+    /// Non-fatal remarks (e.g. a non-standard HJ 212 MN).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"keep_certificate_id": "5d41402abc4b2a76b9719d911017c5925d41402abc4b2a76b9719d911017c592"}))]
+pub struct RetireCredentials {
+    /// The certificate the device proved it uses; every other credential is revoked.
+    pub keep_certificate_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FleetParams {
+    /// `true`: only devices carrying a blacklist flag.
+    pub flagged: Option<bool>,
+}
+
+fn identity(d: &Device) -> DeviceIdentity {
+    DeviceIdentity {
+        integrator_id: d.integrator_id.clone(),
+        project_id: d.project_id.to_string(),
+        device_id: d.id.to_string(),
+        category: d.category.as_str().to_owned(),
+    }
+}
+
+fn topics_of(id: &DeviceIdentity) -> TopicsView {
+    let t = id.topics();
+    TopicsView {
+        telemetry: t.topic(TopicKind::Telemetry),
+        events: t.topic(TopicKind::Events),
+        cmd: t.topic(TopicKind::Cmd),
+    }
+}
+
+fn view(d: Device) -> DeviceView {
+    let topics = topics_of(&identity(&d));
+    DeviceView {
+        untrusted: d.untrusted(),
+        id: d.id.to_string(),
+        project_id: d.project_id.to_string(),
+        model_id: d.model_id.to_string(),
+        supplier_id: d.supplier_id.to_string(),
+        category: d.category,
+        serial_no: d.serial_no.as_str().to_owned(),
+        mn: d.mn,
+        config: d.config,
+        status: d.status,
+        certificate_id: d.certificate_id,
+        topics,
+        flags: d.flags,
+        created_by: d.created_by,
+        created_at: d.created_at,
+        decommissioned_by: d.decommissioned_by,
+        decommissioned_at: d.decommissioned_at,
+    }
+}
+
+fn provisioned(state: &AppState, d: &Device, c: Credentials, warnings: Vec<String>) -> Provisioned {
+    Provisioned {
+        device_id: d.id.to_string(),
+        certificate_id: c.certificate_id,
+        certificate_pem: c.certificate_pem,
+        private_key_pem: c.private_key_pem,
+        device_token: c.device_token,
+        ca_pem: c.ca_pem,
+        mqtt_endpoint: state.mqtt_endpoint.clone(),
+        topics: topics_of(&identity(d)),
+        warnings,
+    }
+}
+
+/// Maps fleet errors at the edge.
+pub fn fleet_err(e: FleetError) -> Problem {
+    match e {
+        FleetError::SerialBound(_) => Problem::conflict("serial already bound"),
+        FleetError::AlreadyDecommissioned => {
+            Problem::conflict("the device is already decommissioned")
+        }
+        FleetError::Exists(what) => Problem::conflict(format!("{what} already exists")),
+        FleetError::Store(s) => s.into(),
+        FleetError::Corrupt(c) => Problem::internal(&c),
+    }
+}
+
+/// Maps registry errors at the edge.
+pub fn reg_err(e: RegistryError) -> Problem {
+    match e {
+        RegistryError::Unavailable(_) => {
+            tracing::warn!(error = %e, "device registry unavailable");
+            Problem::unavailable()
+        }
+        RegistryError::NotFound => Problem::conflict("the device has no active registration"),
+        other => Problem::internal(&other),
+    }
+}
+
+/// 409 naming the serial's holder only to its own integrator.
+fn serial_bound(caller: &Caller, holder: &smartsite_shared::fleet::SerialHolder) -> Problem {
+    if caller.integrator.as_ref() == Some(&holder.integrator_id) {
+        Problem::conflict(format!(
+            "serial already bound to device {} (project {})",
+            holder.device_id, holder.project_id
+        ))
+    } else {
+        Problem::conflict("serial already bound to a device of another integrator")
+    }
+}
+
+fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, Problem> {
+    match body.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(Problem::validation(name, "required")),
+        Some(_) => Err(Problem::validation(name, "must be a string")),
+    }
+}
+
+/// The project, if visible (404 otherwise); then 403 unless the caller is its integrator's staff.
+async fn writable_project(state: &AppState, caller: &Caller, id: &str) -> Result<Project, Problem> {
+    let id = ProjectId::parse("id", id).map_err(|_| Problem::not_found())?;
+    let p = state
+        .directory
+        .visible_project(caller, &id)
+        .await
+        .map_err(dir_err)?
+        .ok_or_else(Problem::not_found)?;
+    caller.require(WRITE_ROLES)?;
+    if caller.staff_of() != Some(&p.integrator_id) {
+        return Err(Problem::forbidden("only the project's integrator"));
+    }
+    Ok(p)
+}
+
+/// Provisions a device into the project and answers its credentials, once.
+#[utoipa::path(post, path = "/v1/projects/{id}/devices", tag = "devices",
+    params(("id" = String, Path)), request_body = ProvisionDevice,
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(WRITE_ROLES)))),
+    responses((status = 201, body = Provisioned), (status = 409, description = "blacklisted or serial already bound"),
+        (status = 422, description = "invalid field")))]
+pub async fn provision(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Map<String, Value>>,
+) -> Result<(StatusCode, Json<Provisioned>), Problem> {
+    let project = writable_project(&state, &caller, &id).await?;
+    let integrator = project.integrator_id.clone();
+    let model_id = ModelId::parse("model_id", str_field(&body, "model_id")?)?;
+    let model = state
+        .catalog
+        .model(&model_id)
+        .await
+        .map_err(cat_err)?
+        .ok_or_else(|| Problem::validation("model_id", "no such device model"))?;
+    let category: Category =
+        serde_json::from_value(Value::String(str_field(&body, "category")?.to_owned()))
+            .map_err(|_| Problem::validation("category", "not a known category"))?;
+    if category != model.category {
+        return Err(Problem::validation(
+            "category",
+            format!("the model is a {}", model.category.as_str()),
+        ));
+    }
+    let serial_no = SerialNo::parse("serial_no", str_field(&body, "serial_no")?)?;
+    let config = parse_config(category, &body)?;
+    let mut warnings = Vec::new();
+    let mn = match body.get("mn") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            if category != Category::DustNoise {
+                return Err(Problem::validation(
+                    "mn",
+                    "only dust_noise devices carry an MN",
+                ));
+            }
+            let s = v
+                .as_str()
+                .ok_or_else(|| Problem::validation("mn", "must be a string"))?;
+            let mn = Mn::parse("mn", s)?;
+            if !mn.is_standard() {
+                warnings.push(format!(
+                    "mn {} is not HJ 212-2017 standard (24 hex characters); accepted",
+                    mn.as_str()
+                ));
+            }
+            Some(mn.as_str().to_owned())
+        }
+    };
+    if !state
+        .catalog
+        .may_provision_model(&integrator, &model_id)
+        .await
+        .map_err(cat_err)?
+    {
+        return Err(Problem::validation(
+            "model_id",
+            "no access certificate (接入标准) and not marked compliant by your integrator",
+        ));
+    }
+    let bans = state
+        .catalog
+        .active_bans_for(&model.supplier_id, &model_id, &serial_no)
+        .await
+        .map_err(cat_err)?;
+    let candidate = Candidate {
+        supplier_id: model.supplier_id.as_str(),
+        model_id: model_id.as_str(),
+        serial_no: serial_no.as_str(),
+        project_region: &project.region_code,
+    };
+    if let Some(ban) = blocking_entry(&candidate, &bans) {
+        return Err(
+            Problem::new(StatusCode::CONFLICT, "blacklisted", "Blacklisted")
+                .detail(format!(
+                    "blacklist entry {} ({} {}) covers region {}",
+                    ban.id,
+                    ban.scope.as_str(),
+                    ban.target,
+                    ban.region
+                ))
+                .extension("blacklist_entry_id", ban.id.clone()),
+        );
+    }
+    // Fail fast before issuing credentials; the transaction below is the guarantee.
+    if let Some(holder) = state
+        .fleet
+        .serial_holder(&model.supplier_id, &serial_no)
+        .await
+        .map_err(fleet_err)?
+    {
+        return Err(serial_bound(&caller, &holder));
+    }
+    let mut device = Device {
+        id: DeviceId::generate(),
+        integrator_id: integrator.clone(),
+        project_id: project.id.clone(),
+        region_code: project.region_code.clone(),
+        model_id,
+        supplier_id: model.supplier_id.clone(),
+        category,
+        serial_no,
+        mn,
+        config,
+        status: DeviceStatus::Active,
+        certificate_id: String::new(),
+        created_by: caller.user_id.clone(),
+        created_at: now_rfc3339(),
+        decommissioned_by: None,
+        decommissioned_at: None,
+        flags: Vec::new(),
+    };
+    let ident = identity(&device);
+    let creds = state.registry.provision(&ident).await.map_err(reg_err)?;
+    device.certificate_id = creds.certificate_id.clone();
+    if let Err(e) = state.fleet.bind(&integrator, &device).await {
+        // Compensation: the credentials just issued must not outlive the failed binding.
+        if let Err(r) = state.registry.revoke(&ident).await {
+            tracing::error!(device_id = %device.id, error = %r, "could not revoke credentials of a failed binding");
+        }
+        return Err(match e {
+            FleetError::SerialBound(h) => serial_bound(&caller, &h),
+            other => fleet_err(other),
+        });
+    }
+    tracing::info!(device_id = %device.id, project_id = %device.project_id, integrator_id = %integrator,
+        by = %caller.user_id, "device provisioned");
+    let answer = provisioned(&state, &device, creds, warnings);
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// A page of the project's devices (including decommissioned ones).
+#[utoipa::path(get, path = "/v1/projects/{id}/devices", tag = "devices",
+    params(("id" = String, Path), ListParams),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
+    responses((status = 200, body = List<DeviceView>), (status = 404, description = "not found or not visible")))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(page): Query<ListParams>,
+) -> Result<Json<List<DeviceView>>, Problem> {
+    let id = ProjectId::parse("id", &id).map_err(|_| Problem::not_found())?;
+    let p = state
+        .directory
+        .visible_project(&caller, &id)
+        .await
+        .map_err(dir_err)?
+        .ok_or_else(Problem::not_found)?;
+    let got = state
+        .fleet
+        .list_project(&p.integrator_id, &p.id, page.limit(), page.cursor.clone())
+        .await
+        .map_err(fleet_err)?;
+    Ok(Json(List {
+        items: got.items.into_iter().map(view).collect(),
+        next: got.next,
+    }))
+}
+
+/// The device, if the caller may see its project; 404 otherwise.
+async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Device, Problem> {
+    let id = DeviceId::parse("id", id).map_err(|_| Problem::not_found())?;
+    let loc = state
+        .fleet
+        .locate(&id)
+        .await
+        .map_err(fleet_err)?
+        .ok_or_else(Problem::not_found)?;
+    let p = state
+        .directory
+        .project(&loc.integrator_id, &loc.project_id)
+        .await
+        .map_err(dir_err)?
+        .ok_or_else(Problem::not_found)?;
+    if !state
+        .directory
+        .may_see_project(caller, &p)
+        .await
+        .map_err(dir_err)?
+    {
+        return Err(Problem::not_found());
+    }
+    state
+        .fleet
+        .device(&loc.integrator_id, &id)
+        .await
+        .map_err(fleet_err)?
+        .ok_or_else(Problem::not_found)
+}
+
+/// Visible (404), then the role and the integrator (403).
+async fn load_for_write(state: &AppState, caller: &Caller, id: &str) -> Result<Device, Problem> {
+    let d = load(state, caller, id).await?;
+    caller.require(WRITE_ROLES)?;
+    if caller.staff_of() != Some(&d.integrator_id) {
+        return Err(Problem::forbidden("only the project's integrator"));
+    }
+    Ok(d)
+}
+
+/// One device: status, blacklist flags and `untrusted`, never credentials.
+#[utoipa::path(get, path = "/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
+    responses((status = 200, body = DeviceView), (status = 404, description = "not found or not visible")))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceView>, Problem> {
+    Ok(Json(view(load(&state, &caller, &id).await?)))
+}
+
+/// Decommissions the device: every credential revoked, the record kept as history, the serial
+/// free to be bound again. Twice: 409.
+#[utoipa::path(delete, path = "/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(WRITE_ROLES)))),
+    responses((status = 200, body = DeviceView), (status = 409, description = "already decommissioned")))]
+pub async fn decommission(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceView>, Problem> {
+    let mut d = load_for_write(&state, &caller, &id).await?;
+    if d.status == DeviceStatus::Decommissioned {
+        return Err(Problem::conflict("the device is already decommissioned"));
+    }
+    state
+        .registry
+        .revoke(&identity(&d))
+        .await
+        .map_err(reg_err)?;
+    d.status = DeviceStatus::Decommissioned;
+    d.decommissioned_by = Some(caller.user_id.clone());
+    d.decommissioned_at = Some(now_rfc3339());
+    let integrator = d.integrator_id.clone();
+    state
+        .fleet
+        .decommission(&integrator, &d)
+        .await
+        .map_err(fleet_err)?;
+    tracing::info!(device_id = %d.id, by = %caller.user_id, "device decommissioned");
+    Ok(Json(view(d)))
+}
+
+/// Issues a new credential set, answered once; the previous ones stay valid until retired.
+#[utoipa::path(post, path = "/v1/devices/{id}/rotate", tag = "devices", params(("id" = String, Path)),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(WRITE_ROLES)))),
+    responses((status = 200, body = Provisioned), (status = 409, description = "decommissioned")))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Provisioned>, Problem> {
+    let mut d = load_for_write(&state, &caller, &id).await?;
+    if d.status != DeviceStatus::Active {
+        return Err(Problem::conflict("the device is decommissioned"));
+    }
+    let creds = state
+        .registry
+        .rotate(&identity(&d))
+        .await
+        .map_err(reg_err)?;
+    d.certificate_id = creds.certificate_id.clone();
+    let integrator = d.integrator_id.clone();
+    state
+        .fleet
+        .update(&integrator, &d)
+        .await
+        .map_err(fleet_err)?;
+    tracing::info!(device_id = %d.id, by = %caller.user_id, "device credentials rotated");
+    Ok(Json(provisioned(&state, &d, creds, Vec::new())))
+}
+
+/// "Revoke the old after use": revokes every credential of the device except the set of
+/// `keep_certificate_id`. The broker calls this when a device first connects with the
+/// certificate from a rotation; staff may call it too. A certificate that is not one of the
+/// device's active ones: 422 (a device is never locked out).
+#[utoipa::path(post, path = "/v1/devices/{id}/credentials/retire", tag = "devices",
+    params(("id" = String, Path)), request_body = RetireCredentials,
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(WRITE_ROLES)))),
+    responses((status = 200, body = DeviceView), (status = 422, description = "not an active certificate of the device")))]
+pub async fn retire(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RetireCredentials>,
+) -> Result<Json<DeviceView>, Problem> {
+    let mut d = load_for_write(&state, &caller, &id).await?;
+    if d.status != DeviceStatus::Active {
+        return Err(Problem::conflict("the device is decommissioned"));
+    }
+    match state
+        .registry
+        .retire_previous(&identity(&d), &req.keep_certificate_id)
+        .await
+    {
+        Ok(()) => {}
+        Err(RegistryError::NotFound | RegistryError::Invalid(_)) => {
+            return Err(Problem::validation(
+                "keep_certificate_id",
+                "not an active certificate of this device",
+            ));
+        }
+        Err(e) => return Err(reg_err(e)),
+    }
+    if d.certificate_id != req.keep_certificate_id {
+        d.certificate_id = req.keep_certificate_id.clone();
+        let integrator = d.integrator_id.clone();
+        state
+            .fleet
+            .update(&integrator, &d)
+            .await
+            .map_err(fleet_err)?;
+    }
+    tracing::info!(device_id = %d.id, by = %caller.user_id, "previous device credentials retired");
+    Ok(Json(view(d)))
+}
+
+/// The caller's integrator's devices; `?flagged=true` for those carrying a blacklist flag.
+#[utoipa::path(get, path = "/v1/devices", tag = "devices", params(FleetParams),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(FLEET_ROLES)))),
+    responses((status = 200, body = List<DeviceView>)))]
+pub async fn fleet(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<FleetParams>,
+) -> Result<Json<List<DeviceView>>, Problem> {
+    caller.require(FLEET_ROLES)?;
+    let Some(integrator) = caller.staff_of() else {
+        return Err(Problem::forbidden("integrator staff only"));
+    };
+    let flagged = params.flagged.unwrap_or(false);
+    let items = state
+        .fleet
+        .devices_of(integrator, flagged)
+        .await
+        .map_err(fleet_err)?;
+    Ok(Json(List {
+        items: items.into_iter().map(view).collect(),
+        next: None,
+    }))
+}
