@@ -72,6 +72,39 @@ pub enum AdminCommand {
     /// Users and their roles.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Devices bound to projects.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Provision the devices of a CSV file (header row; `serial_no,model_id,category,mn` and the
+    /// category configuration columns) in batches; writes every credential returned (they are
+    /// shown once) to --out and prints `created N, exists M, errors K`. Exit 1 if a row failed.
+    Import(ImportDevices),
+    /// Every device of a project.
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    /// One device.
+    Get { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportDevices {
+    /// The CSV file (UTF-8, one record per line).
+    pub file: PathBuf,
+    /// The project to provision into.
+    #[arg(long)]
+    pub project: String,
+    /// Data rows per request (at most 5000).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub batch: u32,
+    /// Where to write the credentials (mode 0600); default FILE.credentials.json.
+    #[arg(long, value_name = "CREDENTIALS.json")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -313,6 +346,16 @@ impl Client {
         self.send(req.bearer_auth(self.token()?)).await
     }
 
+    /// POST a CSV body with the token.
+    pub async fn post_csv(&self, path: &str, csv: String) -> anyhow::Result<Value> {
+        let req = self
+            .http
+            .post(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, "text/csv; charset=utf-8")
+            .body(csv);
+        self.send(req.bearer_auth(self.token()?)).await
+    }
+
     /// POST a JSON body without a token (sign-in).
     pub async fn post_anonymous(&self, path: &str, body: &impl Serialize) -> anyhow::Result<Value> {
         self.send(self.http.post(self.url(path)).json(body)).await
@@ -423,7 +466,151 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             UsersCommand::Create(body) => created(json, client.post("/v1/users", &body).await?),
             UsersCommand::List => list(&client, "/v1/users").await,
         },
+        AdminCommand::Devices(cmd) => match cmd {
+            DevicesCommand::Import(args) => import_devices(&client, &args).await,
+            DevicesCommand::List { project } => {
+                let path = format!("/v1/projects/{}/devices", path_segment(&project)?);
+                list(&client, &path).await
+            }
+            DevicesCommand::Get { id } => get(&client, "/v1/devices", &id).await,
+        },
     }
+}
+
+/// The header and the non-empty data lines of a device CSV.
+fn csv_lines(text: &str) -> anyhow::Result<(&str, Vec<&str>)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = lines.next().context("the CSV is empty (no header row)")?;
+    Ok((header, lines.collect()))
+}
+
+/// `devices import`: the CSV in batches to the bulk endpoint, a progress bar on a terminal, every
+/// credential to the --out file, a summary line; an error if any row was refused.
+async fn import_devices(client: &Client, args: &ImportDevices) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {} as UTF-8 text", args.file.display()))?;
+    let (header, rows) = csv_lines(&text)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        let mut name = args.file.clone().into_os_string();
+        name.push(".credentials.json");
+        PathBuf::from(name)
+    });
+    let path = format!("/v1/projects/{}/devices:bulk", path_segment(&args.project)?);
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(rows.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows  {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let (mut created, mut exists) = (0u64, 0u64);
+    let mut errors: Vec<Value> = Vec::new();
+    let mut devices: Vec<Value> = Vec::new();
+    let (mut ca_pem, mut mqtt_endpoint) = (Value::Null, Value::Null);
+    let mut failure = None;
+    let mut offset = 0usize;
+    for chunk in rows.chunks(args.batch as usize) {
+        let mut csv = String::with_capacity(
+            header.len() + chunk.iter().map(|l| l.len() + 1).sum::<usize>() + 1,
+        );
+        csv.push_str(header);
+        csv.push('\n');
+        for line in chunk {
+            csv.push_str(line);
+            csv.push('\n');
+        }
+        let answer = match client.post_csv(&path, csv).await {
+            Ok(a) => a,
+            Err(e) => {
+                failure = Some(e.context(format!(
+                    "the batch of rows {}..={} failed",
+                    offset + 1,
+                    offset + chunk.len()
+                )));
+                break;
+            }
+        };
+        if ca_pem.is_null() {
+            ca_pem = answer.get("ca_pem").cloned().unwrap_or(Value::Null);
+        }
+        if mqtt_endpoint.is_null() {
+            mqtt_endpoint = answer.get("mqtt_endpoint").cloned().unwrap_or(Value::Null);
+        }
+        let results = answer
+            .get("results")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for mut r in results {
+            // Rows of the file, not of the batch.
+            let row = r.get("row").and_then(Value::as_u64).unwrap_or(0) + offset as u64;
+            r["row"] = Value::from(row);
+            match r.get("status").and_then(Value::as_str) {
+                Some("created") => {
+                    created += 1;
+                    let mut d = serde_json::json!({"row": row, "serial_no": r["serial_no"],
+                        "device_id": r["device_id"]});
+                    if let Some(Value::Object(c)) = r.get("credentials") {
+                        for (k, v) in c {
+                            d[k] = v.clone();
+                        }
+                    }
+                    devices.push(d);
+                }
+                Some("exists") => exists += 1,
+                _ => errors.push(r),
+            }
+        }
+        offset += chunk.len();
+        bar.inc(chunk.len() as u64);
+        bar.set_message(format!(
+            "created {created}, exists {exists}, errors {}",
+            errors.len()
+        ));
+    }
+    bar.finish_and_clear();
+    let file = serde_json::json!({"project_id": args.project, "ca_pem": ca_pem,
+        "mqtt_endpoint": mqtt_endpoint, "devices": devices});
+    smartsite_shared::fsutil::write_private(&out, &serde_json::to_vec_pretty(&file)?)
+        .with_context(|| format!("cannot write the credentials to {}", out.display()))?;
+    for e in &errors {
+        let why = &e["error"];
+        let mut msg = why["title"].as_str().unwrap_or("error").to_owned();
+        if let Some(d) = why["detail"].as_str() {
+            msg.push_str(": ");
+            msg.push_str(d);
+        }
+        if let Some(f) = why["field"].as_str() {
+            msg.push_str(&format!(" [field: {f}]"));
+        }
+        eprintln!(
+            "row {} ({}): {msg}",
+            e["row"],
+            e["serial_no"].as_str().unwrap_or("")
+        );
+    }
+    print_line(&format!(
+        "created {created}, exists {exists}, errors {}",
+        errors.len()
+    ))?;
+    if created > 0 {
+        eprintln!(
+            "credentials of {created} new devices written to {}",
+            out.display()
+        );
+    }
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    if !errors.is_empty() {
+        bail!("{} rows were refused", errors.len());
+    }
+    Ok(())
 }
 
 async fn list(client: &Client, path: &str) -> anyhow::Result<()> {

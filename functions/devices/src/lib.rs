@@ -83,6 +83,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api::blacklist::get))
         .routes(routes!(api::blacklist::lift))
         .routes(routes!(api::devices::provision, api::devices::list))
+        .routes(routes!(api::devices::provision_bulk))
         .routes(routes!(api::devices::get, api::devices::decommission))
         .routes(routes!(api::devices::rotate))
         .routes(routes!(api::devices::retire))

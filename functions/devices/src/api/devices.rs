@@ -13,12 +13,19 @@
 //! are revoked.
 //!
 //! Credentials (private key, device token) are answered exactly once and never stored in clear.
+//!
+//! Bulk provisioning (`POST /v1/projects/{id}/devices:bulk`, a CSV of up to 5,000 rows and
+//! 10 MiB) runs every row through the same checks and write, a few rows at a time, and answers
+//! a result per row: `created` (with its credentials, once), `exists` (the serial is bound to a
+//! device of this project already: idempotent re-imports) or `error` (the problem; the other rows
+//! go on).
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use smartsite_shared::auth::{Caller, Role, roles_json};
@@ -231,21 +238,34 @@ async fn writable_project(state: &AppState, caller: &Caller, id: &str) -> Result
     Ok(p)
 }
 
-/// Provisions a device into the project and answers its credentials, once.
-#[utoipa::path(post, path = "/v1/projects/{id}/devices", tag = "devices",
-    params(("id" = String, Path)), request_body = ProvisionDevice,
-    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(WRITE_ROLES)))),
-    responses((status = 201, body = Provisioned), (status = 409, description = "blacklisted or serial already bound"),
-        (status = 422, description = "invalid field")))]
-pub async fn provision(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<Map<String, Value>>,
-) -> Result<(StatusCode, Json<Provisioned>), Problem> {
-    let project = writable_project(&state, &caller, &id).await?;
+/// Why a device was not provisioned: a problem, or its serial is bound already (to a device of
+/// this project, the bulk import's "exists", or elsewhere).
+enum Refusal {
+    Problem(Problem),
+    Bound(smartsite_shared::fleet::SerialHolder),
+}
+
+impl From<Problem> for Refusal {
+    fn from(p: Problem) -> Self {
+        Refusal::Problem(p)
+    }
+}
+
+impl From<smartsite_shared::domain::tenancy::FieldError> for Refusal {
+    fn from(e: smartsite_shared::domain::tenancy::FieldError) -> Self {
+        Refusal::Problem(e.into())
+    }
+}
+
+/// The binding checks and the one-transaction write, shared by single and bulk provisioning.
+async fn provision_into(
+    state: &AppState,
+    caller: &Caller,
+    project: &Project,
+    body: &Map<String, Value>,
+) -> Result<(Device, Credentials, Vec<String>), Refusal> {
     let integrator = project.integrator_id.clone();
-    let model_id = ModelId::parse("model_id", str_field(&body, "model_id")?)?;
+    let model_id = ModelId::parse("model_id", str_field(body, "model_id")?)?;
     let model = state
         .catalog
         .model(&model_id)
@@ -253,25 +273,25 @@ pub async fn provision(
         .map_err(cat_err)?
         .ok_or_else(|| Problem::validation("model_id", "no such device model"))?;
     let category: Category =
-        serde_json::from_value(Value::String(str_field(&body, "category")?.to_owned()))
+        serde_json::from_value(Value::String(str_field(body, "category")?.to_owned()))
             .map_err(|_| Problem::validation("category", "not a known category"))?;
     if category != model.category {
         return Err(Problem::validation(
             "category",
             format!("the model is a {}", model.category.as_str()),
-        ));
+        )
+        .into());
     }
-    let serial_no = SerialNo::parse("serial_no", str_field(&body, "serial_no")?)?;
-    let config = parse_config(category, &body)?;
+    let serial_no = SerialNo::parse("serial_no", str_field(body, "serial_no")?)?;
+    let config = parse_config(category, body)?;
     let mut warnings = Vec::new();
     let mn = match body.get("mn") {
         None | Some(Value::Null) => None,
         Some(v) => {
             if category != Category::DustNoise {
-                return Err(Problem::validation(
-                    "mn",
-                    "only dust_noise devices carry an MN",
-                ));
+                return Err(
+                    Problem::validation("mn", "only dust_noise devices carry an MN").into(),
+                );
             }
             let s = v
                 .as_str()
@@ -295,7 +315,8 @@ pub async fn provision(
         return Err(Problem::validation(
             "model_id",
             "no access certificate (接入标准) and not marked compliant by your integrator",
-        ));
+        )
+        .into());
     }
     let bans = state
         .catalog
@@ -318,7 +339,8 @@ pub async fn provision(
                     ban.target,
                     ban.region
                 ))
-                .extension("blacklist_entry_id", ban.id.clone()),
+                .extension("blacklist_entry_id", ban.id.clone())
+                .into(),
         );
     }
     // Fail fast before issuing credentials; the transaction below is the guarantee.
@@ -328,7 +350,7 @@ pub async fn provision(
         .await
         .map_err(fleet_err)?
     {
-        return Err(serial_bound(&caller, &holder));
+        return Err(Refusal::Bound(holder));
     }
     let mut device = Device {
         id: DeviceId::generate(),
@@ -358,14 +380,317 @@ pub async fn provision(
             tracing::error!(device_id = %device.id, error = %r, "could not revoke credentials of a failed binding");
         }
         return Err(match e {
-            FleetError::SerialBound(h) => serial_bound(&caller, &h),
-            other => fleet_err(other),
+            FleetError::SerialBound(h) => Refusal::Bound(h),
+            other => fleet_err(other).into(),
         });
     }
     tracing::info!(device_id = %device.id, project_id = %device.project_id, integrator_id = %integrator,
         by = %caller.user_id, "device provisioned");
-    let answer = provisioned(&state, &device, creds, warnings);
-    Ok((StatusCode::CREATED, Json(answer)))
+    Ok((device, creds, warnings))
+}
+
+/// Provisions a device into the project and answers its credentials, once.
+#[utoipa::path(post, path = "/v1/projects/{id}/devices", tag = "devices",
+    params(("id" = String, Path)), request_body = ProvisionDevice,
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(WRITE_ROLES)))),
+    responses((status = 201, body = Provisioned), (status = 409, description = "blacklisted or serial already bound"),
+        (status = 422, description = "invalid field")))]
+pub async fn provision(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Map<String, Value>>,
+) -> Result<(StatusCode, Json<Provisioned>), Problem> {
+    let project = writable_project(&state, &caller, &id).await?;
+    match provision_into(&state, &caller, &project, &body).await {
+        Ok((device, creds, warnings)) => Ok((
+            StatusCode::CREATED,
+            Json(provisioned(&state, &device, creds, warnings)),
+        )),
+        Err(Refusal::Problem(p)) => Err(p),
+        Err(Refusal::Bound(h)) => Err(serial_bound(&caller, &h)),
+    }
+}
+
+/// Most data rows one bulk request may carry.
+pub const BULK_MAX_ROWS: usize = 5_000;
+/// Largest bulk request body.
+pub const BULK_MAX_BYTES: usize = 10 * 1024 * 1024;
+/// Rows provisioned at once.
+const BULK_CONCURRENCY: usize = 8;
+
+/// Credentials of a device created by a bulk import, answered once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RowCredentials {
+    pub certificate_id: String,
+    pub certificate_pem: String,
+    pub private_key_pem: String,
+    pub device_token: Option<String>,
+}
+
+/// Why a row was refused: the problem's title, detail and field.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RowError {
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blacklist_entry_id: Option<String>,
+}
+
+impl From<Problem> for RowError {
+    fn from(p: Problem) -> Self {
+        let blacklist_entry_id = p
+            .extensions
+            .as_ref()
+            .and_then(|x| x.get("blacklist_entry_id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        RowError {
+            title: p.title,
+            detail: p.detail,
+            field: p.field,
+            blacklist_entry_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RowStatus {
+    Created,
+    Exists,
+    Error,
+}
+
+/// The outcome of one CSV data row.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RowResult {
+    /// 1-based data row (the header is not counted).
+    pub row: usize,
+    pub serial_no: String,
+    pub status: RowStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<RowCredentials>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RowError>,
+}
+
+/// The answer of a bulk import.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkProvisioned {
+    pub project_id: String,
+    pub created: usize,
+    pub exists: usize,
+    pub errors: usize,
+    /// The CA of every created device's certificate (once, not per row).
+    pub ca_pem: Option<String>,
+    pub mqtt_endpoint: String,
+    pub results: Vec<RowResult>,
+}
+
+/// Splits one CSV record (RFC 4180 quoting) of a line; `None` on an unterminated quote.
+fn csv_record(line: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cell = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        if quoted {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    cell.push('"');
+                } else {
+                    quoted = false;
+                }
+            } else {
+                cell.push(c);
+            }
+        } else {
+            match c {
+                '"' => quoted = true,
+                ',' => out.push(std::mem::take(&mut cell)),
+                c => cell.push(c),
+            }
+        }
+    }
+    if quoted {
+        return None;
+    }
+    out.push(cell);
+    Some(out)
+}
+
+/// A data row as the provisioning body: text columns as strings, the rest as numbers where they
+/// parse (else strings, refused by the configuration check naming the column); empty = absent.
+fn row_body(header: &[String], cells: &[String]) -> Result<Map<String, Value>, Problem> {
+    if cells.len() != header.len() {
+        return Err(Problem::validation(
+            "body",
+            format!("{} cells, the header has {}", cells.len(), header.len()),
+        ));
+    }
+    let mut body = Map::new();
+    for (name, cell) in header.iter().zip(cells) {
+        let cell = cell.trim();
+        if cell.is_empty() {
+            continue;
+        }
+        let v = match name.as_str() {
+            "serial_no" | "model_id" | "category" | "mn" => Value::String(cell.to_owned()),
+            _ => cell
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or_else(|| Value::String(cell.to_owned()), Value::Number),
+        };
+        body.insert(name.clone(), v);
+    }
+    Ok(body)
+}
+
+/// Provisions every data row of a CSV (header row; columns `serial_no,model_id,category,mn` and
+/// the category configuration columns; empty cells are absent) with the checks of single
+/// provisioning. Idempotent by serial: a serial bound to a device of this project is `exists`
+/// (no new credentials); a refused row is an `error` and does not stop the others.
+#[utoipa::path(post, path = "/v1/projects/{id}/devices:bulk", tag = "devices",
+    params(("id" = String, Path)), request_body(content = String, content_type = "text/csv"),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(WRITE_ROLES)))),
+    responses((status = 200, body = BulkProvisioned), (status = 413, description = "body over 10 MiB"),
+        (status = 422, description = "not UTF-8 CSV with a header, or over 5,000 rows")))]
+pub async fn provision_bulk(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+) -> Result<Json<BulkProvisioned>, Problem> {
+    let project = writable_project(&state, &caller, &id).await?;
+    let bytes = axum::body::to_bytes(body, BULK_MAX_BYTES)
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Payload too large",
+            )
+            .detail("the CSV exceeds 10 MiB; split it")
+        })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Problem::validation("body", "the CSV is not UTF-8"))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let header: Vec<String> = lines
+        .next()
+        .and_then(|(_, l)| csv_record(l))
+        .ok_or_else(|| Problem::validation("body", "no header row"))?
+        .into_iter()
+        .map(|h| h.trim().to_owned())
+        .collect();
+    for required in ["serial_no", "model_id", "category"] {
+        if !header.iter().any(|h| h == required) {
+            return Err(Problem::validation(
+                "body",
+                format!("the header has no {required} column"),
+            ));
+        }
+    }
+    let rows: Vec<String> = lines.map(|(_, l)| l.to_owned()).collect();
+    if rows.len() > BULK_MAX_ROWS {
+        return Err(Problem::validation(
+            "body",
+            format!("{} rows; at most {BULK_MAX_ROWS} per request", rows.len()),
+        ));
+    }
+    let serial_col = header.iter().position(|h| h == "serial_no");
+    let (state_ref, caller_ref, project_ref, header_ref) = (&state, &caller, &project, &header);
+    let mut ca_pem: Option<String> = None;
+    let mut results: Vec<RowResult> = futures::stream::iter(rows.into_iter().enumerate())
+        .map(|(i, line)| async move {
+            let row = i + 1;
+            let cells = csv_record(&line);
+            let serial_no = cells
+                .as_ref()
+                .and_then(|c| serial_col.and_then(|s| c.get(s)))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default();
+            let mut result = RowResult {
+                row,
+                serial_no,
+                status: RowStatus::Error,
+                device_id: None,
+                credentials: None,
+                warnings: Vec::new(),
+                error: None,
+            };
+            let body = match cells {
+                None => Err(Problem::validation("body", "unterminated quote")),
+                Some(c) => row_body(header_ref, &c),
+            };
+            let outcome = match body {
+                Ok(b) => provision_into(state_ref, caller_ref, project_ref, &b).await,
+                Err(p) => Err(Refusal::Problem(p)),
+            };
+            match outcome {
+                Ok((device, creds, warnings)) => {
+                    result.status = RowStatus::Created;
+                    result.device_id = Some(device.id.to_string());
+                    result.warnings = warnings;
+                    result.credentials = Some(RowCredentials {
+                        certificate_id: creds.certificate_id,
+                        certificate_pem: creds.certificate_pem,
+                        private_key_pem: creds.private_key_pem,
+                        device_token: creds.device_token,
+                    });
+                    (result, Some(creds.ca_pem))
+                }
+                Err(Refusal::Bound(h)) if h.project_id == project_ref.id => {
+                    result.status = RowStatus::Exists;
+                    result.device_id = Some(h.device_id.to_string());
+                    (result, None)
+                }
+                Err(Refusal::Bound(h)) => {
+                    result.error = Some(serial_bound(caller_ref, &h).into());
+                    (result, None)
+                }
+                Err(Refusal::Problem(p)) => {
+                    result.error = Some(p.into());
+                    (result, None)
+                }
+            }
+        })
+        .buffer_unordered(BULK_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(|(r, ca)| {
+            if let Some(ca) = ca {
+                ca_pem.get_or_insert(ca);
+            }
+            r
+        })
+        .collect();
+    results.sort_by_key(|r| r.row);
+    let count = |s: RowStatus| results.iter().filter(|r| r.status == s).count();
+    tracing::info!(project_id = %project.id, rows = results.len(), by = %caller.user_id, "bulk provisioning");
+    Ok(Json(BulkProvisioned {
+        project_id: project.id.to_string(),
+        created: count(RowStatus::Created),
+        exists: count(RowStatus::Exists),
+        errors: count(RowStatus::Error),
+        ca_pem,
+        mqtt_endpoint: state.mqtt_endpoint.clone(),
+        results,
+    }))
 }
 
 /// A page of the project's devices (including decommissioned ones).

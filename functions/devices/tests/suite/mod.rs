@@ -52,6 +52,7 @@ macro_rules! catalog_suite {
             decommissioning_revokes_and_keeps_history,
             rotation_and_retirement,
             blacklisting_flags_bound_devices,
+            bulk_provisioning_from_csv,
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
@@ -1463,4 +1464,204 @@ pub async fn blacklisting_flags_bound_devices(t: T) {
     );
     let (_, l) = t.get("/v1/devices?flagged=true", &a_ops).await;
     assert_eq!(ids(&l), Vec::<String>::new());
+}
+
+impl T {
+    /// POSTs a CSV body.
+    pub async fn post_csv(&self, path: &str, token: &str, csv: &str) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "text/csv")
+            .body(Body::from(csv.to_owned()))
+            .unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+pub async fn bulk_provisioning_from_csv(t: T) {
+    let a_admin = t.staff(A, "integrator_admin");
+    let (prj, _) = t.project(A, "220102").await;
+    let (_, province) = t.gov(A, "220000").await;
+    let sup = t.supplier(&a_admin, 1).await;
+    let banned_sup = t.supplier(&a_admin, 2).await;
+    let model = t.model(&a_admin, &sup, Some("C-1")).await;
+    let banned_model = t.model(&a_admin, &banned_sup, Some("C-2")).await;
+    let e = t
+        .create(
+            "/v1/blacklist",
+            &province,
+            entry_body("supplier", &banned_sup, "220000"),
+        )
+        .await;
+    let entry = e["id"].as_str().unwrap().to_owned();
+    let csv = format!(
+        "serial_no,model_id,category,mn,rated_load_t,rated_moment_tm\n\
+         B-1,{model},tower_crane,,8,125\n\
+         B-2,{model},tower_crane,,8,125\n\
+         B-3,{model},tower_crane,,9999,125\n\
+         B-4,{banned_model},tower_crane,,8,125\n\
+         B-5,{model},tower_crane,,6.5,80\n"
+    );
+    let path = format!("/v1/projects/{prj}/devices:bulk");
+
+    // Only the project's integrator staff.
+    let (s, _) = t
+        .post_csv(&path, &t.staff(B, "integrator_admin"), &csv)
+        .await;
+    assert!(
+        s == StatusCode::NOT_FOUND || s == StatusCode::FORBIDDEN,
+        "{s}"
+    );
+
+    let (s, v) = t.post_csv(&path, &a_admin, &csv).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["project_id"], prj.as_str());
+    assert_eq!(
+        (
+            v["created"].as_u64(),
+            v["exists"].as_u64(),
+            v["errors"].as_u64()
+        ),
+        (Some(3), Some(0), Some(2)),
+        "{v}"
+    );
+    assert!(v["ca_pem"].as_str().unwrap().contains("CERTIFICATE"));
+    assert_eq!(v["mqtt_endpoint"], "mqtts://127.0.0.1:8883");
+    let rows = v["results"].as_array().unwrap();
+    let rownums: Vec<u64> = rows.iter().map(|r| r["row"].as_u64().unwrap()).collect();
+    assert_eq!(rownums, [1, 2, 3, 4, 5]);
+    let mut ids = Vec::new();
+    for i in [0, 1, 4] {
+        let r = &rows[i];
+        assert_eq!(r["status"], "created", "{r}");
+        let c = &r["credentials"];
+        assert!(
+            c["private_key_pem"]
+                .as_str()
+                .unwrap()
+                .contains("PRIVATE KEY"),
+            "{r}"
+        );
+        assert!(
+            c["certificate_pem"]
+                .as_str()
+                .unwrap()
+                .contains("CERTIFICATE"),
+            "{r}"
+        );
+        assert!(
+            c["certificate_id"].is_string() && c.get("device_token").is_some(),
+            "{r}"
+        );
+        ids.push(r["device_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(rows[2]["status"], "error");
+    assert_eq!(rows[2]["serial_no"], "B-3");
+    assert_eq!(rows[2]["error"]["field"], "rated_load_t", "{}", rows[2]);
+    assert!(rows[2].get("credentials").is_none() && rows[2].get("device_id").is_none());
+    assert_eq!(rows[3]["status"], "error");
+    assert_eq!(rows[3]["error"]["title"], "Blacklisted");
+    assert_eq!(rows[3]["error"]["blacklist_entry_id"], entry.as_str());
+    assert!(
+        rows[3]["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&entry),
+        "{}",
+        rows[3]
+    );
+    // The created devices are real: readable, with their configuration.
+    let (s, d) = t.get(&format!("/v1/devices/{}", ids[2]), &a_admin).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["config"]["rated_load_t"], 6.5);
+    assert_no_credentials(&d);
+
+    // Again: idempotent by serial, the same devices without credentials, the same errors.
+    let (s, v) = t.post_csv(&path, &a_admin, &csv).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (
+            v["created"].as_u64(),
+            v["exists"].as_u64(),
+            v["errors"].as_u64()
+        ),
+        (Some(0), Some(3), Some(2)),
+        "{v}"
+    );
+    let rows = v["results"].as_array().unwrap();
+    for (i, id) in [0, 1, 4].into_iter().zip(&ids) {
+        assert_eq!(rows[i]["status"], "exists", "{}", rows[i]);
+        assert_eq!(rows[i]["device_id"], id.as_str());
+        assert!(rows[i].get("credentials").is_none(), "{}", rows[i]);
+    }
+    assert_eq!(rows[2]["error"]["field"], "rated_load_t");
+    assert_eq!(rows[3]["error"]["blacklist_entry_id"], entry.as_str());
+    let (_, list) = t
+        .get(&format!("/v1/projects/{prj}/devices"), &a_admin)
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 3, "{list}");
+
+    // The same serial in another project is an error there, not an "exists".
+    let (other, _) = t.project(A, "220102").await;
+    let (s, v) = t
+        .post_csv(
+            &format!("/v1/projects/{other}/devices:bulk"),
+            &a_admin,
+            &csv,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (
+            v["created"].as_u64(),
+            v["exists"].as_u64(),
+            v["errors"].as_u64()
+        ),
+        (Some(0), Some(0), Some(5)),
+        "{v}"
+    );
+    assert!(
+        v["results"][0]["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&ids[0])
+    );
+
+    // Malformed CSV and missing columns: 422 on body; a bad row alone is an error row.
+    let (s, v) = t
+        .post_csv(&path, &a_admin, "serial_no,category\nX,tower_crane\n")
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["field"], "body");
+    let (s, v) = t
+        .post_csv(
+            &path,
+            &a_admin,
+            &format!("serial_no,model_id,category\n\"B-9,{model},tower_crane\n"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["errors"], 1);
+    let big = format!(
+        "serial_no,model_id,category\n{}",
+        "X,mdl-x,tower_crane\n".repeat(5001)
+    );
+    let (s, v) = t.post_csv(&path, &a_admin, &big).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let huge = format!(
+        "serial_no,model_id,category\n{}",
+        "x".repeat(10 * 1024 * 1024)
+    );
+    let (s, v) = t.post_csv(&path, &a_admin, &huge).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
 }
