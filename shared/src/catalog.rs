@@ -18,9 +18,9 @@ use crate::domain::devices::{
     Supplier, SupplierId,
 };
 use crate::ids::IntegratorId;
-use crate::store::{Condition, Cursor, Item, Key, Query, SkCond, Store, StoreError, TxOp, keys};
+use crate::store::records::{self, decode, record};
+use crate::store::{Condition, Key, Query, SkCond, Store, StoreError, TxOp, keys};
 
-const DATA: &str = "data";
 /// Attribute of blacklist items that conditions the lift: `active` until lifted, then `lifted`.
 const STATE: &str = "state";
 const ACTIVE: &str = "active";
@@ -46,14 +46,6 @@ pub enum CatalogError {
 #[derive(Serialize, Deserialize)]
 struct SupplierRef {
     supplier_id: SupplierId,
-}
-
-fn record<T: Serialize>(key: Key, value: &T) -> Result<Item, CatalogError> {
-    Ok(Item::new(key).with_json(DATA, value)?)
-}
-
-fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, CatalogError> {
-    Ok(item.json(DATA)?)
 }
 
 fn is_condition_failure(e: &StoreError) -> bool {
@@ -101,10 +93,7 @@ impl Catalog {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, key: Key) -> Result<Option<T>, CatalogError> {
-        match self.store.get(&key).await? {
-            Some(item) => Ok(Some(decode(&item)?)),
-            None => Ok(None),
-        }
+        records::get_json(&*self.store, key).await
     }
 
     async fn page<T: DeserializeOwned>(
@@ -113,15 +102,7 @@ impl Catalog {
         limit: u32,
         cursor: Option<String>,
     ) -> Result<ListPage<T>, CatalogError> {
-        let page = self
-            .store
-            .query(q.limit(limit).after(cursor.map(Cursor::from_client)))
-            .await?;
-        let items = page.items.iter().map(decode).collect::<Result<_, _>>()?;
-        Ok(ListPage {
-            items,
-            next: page.next.map(|c| c.as_str().to_owned()),
-        })
+        records::page(&*self.store, q, limit, cursor).await
     }
 
     // ---- suppliers

@@ -12,16 +12,10 @@ use crate::domain::tenancy::{
 };
 use crate::ids::IntegratorId;
 use crate::store::keys::{self, Pk};
+use crate::store::records::{self, decode, record};
 use crate::store::{Condition, Cursor, Item, Key, Query, SkCond, Store, StoreError, TxOp};
 
-const DATA: &str = "data";
-
-/// A page of a list answer (`{"items": [...], "next": cursor-or-null}`).
-#[derive(Debug, Clone, Serialize)]
-pub struct ListPage<T> {
-    pub items: Vec<T>,
-    pub next: Option<String>,
-}
+pub use crate::store::records::ListPage;
 
 /// A user as the API shows it. The password hash is stored beside it, never in it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -70,14 +64,6 @@ pub struct Directory {
     store: Arc<dyn Store>,
 }
 
-fn record<T: Serialize>(key: Key, value: &T) -> Result<Item, DirectoryError> {
-    Ok(Item::new(key).with_json(DATA, value)?)
-}
-
-fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, DirectoryError> {
-    Ok(item.json(DATA)?)
-}
-
 fn pk_of(integrator: Option<&IntegratorId>) -> Pk {
     integrator.map_or_else(keys::platform, keys::integrator)
 }
@@ -101,10 +87,7 @@ impl Directory {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, key: Key) -> Result<Option<T>, DirectoryError> {
-        match self.store.get(&key).await? {
-            Some(item) => Ok(Some(decode(&item)?)),
-            None => Ok(None),
-        }
+        records::get_json(&*self.store, key).await
     }
 
     async fn page<T: DeserializeOwned>(
@@ -113,15 +96,7 @@ impl Directory {
         limit: u32,
         cursor: Option<String>,
     ) -> Result<ListPage<T>, DirectoryError> {
-        let page = self
-            .store
-            .query(q.limit(limit).after(cursor.map(Cursor::from_client)))
-            .await?;
-        let items = page.items.iter().map(decode).collect::<Result<_, _>>()?;
-        Ok(ListPage {
-            items,
-            next: page.next.map(|c| c.as_str().to_owned()),
-        })
+        records::page(&*self.store, q, limit, cursor).await
     }
 
     // ---- integrators

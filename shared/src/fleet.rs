@@ -25,9 +25,9 @@ use crate::domain::devices::{
 };
 use crate::domain::tenancy::{ProjectId, RegionCode};
 use crate::ids::IntegratorId;
+use crate::store::records::{self, decode, record};
 use crate::store::{Condition, Cursor, Item, Key, Query, SkCond, Store, StoreError, TxOp, keys};
 
-const DATA: &str = "data";
 /// Attribute conditioning decommissioning: `active` until decommissioned.
 const STATUS: &str = "status";
 
@@ -136,14 +136,6 @@ pub enum FleetError {
     Corrupt(#[from] serde_json::Error),
 }
 
-fn record<T: Serialize>(key: Key, value: &T) -> Result<Item, FleetError> {
-    Ok(Item::new(key).with_json(DATA, value)?)
-}
-
-fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, FleetError> {
-    Ok(item.json(DATA)?)
-}
-
 fn is_condition_failure(e: &StoreError) -> bool {
     matches!(
         e,
@@ -201,10 +193,7 @@ impl Fleet {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, key: Key) -> Result<Option<T>, FleetError> {
-        match self.store.get(&key).await? {
-            Some(item) => Ok(Some(decode(&item)?)),
-            None => Ok(None),
-        }
+        records::get_json(&*self.store, key).await
     }
 
     /// The record and its project-listing copy, with the status attribute.

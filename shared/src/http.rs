@@ -148,6 +148,39 @@ impl From<crate::domain::tenancy::FieldError> for Problem {
     }
 }
 
+impl From<crate::directory::DirectoryError> for Problem {
+    fn from(e: crate::directory::DirectoryError) -> Self {
+        use crate::directory::DirectoryError;
+        match e {
+            DirectoryError::Exists(what) => Problem::conflict(format!("{what} already exists")),
+            DirectoryError::Store(s) => s.into(),
+            DirectoryError::Corrupt(c) => Problem::internal(&c),
+        }
+    }
+}
+
+/// What every concern's health route answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+    pub concern: &'static str,
+    pub store: &'static str,
+}
+
+/// Proves a concern is up and its table answers (one consistent read of the health probe).
+pub async fn check_store(
+    store: &dyn crate::store::Store,
+    concern: &'static str,
+) -> Result<Json<Health>, Problem> {
+    let (pk, sk) = crate::store::keys::health_probe();
+    store.get(&crate::store::Key::new(pk, sk)).await?;
+    Ok(Json(Health {
+        status: "ok",
+        concern,
+        store: "ok",
+    }))
+}
+
 /// A JSON request body. Syntax errors answer 400; a field that does not parse (a bad USCC, an
 /// unknown enum value, a missing field) answers 422 naming the field.
 pub struct ApiJson<T>(pub T);

@@ -15,6 +15,7 @@ pub mod dynamo;
 pub mod embedded;
 pub mod item;
 pub mod keys;
+pub mod records;
 pub mod schema;
 
 use async_trait::async_trait;

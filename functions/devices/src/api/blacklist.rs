@@ -21,7 +21,7 @@ use smartsite_shared::domain::tenancy::{self, RegionCode};
 use smartsite_shared::http::{ApiJson, List, ListParams, Problem};
 
 use crate::AppState;
-use crate::api::{READ_ROLES, cat_err, dir_err, now_rfc3339};
+use crate::api::{READ_ROLES, cat_err, now_rfc3339};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"scope": "supplier", "target_id": "sup-0", "region_code": "220100",
@@ -71,7 +71,11 @@ async fn view_of(state: &AppState, caller: &Caller) -> Result<View, Problem> {
     }
     if caller.has(Role::GovSupervisor)
         && let (Some(i), Some(c)) = (&caller.integrator, &caller.customer)
-        && let Some(region) = state.directory.jurisdiction(i, c).await.map_err(dir_err)?
+        && let Some(region) = state
+            .directory
+            .jurisdiction(i, c)
+            .await
+            .map_err(Problem::from)?
     {
         return Ok(View::Overlapping(region));
     }
@@ -119,7 +123,7 @@ pub async fn issue(
             .directory
             .jurisdiction(i, c)
             .await
-            .map_err(dir_err)?
+            .map_err(Problem::from)?
             .ok_or_else(|| Problem::forbidden("government supervisors only"))?;
         if !region.covers(&req.region_code) {
             return Err(Problem::validation(

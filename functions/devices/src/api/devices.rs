@@ -38,7 +38,7 @@ use smartsite_shared::http::{ApiJson, List, ListParams, Problem};
 use smartsite_shared::iot::{Credentials, DeviceIdentity, RegistryError, TopicKind};
 
 use crate::AppState;
-use crate::api::{cat_err, dir_err, now_rfc3339};
+use crate::api::{cat_err, now_rfc3339};
 
 /// Who provisions, decommissions and rotates: the project's integrator staff.
 pub const WRITE_ROLES: &[Role] = &[Role::IntegratorAdmin, Role::IntegratorOps];
@@ -229,7 +229,7 @@ async fn writable_project(state: &AppState, caller: &Caller, id: &str) -> Result
         .directory
         .visible_project(caller, &id)
         .await
-        .map_err(dir_err)?
+        .map_err(Problem::from)?
         .ok_or_else(Problem::not_found)?;
     caller.require(WRITE_ROLES)?;
     if caller.staff_of() != Some(&p.integrator_id) {
@@ -709,7 +709,7 @@ pub async fn list(
         .directory
         .visible_project(&caller, &id)
         .await
-        .map_err(dir_err)?
+        .map_err(Problem::from)?
         .ok_or_else(Problem::not_found)?;
     let got = state
         .fleet
@@ -735,13 +735,13 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Device, Pro
         .directory
         .project(&loc.integrator_id, &loc.project_id)
         .await
-        .map_err(dir_err)?
+        .map_err(Problem::from)?
         .ok_or_else(Problem::not_found)?;
     if !state
         .directory
         .may_see_project(caller, &p)
         .await
-        .map_err(dir_err)?
+        .map_err(Problem::from)?
     {
         return Err(Problem::not_found());
     }

@@ -7,12 +7,9 @@ pub mod suppliers;
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
 use smartsite_shared::auth::Role;
 use smartsite_shared::catalog::CatalogError;
-use smartsite_shared::directory::DirectoryError;
-use smartsite_shared::http::Problem;
-use smartsite_shared::store::{Key, keys};
+use smartsite_shared::http::{self, Problem};
 
 use crate::AppState;
 
@@ -44,31 +41,9 @@ pub fn cat_err(e: CatalogError) -> Problem {
     }
 }
 
-/// Maps directory errors at the edge.
-pub fn dir_err(e: DirectoryError) -> Problem {
-    match e {
-        DirectoryError::Exists(what) => Problem::conflict(format!("{what} already exists")),
-        DirectoryError::Store(s) => s.into(),
-        DirectoryError::Corrupt(c) => Problem::internal(&c),
-    }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Health {
-    pub status: &'static str,
-    pub concern: &'static str,
-    pub store: &'static str,
-}
-
 /// Liveness of the concern and its table.
 #[utoipa::path(get, path = "/v1/devices/healthz", tag = "devices",
-    responses((status = 200, body = Health)))]
-pub async fn health(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
-    let (pk, sk) = keys::health_probe();
-    state.store.get(&Key::new(pk, sk)).await?;
-    Ok(Json(Health {
-        status: "ok",
-        concern: "devices",
-        store: "ok",
-    }))
+    responses((status = 200, body = http::Health)))]
+pub async fn health(State(state): State<AppState>) -> Result<Json<http::Health>, Problem> {
+    http::check_store(&*state.store, "devices").await
 }

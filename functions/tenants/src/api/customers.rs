@@ -14,7 +14,7 @@ use smartsite_shared::domain::tenancy::{
 use smartsite_shared::http::{ApiJson, List, ListParams, Problem};
 
 use crate::AppState;
-use crate::api::{dir_err, now_rfc3339};
+use crate::api::now_rfc3339;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"kind": "enterprise", "name": "吉林建工集团", "region_code": "220100", "uscc": "91220101MA00000013"}))]
@@ -78,7 +78,7 @@ pub async fn create(
         .directory
         .create_customer(&customer)
         .await
-        .map_err(dir_err)?;
+        .map_err(Problem::from)?;
     tracing::info!(integrator_id = %integrator, customer_id = %customer.id, "customer created");
     Ok((StatusCode::CREATED, Json(customer)))
 }
@@ -98,14 +98,18 @@ pub async fn list(
             .directory
             .list_customers(i, page.limit(), page.cursor.clone())
             .await
-            .map_err(dir_err)?;
+            .map_err(Problem::from)?;
         return Ok(Json(List {
             items: p.items,
             next: p.next,
         }));
     }
     let own = match (&caller.integrator, &caller.customer) {
-        (Some(i), Some(c)) => state.directory.customer(i, c).await.map_err(dir_err)?,
+        (Some(i), Some(c)) => state
+            .directory
+            .customer(i, c)
+            .await
+            .map_err(Problem::from)?,
         _ => None,
     };
     Ok(Json(List {
@@ -120,7 +124,7 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Customer, P
         .directory
         .visible_customer(caller, &id)
         .await
-        .map_err(dir_err)?
+        .map_err(Problem::from)?
         .ok_or_else(Problem::not_found)
 }
 
@@ -173,7 +177,7 @@ async fn apply_transition(
         .directory
         .update_customer(&next, current)
         .await
-        .map_err(dir_err)?;
+        .map_err(Problem::from)?;
     tracing::info!(customer_id = %next.id, status = ?to, by = %caller.user_id, "customer status changed");
     Ok(next)
 }
@@ -236,7 +240,7 @@ async fn build_export(state: &AppState, customer: Customer) -> Result<CustomerEx
             .directory
             .list_customers_projects(&customer, 200, cursor)
             .await
-            .map_err(dir_err)?;
+            .map_err(Problem::from)?;
         projects.extend(p.items);
         match p.next {
             Some(c) => cursor = Some(c),
@@ -249,7 +253,7 @@ async fn build_export(state: &AppState, customer: Customer) -> Result<CustomerEx
             .directory
             .list_users(Some(&customer.integrator_id), 200, cursor)
             .await
-            .map_err(dir_err)?;
+            .map_err(Problem::from)?;
         users.extend(
             p.items
                 .into_iter()

@@ -9,7 +9,6 @@ use smartsite_shared::http::{ApiJson, Problem};
 use smartsite_shared::password;
 
 use crate::AppState;
-use crate::api::dir_err;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"username": "admin", "password": "…"}))]
@@ -38,7 +37,7 @@ pub async fn token(
         .directory
         .user_by_username(&name)
         .await
-        .map_err(dir_err)?;
+        .map_err(Problem::from)?;
     // Unknown users cost one hash verification too, so timing does not reveal which usernames exist.
     let (hash, user) = match record {
         Some(r) => (r.password_hash, Some(r.user)),
@@ -52,7 +51,11 @@ pub async fn token(
     };
     // An offboarded customer's users cannot sign in; a suspended one's can (read-only).
     if let (Some(i), Some(c)) = (&user.integrator_id, &user.customer_id) {
-        let cust = state.directory.customer(i, c).await.map_err(dir_err)?;
+        let cust = state
+            .directory
+            .customer(i, c)
+            .await
+            .map_err(Problem::from)?;
         if cust.is_none_or(|c| c.status == Status::Offboarded) {
             return Err(bad());
         }

@@ -10,7 +10,7 @@ use smartsite_shared::http::{ApiJson, List, ListParams, Problem};
 use smartsite_shared::ids::IntegratorId;
 
 use crate::AppState;
-use crate::api::{dir_err, now_rfc3339};
+use crate::api::now_rfc3339;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"name": "中国电信吉林分公司", "operator": "china_telecom", "province_code": "220000"}))]
@@ -57,7 +57,7 @@ pub async fn create(
         .directory
         .create_integrator(&integrator)
         .await
-        .map_err(dir_err)?;
+        .map_err(Problem::from)?;
     tracing::info!(integrator_id = %integrator.id, "integrator created");
     Ok((StatusCode::CREATED, Json(integrator)))
 }
@@ -77,14 +77,14 @@ pub async fn list(
             .directory
             .list_integrators(page.limit(), page.cursor.clone())
             .await
-            .map_err(dir_err)?;
+            .map_err(Problem::from)?;
         return Ok(Json(List {
             items: p.items,
             next: p.next,
         }));
     }
     let own = match caller.staff_of() {
-        Some(i) => state.directory.integrator(i).await.map_err(dir_err)?,
+        Some(i) => state.directory.integrator(i).await.map_err(Problem::from)?,
         None => None,
     };
     Ok(Json(List {
@@ -111,7 +111,7 @@ pub async fn get(
         .directory
         .integrator(&id)
         .await
-        .map_err(dir_err)?
+        .map_err(Problem::from)?
         .map(Json)
         .ok_or_else(Problem::not_found)
 }

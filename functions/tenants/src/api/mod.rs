@@ -10,8 +10,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 use smartsite_shared::auth::{Caller, Role, roles_json};
-use smartsite_shared::http::Problem;
-use smartsite_shared::store::{Key, keys};
+use smartsite_shared::http::{self, Problem};
 
 use crate::AppState;
 
@@ -20,34 +19,11 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Maps directory errors at the edge.
-pub fn dir_err(e: smartsite_shared::directory::DirectoryError) -> Problem {
-    use smartsite_shared::directory::DirectoryError;
-    match e {
-        DirectoryError::Exists(what) => Problem::conflict(format!("{what} already exists")),
-        DirectoryError::Store(s) => s.into(),
-        DirectoryError::Corrupt(c) => Problem::internal(&c),
-    }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Health {
-    pub status: &'static str,
-    pub concern: &'static str,
-    pub store: &'static str,
-}
-
 /// Liveness of the concern and its table.
 #[utoipa::path(get, path = "/v1/tenants/healthz", tag = "tenants",
-    responses((status = 200, body = Health)))]
-pub async fn health(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
-    let (pk, sk) = keys::health_probe();
-    state.store.get(&Key::new(pk, sk)).await?;
-    Ok(Json(Health {
-        status: "ok",
-        concern: "tenants",
-        store: "ok",
-    }))
+    responses((status = 200, body = http::Health)))]
+pub async fn health(State(state): State<AppState>) -> Result<Json<http::Health>, Problem> {
+    http::check_store(&*state.store, "tenants").await
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

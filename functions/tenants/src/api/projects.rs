@@ -13,7 +13,7 @@ use smartsite_shared::domain::tenancy::{
 use smartsite_shared::http::{ApiJson, List, ListParams, Problem};
 
 use crate::AppState;
-use crate::api::{dir_err, now_rfc3339};
+use crate::api::now_rfc3339;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({
@@ -71,7 +71,7 @@ pub async fn create(
                 .directory
                 .customer(&integrator, &id)
                 .await
-                .map_err(dir_err)?
+                .map_err(Problem::from)?
             {
                 Some(c) if kinds.contains(&c.kind) && c.status == Status::Active => Ok(c),
                 _ => Err(Problem::validation(
@@ -127,7 +127,7 @@ pub async fn create(
         .directory
         .create_project(&project)
         .await
-        .map_err(dir_err)?;
+        .map_err(Problem::from)?;
     tracing::info!(integrator_id = %integrator, project_id = %project.id, "project created");
     Ok((StatusCode::CREATED, Json(project)))
 }
@@ -147,7 +147,7 @@ pub async fn list(
         .directory
         .visible_projects(&caller, page.limit(), page.cursor.clone())
         .await
-        .map_err(dir_err)?;
+        .map_err(Problem::from)?;
     Ok(Json(List {
         items: p.items,
         next: p.next,
@@ -168,7 +168,7 @@ pub async fn get(
         .directory
         .visible_project(&caller, &id)
         .await
-        .map_err(dir_err)?
+        .map_err(Problem::from)?
         .map(Json)
         .ok_or_else(Problem::not_found)
 }

@@ -19,7 +19,7 @@ use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::password;
 
 use crate::AppState;
-use crate::api::{dir_err, now_rfc3339};
+use crate::api::now_rfc3339;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"username": "ct-ops", "password": "Changchun-2026", "roles": ["integrator_ops"], "integrator_id": "int-0"}))]
@@ -131,7 +131,7 @@ pub async fn create(
                 .directory
                 .integrator(&i)
                 .await
-                .map_err(dir_err)?
+                .map_err(Problem::from)?
                 .is_none()
             {
                 return Err(not_found("integrator_id"));
@@ -165,7 +165,7 @@ pub async fn create(
                 .directory
                 .customer(&i, &c)
                 .await
-                .map_err(dir_err)?
+                .map_err(Problem::from)?
                 .ok_or_else(|| not_found("customer_id"))?;
             if cust.status == Status::Offboarded {
                 return Err(not_found("customer_id"));
@@ -215,7 +215,7 @@ pub async fn list(
         .directory
         .list_users(scope, page.limit(), page.cursor.clone())
         .await
-        .map_err(dir_err)?;
+        .map_err(Problem::from)?;
     Ok(Json(List {
         items: p.items,
         next: p.next,
