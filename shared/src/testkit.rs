@@ -58,3 +58,79 @@ pub async fn dynamo() -> StoreFixture {
 fn main_table() -> &'static TableDef {
     TableDef::main().unwrap_or_else(|e| panic!("table definition: {e}"))
 }
+
+/// Drives a router in-process (`oneshot`), as every concern's HTTP test suite does. Panics on
+/// transport failures: in a test they are failures.
+#[derive(Clone)]
+pub struct RouterClient {
+    router: axum::Router,
+}
+
+impl RouterClient {
+    pub fn new(router: axum::Router) -> Self {
+        RouterClient { router }
+    }
+
+    /// Any request with an optional `(content type, body)`; answers the status and the JSON body
+    /// (`Null` when empty or not JSON).
+    pub async fn send(
+        &self,
+        method: http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (http::StatusCode, serde_json::Value) {
+        use tower::ServiceExt as _;
+        let mut req = http::Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some((content_type, bytes)) => req
+                .header("content-type", content_type)
+                .body(axum::body::Body::from(bytes)),
+            None => req.body(axum::body::Body::empty()),
+        }
+        .unwrap_or_else(|e| panic!("request: {e}"));
+        let res = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap_or_else(|e| panic!("router: {e}"));
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 24)
+            .await
+            .unwrap_or_else(|e| panic!("body: {e}"));
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// A JSON request.
+    pub async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (http::StatusCode, serde_json::Value) {
+        let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
+        self.send(method, path, token, body).await
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (http::StatusCode, serde_json::Value) {
+        self.call(http::Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (http::StatusCode, serde_json::Value) {
+        self.call(http::Method::GET, path, Some(token), None).await
+    }
+}

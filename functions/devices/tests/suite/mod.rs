@@ -6,9 +6,7 @@
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::body::Body;
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use smartsite_devices::AppState;
 use smartsite_shared::auth::{Authenticator, Claims, LocalIssuer};
@@ -21,11 +19,10 @@ use smartsite_shared::domain::tenancy::{Customer, CustomerId, CustomerKind, Regi
 use smartsite_shared::domain::tenancy::{Project, ProjectId, ProjectType};
 use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::iot::local::{CredentialStatus, LocalRegistry};
-use smartsite_shared::testkit::StoreFixture;
-use tower::ServiceExt;
+use smartsite_shared::testkit::{RouterClient, StoreFixture};
 
 pub struct T {
-    router: Router,
+    client: RouterClient,
     pub issuer: Arc<LocalIssuer>,
     pub catalog: Catalog,
     pub directory: Directory,
@@ -68,6 +65,13 @@ macro_rules! catalog_suite {
 pub const A: &str = "int-a";
 pub const B: &str = "int-b";
 
+impl std::ops::Deref for T {
+    type Target = RouterClient;
+    fn deref(&self) -> &RouterClient {
+        &self.client
+    }
+}
+
 impl T {
     pub fn new(store: StoreFixture) -> T {
         let keys = tempfile::tempdir().unwrap();
@@ -86,7 +90,7 @@ impl T {
         let (routes, _) = smartsite_devices::routes().split_for_parts();
         let router = smartsite_devices::finish(routes, state);
         T {
-            router,
+            client: RouterClient::new(router),
             issuer,
             catalog,
             directory,
@@ -149,45 +153,6 @@ impl T {
             Some(c.id.as_str()),
         );
         (c.id.to_string(), token)
-    }
-
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string()))
-                .unwrap(),
-            None => req.body(Body::empty()).unwrap(),
-        };
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 22)
-            .await
-            .unwrap();
-        let v = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        (status, v)
-    }
-
-    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, path, Some(token), Some(body)).await
-    }
-
-    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, Some(token), None).await
     }
 
     /// Creates an object and returns it, asserting 201.
@@ -1469,22 +1434,8 @@ pub async fn blacklisting_flags_bound_devices(t: T) {
 impl T {
     /// POSTs a CSV body.
     pub async fn post_csv(&self, path: &str, token: &str, csv: &str) -> (StatusCode, Value) {
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "text/csv")
-            .body(Body::from(csv.to_owned()))
-            .unwrap();
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 24)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let body = Some(("text/csv", csv.as_bytes().to_vec()));
+        self.send(Method::POST, path, Some(token), body).await
     }
 }
 

@@ -6,19 +6,16 @@
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::body::Body;
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use smartsite_shared::accounts::LocalAccounts;
 use smartsite_shared::auth::{Authenticator, Claims, LocalIssuer};
 use smartsite_shared::directory::Directory;
-use smartsite_shared::testkit::StoreFixture;
+use smartsite_shared::testkit::{RouterClient, StoreFixture};
 use smartsite_tenants::AppState;
-use tower::ServiceExt;
 
 pub struct T {
-    router: Router,
+    client: RouterClient,
     pub issuer: Arc<LocalIssuer>,
     _store: StoreFixture,
     _keys: tempfile::TempDir,
@@ -48,6 +45,13 @@ macro_rules! tenancy_suite {
     };
 }
 
+impl std::ops::Deref for T {
+    type Target = RouterClient;
+    fn deref(&self) -> &RouterClient {
+        &self.client
+    }
+}
+
 impl T {
     pub fn new(store: StoreFixture) -> T {
         let keys = tempfile::tempdir().unwrap();
@@ -66,7 +70,7 @@ impl T {
             .split_for_parts();
         let router = smartsite_tenants::finish(routes, state);
         T {
-            router,
+            client: RouterClient::new(router),
             issuer,
             _store: store,
             _keys: keys,
@@ -89,45 +93,6 @@ impl T {
         self.issuer
             .issue(claims, smartsite_shared::store::now_epoch())
             .unwrap()
-    }
-
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string()))
-                .unwrap(),
-            None => req.body(Body::empty()).unwrap(),
-        };
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 22)
-            .await
-            .unwrap();
-        let v = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        (status, v)
-    }
-
-    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, path, Some(token), Some(body)).await
-    }
-
-    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, Some(token), None).await
     }
 
     /// Creates an object and returns its id, asserting 201.
