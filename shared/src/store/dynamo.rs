@@ -534,16 +534,20 @@ impl Store for DynamoStore {
                         .build()
                         .map_err(build_err)?,
                 ),
-                TxOp::Add {
-                    key, attr, delta, ..
-                } => {
-                    let a = x.name(attr);
-                    let d = x.value(AttributeValue::N(delta.to_string()));
+                TxOp::Add { key, deltas, .. } => {
+                    let parts = deltas
+                        .iter()
+                        .map(|(attr, delta)| {
+                            let a = x.name(attr);
+                            let d = x.value(AttributeValue::N(delta.to_string()));
+                            format!("{a} {d}")
+                        })
+                        .collect::<Vec<_>>();
                     TransactWriteItem::builder().update(
                         Update::builder()
                             .table_name(&self.table_name)
                             .set_key(Some(self.key_map(key)))
-                            .update_expression(format!("ADD {a} {d}"))
+                            .update_expression(format!("ADD {}", parts.join(", ")))
                             .set_condition_expression(ce)
                             .set_expression_attribute_names(x.names())
                             .set_expression_attribute_values(x.values())

@@ -612,28 +612,31 @@ fn apply(
                     return Err(StoreError::TransactionConditionFailed { index });
                 }
             }
-            if let Some(TxOp::Add { key, attr, .. }) = ops.iter().find(|op| match op {
-                TxOp::Add { key, attr, .. } => open
-                    .live(key, now)
-                    .ok()
-                    .flatten()
-                    .and_then(|i| i.attr(attr).cloned())
-                    .is_some_and(|a| !matches!(a, Attr::N(_))),
-                _ => false,
-            }) {
-                return Err(StoreError::Invalid(format!(
-                    "attribute {attr} of {key:?} is not a number"
-                )));
+            for op in &ops[..] {
+                if let TxOp::Add { key, deltas, .. } = op {
+                    let live = open.live(key, now)?;
+                    for (attr, _) in deltas {
+                        if live
+                            .as_ref()
+                            .and_then(|i| i.attr(attr))
+                            .is_some_and(|a| !matches!(a, Attr::N(_)))
+                        {
+                            return Err(StoreError::Invalid(format!(
+                                "attribute {attr} of {key:?} is not a number"
+                            )));
+                        }
+                    }
+                }
             }
             for op in ops {
                 match op {
                     TxOp::Put { item, .. } => open.write(item)?,
                     TxOp::Delete { key, .. } => open.remove(key)?,
                     TxOp::Check { .. } => {}
-                    TxOp::Add {
-                        key, attr, delta, ..
-                    } => {
-                        open.add(key, attr, *delta, now)?;
+                    TxOp::Add { key, deltas, .. } => {
+                        for (attr, delta) in deltas {
+                            open.add(key, attr, *delta, now)?;
+                        }
                     }
                 }
             }

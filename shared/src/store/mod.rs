@@ -274,16 +274,25 @@ pub enum TxOp {
         key: Key,
         cond: Condition,
     },
-    /// Atomically adds `delta` to the number attribute (created at 0 if absent).
+    /// Atomically adds each delta to its number attribute (created at 0 if absent), like one
+    /// DynamoDB `ADD a :x, b :y` update: counters and sums of one aggregate move together.
     Add {
         key: Key,
-        attr: String,
-        delta: i64,
+        deltas: Vec<(String, i64)>,
         cond: Option<Condition>,
     },
 }
 
 impl TxOp {
+    /// An unconditional [`TxOp::Add`] of one attribute.
+    pub fn add(key: Key, attr: impl Into<String>, delta: i64) -> TxOp {
+        TxOp::Add {
+            key,
+            deltas: vec![(attr.into(), delta)],
+            cond: None,
+        }
+    }
+
     pub fn key(&self) -> &Key {
         match self {
             TxOp::Put { item, .. } => &item.key,

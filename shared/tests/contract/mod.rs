@@ -180,8 +180,7 @@ pub async fn transaction_is_all_or_nothing(s: &dyn Store) {
         },
         TxOp::Add {
             key: key(&p, "counter"),
-            attr: "n".into(),
-            delta: 5,
+            deltas: vec![("n".into(), 5), ("m".into(), -2)],
             cond: None,
         },
         TxOp::Check {
@@ -213,8 +212,7 @@ pub async fn transaction_is_all_or_nothing(s: &dyn Store) {
         },
         TxOp::Add {
             key: key(&p, "counter"),
-            attr: "n".into(),
-            delta: 5,
+            deltas: vec![("n".into(), 5), ("m".into(), -2)],
             cond: None,
         },
         TxOp::Check {
@@ -225,9 +223,11 @@ pub async fn transaction_is_all_or_nothing(s: &dyn Store) {
     s.transact(ok).await.unwrap();
     assert_eq!(s.get(&key(&p, "a")).await.unwrap().unwrap().n("n"), Some(1));
     assert_eq!(s.get(&key(&p, "doomed")).await.unwrap(), None);
+    let counter = s.get(&key(&p, "counter")).await.unwrap().unwrap();
     assert_eq!(
-        s.get(&key(&p, "counter")).await.unwrap().unwrap().n("n"),
-        Some(5)
+        (counter.n("n"), counter.n("m")),
+        (Some(5), Some(-2)),
+        "every attribute of a multi-attribute ADD moves"
     );
 
     // The first failing condition is the one reported.
