@@ -2,7 +2,13 @@
 //! the HJ 212 gateway and admin verbs.
 
 pub mod admin;
+pub mod broker;
+pub mod gateway;
+pub mod hj212;
+pub mod hj212_sink;
 pub mod serve;
+pub mod simulate;
+pub mod uplink;
 
 use std::process::ExitCode;
 
@@ -34,6 +40,17 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Operator client of the HTTP API: sign in, onboard integrators, customers, projects, users.
     Admin(admin::AdminArgs),
+    /// A fleet of simulated devices publishing telemetry over MQTT.
+    Simulate(simulate::SimulateArgs),
+    /// Protocol gateways for the AWS edition.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// HJ 212 TCP in, MQTT out (per-device credentials), acknowledging after the broker did.
+    Hj212(gateway::GatewayArgs),
 }
 
 /// Parses the command line, runs the command, and maps failure to exit code 1 with the cause
@@ -55,6 +72,8 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args, serve::shutdown_signal()).await,
             Command::Admin(args) => admin::run(args).await,
+            Command::Simulate(args) => simulate::run(args).await.map(|_| ()),
+            Command::Gateway(GatewayCommand::Hj212(args)) => gateway::run(args).await,
         }
     });
     match result {

@@ -22,6 +22,14 @@ use smartsite_shared::store::embedded::{EmbeddedDb, EmbeddedStore};
 use smartsite_shared::{fsutil, password};
 use smartsite_tenants::AppState;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+use crate::uplink::LocalUplink;
+use smartsite_shared::alarming::{Alarms, Downlink};
+use smartsite_shared::fleet::Device;
+use smartsite_shared::fleet::Fleet;
+use smartsite_shared::ingest::Pipeline;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -46,6 +54,11 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct Endpoints {
     pub http: String,
+    pub mqtts: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hj212: Option<String>,
 }
 
 pub const ENDPOINTS_FILE: &str = "endpoints.json";
@@ -90,34 +103,88 @@ pub async fn run(
         &args.data_dir.join(CA_DIR),
         store.clone(),
     )?);
+    // The broker needs the pipeline (uplink), the pipeline the alarm rules, the alarm rules the
+    // broker (downlink): the downlink is bound once the broker exists.
+    let downlink = Arc::new(BrokerDownlink::default());
+    let alarms = Alarms::new(store.clone()).with_downlink(downlink.clone());
+    let pipeline = Pipeline::new(store.clone()).with_observer(Arc::new(alarms.clone()));
+    let uplink = LocalUplink::start(pipeline);
+    let broker = Broker::new(registry.clone(), Fleet::new(store.clone()), uplink.clone());
+    let _ = downlink.broker.set(broker.clone());
     let state = AppState::new(store, auth, Some(issuer), accounts);
     bootstrap_admin(&state, &args.data_dir).await?;
 
-    let app = router(state, registry, format!("mqtts://{}", args.mqtts));
     let listener = TcpListener::bind(args.http)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", args.http))?;
     let http_addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
 
-    if args.mqtt.is_some() || args.hj212.is_some() {
-        tracing::warn!(
-            "the MQTT broker and the HJ 212 listener are not part of this build yet; --mqtt/--mqtts/--hj212 are ignored"
-        );
+    let mqtts = TcpListener::bind(args.mqtts)
+        .await
+        .with_context(|| format!("cannot listen for MQTT over TLS on {}", args.mqtts))?;
+    let mqtts_addr = mqtts.local_addr()?;
+    let tls = broker.tls_config(&server_names(mqtts_addr))?;
+    tasks.push(tokio::spawn(broker.clone().serve_tls(
+        mqtts,
+        tls,
+        stop_rx.clone(),
+    )));
+    let mut mqtt_addr = None;
+    if let Some(addr) = args.mqtt {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for MQTT on {addr}"))?;
+        mqtt_addr = Some(l.local_addr()?);
+        tasks.push(tokio::spawn(broker.clone().serve_plain(l, stop_rx.clone())));
     }
+    let mut hj212_addr = None;
+    if let Some(addr) = args.hj212 {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for HJ 212 on {addr}"))?;
+        hj212_addr = Some(l.local_addr()?);
+        let sink = Arc::new(crate::hj212_sink::LocalHj212::new(uplink.clone()));
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = crate::hj212::serve(l, sink, stopped).await {
+                tracing::error!(error = %e, "HJ 212 listener failed");
+            }
+        }));
+    }
+
+    tasks.push(tokio::spawn(scheduler(alarms.clone(), stop_rx.clone())));
+    let app = router(state, registry, alarms, format!("mqtts://{mqtts_addr}"));
     let endpoints = Endpoints {
         http: http_addr.to_string(),
+        mqtts: mqtts_addr.to_string(),
+        mqtt: mqtt_addr.map(|a| a.to_string()),
+        hj212: hj212_addr.map(|a| a.to_string()),
     };
     write_endpoints(&args.data_dir, &endpoints)?;
     println!(
-        "smartsite serve: http {http_addr} (http://{http_addr}/healthz), data dir {}",
+        "smartsite serve: http {http_addr} (http://{http_addr}/healthz), mqtts {mqtts_addr}{}{}, data dir {}",
+        mqtt_addr.map(|a| format!(", mqtt {a}")).unwrap_or_default(),
+        hj212_addr
+            .map(|a| format!(", hj212 {a}"))
+            .unwrap_or_default(),
         args.data_dir.display()
     );
-    tracing::info!(http = %http_addr, data_dir = %args.data_dir.display(), "ready");
+    tracing::info!(http = %http_addr, mqtts = %mqtts_addr, data_dir = %args.data_dir.display(), "ready");
 
     let purger = tokio::spawn(purge_loop(main));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
+    // Stop the device listeners; sessions acknowledge what they stored and close.
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
     purger.abort();
     let _ = std::fs::remove_file(args.data_dir.join(ENDPOINTS_FILE));
     served.context("HTTP server failed")?;
@@ -125,10 +192,71 @@ pub async fn run(
     Ok(())
 }
 
+/// The alarm rules' way to devices: the broker, bound after it is built.
+#[derive(Default)]
+struct BrokerDownlink {
+    broker: std::sync::OnceLock<Arc<Broker>>,
+}
+
+#[async_trait::async_trait]
+impl Downlink for BrokerDownlink {
+    async fn send(&self, device: &Device, payload: bytes::Bytes) -> bool {
+        self.broker
+            .get()
+            .is_some_and(|b| b.send(device.id.as_str(), payload))
+    }
+}
+
+/// How often the scheduler runs the offline check and the escalation sweep
+/// (`SMARTSITE_SWEEP_SECS`, default 60).
+fn sweep_every() -> Duration {
+    std::env::var("SMARTSITE_SWEEP_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(Duration::from_secs(60), Duration::from_secs)
+}
+
+/// The single-box scheduler (EventBridge Scheduler's job in the AWS edition).
+async fn scheduler(alarms: Alarms, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(sweep_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = alarms.sweep_offline().await {
+            tracing::warn!(error = %e, "offline sweep failed");
+        }
+        match alarms.sweep_escalation(chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(escalated = n, "escalation sweep"),
+            Err(e) => tracing::warn!(error = %e, "escalation sweep failed"),
+        }
+    }
+}
+
+/// Names the broker's server certificate is valid for: the bound IP, and `localhost` when bound
+/// to a loopback or unspecified address.
+fn server_names(addr: SocketAddr) -> Vec<String> {
+    let mut names =
+        std::collections::BTreeSet::from([addr.ip().to_string(), "localhost".to_owned()]);
+    if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+        names.insert("127.0.0.1".to_owned());
+    }
+    names.into_iter().collect()
+}
+
 /// Every concern's routes, the OpenAPI document of all of them, one fallback, one tracing layer.
 /// Each concern's routes get their own state (over the same store and authenticator); the
 /// tenants `finish` then applies the write guard to all of them.
-pub fn router(state: AppState, registry: Arc<dyn DeviceRegistry>, mqtt_endpoint: String) -> Router {
+pub fn router(
+    state: AppState,
+    registry: Arc<dyn DeviceRegistry>,
+    alarms: Alarms,
+    mqtt_endpoint: String,
+) -> Router {
     let (routes, mut doc) = smartsite_tenants::routes()
         .merge(smartsite_tenants::local_identity_routes())
         .split_for_parts();
@@ -140,7 +268,20 @@ pub fn router(state: AppState, registry: Arc<dyn DeviceRegistry>, mqtt_endpoint:
         registry,
         mqtt_endpoint,
     ));
-    let routes = routes.merge(devices);
+    let (ingest_routes, ingest_doc) = smartsite_ingest::routes().split_for_parts();
+    doc.merge(ingest_doc);
+    let ingest = ingest_routes.with_state(smartsite_ingest::AppState::new(
+        Arc::clone(&state.store),
+        state.auth.clone(),
+    ));
+    let (alarm_routes, alarm_doc) = smartsite_alarms::routes().split_for_parts();
+    doc.merge(alarm_doc);
+    let alarm_routes = alarm_routes.with_state(smartsite_alarms::AppState::new(
+        Arc::clone(&state.store),
+        state.auth.clone(),
+        alarms,
+    ));
+    let routes = routes.merge(devices).merge(ingest).merge(alarm_routes);
     let doc = smartsite_tenants::openapi::finish(doc);
     let page = smartsite_tenants::openapi::docs_page(&doc);
     let doc = Arc::new(doc);

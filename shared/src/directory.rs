@@ -541,6 +541,21 @@ impl Directory {
     }
 }
 
+/// A concern's routes as a complete service: the write guard on every route, then the shared
+/// layers of [`crate::http::finish`]. What every concern's `app`/`finish` does.
+pub fn guarded<S>(router: axum::Router<S>, state: S) -> axum::Router
+where
+    S: Clone + Send + Sync + 'static,
+    crate::auth::Authenticator: axum::extract::FromRef<S>,
+    Directory: axum::extract::FromRef<S>,
+{
+    let guarded = router.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        write_guard::<S>,
+    ));
+    crate::http::finish(guarded.with_state(state))
+}
+
 /// Middleware for every router: a user of a suspended or offboarded customer may read but not
 /// write (API.md, Tenancy lifecycle). Safe methods pass; for the rest the caller's customer must
 /// be active. Requests that fail authentication pass through so the handler answers 401.

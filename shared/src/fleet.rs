@@ -158,6 +158,18 @@ fn pointer_key(d: &DeviceId) -> Key {
     Key::new(keys::platform(), keys::device_pointer_sk(d.as_str()))
 }
 
+fn mn_key(mn: &str) -> Key {
+    Key::new(keys::platform(), keys::mn_sk(mn))
+}
+
+/// Who holds an HJ 212 MN: what the HJ 212 listener maps a frame's MN to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MnHolder {
+    pub integrator_id: IntegratorId,
+    pub project_id: ProjectId,
+    pub device_id: DeviceId,
+}
+
 fn serial_key(supplier: &SupplierId, serial: &SerialNo) -> Key {
     Key::new(
         keys::platform(),
@@ -259,8 +271,25 @@ impl Fleet {
                 cond: None,
             });
         }
+        let mn_index = ops.len();
+        if let Some(mn) = &d.mn {
+            ops.push(TxOp::Put {
+                item: record(
+                    mn_key(mn),
+                    &MnHolder {
+                        integrator_id: d.integrator_id.clone(),
+                        project_id: d.project_id.clone(),
+                        device_id: d.id.clone(),
+                    },
+                )?,
+                cond: Some(Condition::NotExists),
+            });
+        }
         match self.store.transact(ops).await {
             Ok(()) => Ok(()),
+            Err(StoreError::TransactionConditionFailed { index }) if index == mn_index => {
+                Err(FleetError::Exists("device with this HJ 212 MN"))
+            }
             Err(StoreError::TransactionConditionFailed { index: 0 }) => {
                 match self.serial_holder(&d.supplier_id, &d.serial_no).await? {
                     Some(h) => Err(FleetError::SerialBound(h)),
@@ -279,6 +308,11 @@ impl Fleet {
         serial: &SerialNo,
     ) -> Result<Option<SerialHolder>, FleetError> {
         self.get_json(serial_key(supplier, serial)).await
+    }
+
+    /// The active device holding an HJ 212 MN.
+    pub async fn mn_holder(&self, mn: &str) -> Result<Option<MnHolder>, FleetError> {
+        self.get_json(mn_key(mn)).await
     }
 
     /// Where a device id lives (platform pointer). Kept after decommissioning.
@@ -402,6 +436,12 @@ impl Fleet {
         for key in bound_keys(d) {
             ops.push(TxOp::Delete { key, cond: None });
         }
+        if let Some(mn) = &d.mn {
+            ops.push(TxOp::Delete {
+                key: mn_key(mn),
+                cond: None,
+            });
+        }
         self.store.transact(ops).await.map_err(|e| {
             if is_condition_failure(&e) {
                 FleetError::AlreadyDecommissioned
@@ -485,4 +525,37 @@ impl Fleet {
         }
         Ok(())
     }
+}
+
+/// The device `id`, if `caller` may see its project (a government supervisor its region, the
+/// integrator's staff, the customer's users…); `None` otherwise, which the edge answers 404 so a
+/// device of another tenant is indistinguishable from none.
+pub async fn visible_device(
+    fleet: &Fleet,
+    directory: &crate::directory::Directory,
+    caller: &crate::auth::Caller,
+    id: &str,
+) -> Result<Option<Device>, FleetError> {
+    let Ok(id) = DeviceId::parse("id", id) else {
+        return Ok(None);
+    };
+    let Some(loc) = fleet.locate(&id).await? else {
+        return Ok(None);
+    };
+    let dir = |e: crate::directory::DirectoryError| match e {
+        crate::directory::DirectoryError::Store(s) => FleetError::Store(s),
+        crate::directory::DirectoryError::Corrupt(c) => FleetError::Corrupt(c),
+        crate::directory::DirectoryError::Exists(w) => FleetError::Exists(w),
+    };
+    let Some(p) = directory
+        .project(&loc.integrator_id, &loc.project_id)
+        .await
+        .map_err(dir)?
+    else {
+        return Ok(None);
+    };
+    if !directory.may_see_project(caller, &p).await.map_err(dir)? {
+        return Ok(None);
+    }
+    fleet.device(&loc.integrator_id, &id).await
 }

@@ -4,6 +4,7 @@
 //! only the adapters differ between the AWS edition and the single-box edition.
 
 pub mod accounts;
+pub mod alarming;
 pub mod auth;
 pub mod catalog;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod fleet;
 pub mod fsutil;
 pub mod http;
 pub mod ids;
+pub mod ingest;
 pub mod iot;
 pub mod password;
 pub mod store;

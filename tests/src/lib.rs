@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+pub mod mqtt;
 pub mod world;
 
 /// A running `smartsite serve`.

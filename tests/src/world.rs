@@ -259,3 +259,31 @@ pub async fn onboard(
         tokens,
     })
 }
+
+/// Provisions a tower crane of the world's certified model into its project; the answer
+/// (credentials included, given once).
+pub async fn provision_crane(api: &Api, w: &World, serial: &str) -> anyhow::Result<Value> {
+    let ia = w.token("integrator_admin");
+    let (s, d) = api
+        .call("GET", &format!("/v1/devices/{}", w.device), Some(ia), None)
+        .await?;
+    if s != 200 {
+        bail!("GET the world's device answered {s}: {d}");
+    }
+    let model = d["model_id"].as_str().context("no model_id")?;
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{}/devices", w.project),
+            Some(ia),
+            Some(
+                &json!({"model_id": model, "serial_no": serial, "category": "tower_crane",
+                "rated_load_t": 8.0, "rated_moment_tm": 125.0}),
+            ),
+        )
+        .await?;
+    if s != 201 {
+        bail!("provisioning a crane answered {s}: {v}");
+    }
+    Ok(v)
+}

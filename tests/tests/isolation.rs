@@ -13,7 +13,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use smartsite_shared::auth::{Claims, LocalIssuer};
 use smartsite_tests::Server;
-use smartsite_tests::world::{World, onboard};
+use smartsite_tests::world::{World, onboard, provision_crane};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_smartsite-under-test"))
@@ -21,7 +21,7 @@ fn bin() -> &'static Path {
 
 /// The id of tenant A's object a path parameter stands for, and an id of the same shape that
 /// exists nowhere.
-fn fixture_for(path: &str, a: &World) -> (String, String) {
+fn fixture_for(path: &str, a: &World, alarm: &str) -> (String, String) {
     let segs: Vec<&str> = path.split('/').collect();
     let mut real = path.to_owned();
     let mut ghost = path.to_owned();
@@ -59,6 +59,12 @@ fn fixture_for(path: &str, a: &World) -> (String, String) {
                 a.device.clone(),
                 "dev-00000000000000000000000000000000".to_owned(),
             ),
+            "alarms" => (
+                alarm.to_owned(),
+                "alm-00000000000000000000000000000000".to_owned(),
+            ),
+            // A's government's region; the ghost is a district no one governs.
+            "regions" => ("220100".to_owned(), "220199".to_owned()),
             other => panic!(
                 "the isolation suite has no fixture for {{…}} after /{other}/ in {path}: add one"
             ),
@@ -90,6 +96,12 @@ const SHARED_REGISTRIES: &[(&str, &[&str])] = &[
     // buying or binding a device (issuer's tenant ids withheld). Governments are NOT listed: they
     // see only entries overlapping their jurisdiction, so B's government must get 404 for A's.
     ("blacklist", &["integrator_admin", "integrator_ops"]),
+    // A region's alarm rules are published regulation, readable by anyone (writing them stays
+    // with the region's government, which the x-roles and jurisdiction checks cover).
+    (
+        "regions",
+        &["integrator_admin", "gov_supervisor", "enterprise_admin"],
+    ),
 ];
 
 /// Whether `role` of another tenant may legitimately read A's objects under `path`.
@@ -178,6 +190,31 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
         .unwrap();
     assert_eq!(before_a.0, 200);
 
+    // An alarm of A's: a crane of A's publishes 95 % moment over MQTT (TC-MOMENT warning).
+    let creds = smartsite_tests::mqtt::DeviceCreds::from_answer(
+        &provision_crane(&api, &a, "a-TC-ISO").await.unwrap(),
+    )
+    .unwrap();
+    let mqtts = server.endpoints["mqtts"].as_str().unwrap();
+    let mut dev = smartsite_tests::mqtt::connect(&creds, mqtts, false, &creds.device_id).unwrap();
+    dev.connack().await.unwrap().unwrap();
+    dev.publish_acked(
+        &creds.telemetry,
+        &json!({"ts": chrono::Utc::now().to_rfc3339(), "moment_pct": 95.0}),
+    )
+    .await
+    .unwrap();
+    let (_, alarms) = api
+        .call(
+            "GET",
+            &format!("/v1/alarms?project_id={}", a.project),
+            Some(a.token("safety_officer")),
+            None,
+        )
+        .await
+        .unwrap();
+    let alarm = alarms["items"][0]["id"].as_str().unwrap().to_owned();
+
     let (_, doc) = api.call("GET", "/openapi.json", None, None).await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let foreigners = [
@@ -208,7 +245,7 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
             }
             let what = format!("{} {path}", method.to_uppercase());
             let m = method.to_uppercase();
-            let (real, ghost) = fixture_for(path, &a);
+            let (real, ghost) = fixture_for(path, &a, &alarm);
             let body = body_for(&doc, op, &a);
             let has_id = path.contains('{');
 

@@ -17,7 +17,6 @@ use smartsite_shared::auth::Authenticator;
 use smartsite_shared::catalog::Catalog;
 use smartsite_shared::directory::{self, Directory};
 use smartsite_shared::fleet::Fleet;
-use smartsite_shared::http;
 use smartsite_shared::iot::DeviceRegistry;
 use smartsite_shared::store::Store;
 use utoipa_axum::router::OpenApiRouter;
@@ -92,11 +91,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// Applies the cross-cutting layers every deployment of this concern gets.
 pub fn finish(router: Router<AppState>, state: AppState) -> Router {
-    let guarded = router.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        directory::write_guard::<AppState>,
-    ));
-    http::finish(guarded.with_state(state))
+    directory::guarded(router, state)
 }
 
 /// The concern as a complete service: what the Lambda runs.

@@ -15,7 +15,6 @@ use axum::extract::FromRef;
 use smartsite_shared::accounts::Accounts;
 use smartsite_shared::auth::{Authenticator, LocalIssuer};
 use smartsite_shared::directory::{self, Directory};
-use smartsite_shared::http;
 use smartsite_shared::store::Store;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -88,11 +87,7 @@ pub fn local_identity_routes() -> OpenApiRouter<AppState> {
 
 /// Applies the cross-cutting layers every deployment of this concern gets.
 pub fn finish(router: Router<AppState>, state: AppState) -> Router {
-    let guarded = router.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        directory::write_guard::<AppState>,
-    ));
-    http::finish(guarded.with_state(state))
+    directory::guarded(router, state)
 }
 
 /// The concern as a complete service: what the Lambda runs.

@@ -269,6 +269,27 @@ impl LocalCa {
         &self.cert_der
     }
 
+    /// A server certificate for the single-box broker, valid for `names` (DNS names or IP
+    /// addresses) for a year: devices already trust this CA, so the broker's TLS needs nothing
+    /// else. Issued at every start and kept in memory only. Returns `(certificate_pem, key_pem)`.
+    pub fn issue_server(&self, names: &[String]) -> Result<(String, String), RegistryError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(backend)?;
+        let now = time::OffsetDateTime::now_utc();
+        let mut params = CertificateParams::new(names.to_vec()).map_err(backend)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "smartsite broker");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = now - time::Duration::minutes(5);
+        params.not_after = now + time::Duration::days(365);
+        params.serial_number = Some(random_serial()?);
+        let cert = params.signed_by(&key, &self.issuer).map_err(backend)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
     /// A new key pair and client certificate for the device.
     fn issue(&self, d: &DeviceIdentity) -> Result<Issued, RegistryError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(backend)?;

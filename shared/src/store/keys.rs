@@ -230,6 +230,50 @@ pub fn bound_prefix(scope: &str, target: &str) -> String {
     format!("BOUND{DELIM}{scope}{DELIM}{target}{DELIM}")
 }
 
+// ---- Device data (issue 6): one partition per device, `entity(i, Device, d)` = `I#{i}#D#{d}#`.
+
+/// A stored telemetry message: `TS#{ts}#{digest}` with `ts` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC, so
+/// byte order = time order) and a 16-hex digest of the payload, so a redelivered message lands on
+/// the same key (and is recognised) while two different messages of the same instant do not.
+pub fn series_sk(ts: &str, digest: &str) -> String {
+    format!("TS{DELIM}{ts}{DELIM}{digest}")
+}
+pub const SERIES_PREFIX: &str = "TS#";
+/// A stored event message: `EV#{ts}#{digest}`, as [`series_sk`].
+pub fn event_sk(ts: &str, digest: &str) -> String {
+    format!("EV{DELIM}{ts}{DELIM}{digest}")
+}
+pub const EVENT_PREFIX: &str = "EV#";
+/// The hourly aggregate of a device (message count, sums for the hourly means): `HR#{hour}` with
+/// the hour's start as `YYYY-MM-DDTHH:00:00Z`.
+pub fn hourly_sk(hour: &str) -> String {
+    format!("HR{DELIM}{hour}")
+}
+pub const HOURLY_PREFIX: &str = "HR#";
+/// A device's latest accepted values.
+pub const SK_STATE: &str = "STATE";
+/// A device's connection state (online, last seen).
+pub const SK_PRESENCE: &str = "PRESENCE";
+/// The persisted evaluation state of one alarm rule for the device: `RULE#{rule}`.
+pub fn rule_state_sk(rule: &str) -> String {
+    format!("RULE{DELIM}{rule}")
+}
+
+/// The quarantine of a project: `I#{i}#Q#{p}#`; `p` = `_` for messages no project could be
+/// found for (an HJ 212 MN nobody holds) — those go to the platform's `I#_platform#Q#_#`.
+pub fn quarantine(i: &str, p: &str) -> Pk {
+    Pk(format!("I#{i}#Q#{p}#"))
+}
+/// A quarantined message: `{received_at}#{digest}`.
+pub fn quarantine_sk(received_at: &str, digest: &str) -> String {
+    format!("{received_at}{DELIM}{digest}")
+}
+
+/// HJ 212 MN uniqueness and lookup across the platform: `(I#_platform#, MN#{mn})` → the device.
+pub fn mn_sk(mn: &str) -> String {
+    format!("MN{DELIM}{mn}")
+}
+
 /// `{prefix}#{seq:020}`: a sort key whose byte order equals numeric order of `seq`
 /// (zero-padded to the width of u64::MAX).
 pub fn seq_sk(prefix: &str, seq: u64) -> String {
@@ -238,6 +282,24 @@ pub fn seq_sk(prefix: &str, seq: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn device_data_keys_are_byte_exact() {
+        assert_eq!(
+            series_sk("2026-11-24T08:00:00.000Z", "00ff00ff00ff00ff"),
+            "TS#2026-11-24T08:00:00.000Z#00ff00ff00ff00ff"
+        );
+        assert!(series_sk("x", "y").starts_with(SERIES_PREFIX));
+        assert_eq!(event_sk("t", "d"), "EV#t#d");
+        assert_eq!(hourly_sk("2026-11-24T08:00:00Z"), "HR#2026-11-24T08:00:00Z");
+        assert_eq!(rule_state_sk("TC-MOMENT"), "RULE#TC-MOMENT");
+        assert_eq!(quarantine("acme", "prj-1").as_str(), "I#acme#Q#prj-1#");
+        assert_eq!(quarantine_sk("t", "d"), "t#d");
+        assert_eq!(
+            mn_sk("0123456789ABCDEF01234567"),
+            "MN#0123456789ABCDEF01234567"
+        );
+    }
+
     use super::*;
 
     #[test]

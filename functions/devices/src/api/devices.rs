@@ -724,30 +724,7 @@ pub async fn list(
 
 /// The device, if the caller may see its project; 404 otherwise.
 async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Device, Problem> {
-    let id = DeviceId::parse("id", id).map_err(|_| Problem::not_found())?;
-    let loc = state
-        .fleet
-        .locate(&id)
-        .await
-        .map_err(fleet_err)?
-        .ok_or_else(Problem::not_found)?;
-    let p = state
-        .directory
-        .project(&loc.integrator_id, &loc.project_id)
-        .await
-        .map_err(Problem::from)?
-        .ok_or_else(Problem::not_found)?;
-    if !state
-        .directory
-        .may_see_project(caller, &p)
-        .await
-        .map_err(Problem::from)?
-    {
-        return Err(Problem::not_found());
-    }
-    state
-        .fleet
-        .device(&loc.integrator_id, &id)
+    smartsite_shared::fleet::visible_device(&state.fleet, &state.directory, caller, id)
         .await
         .map_err(fleet_err)?
         .ok_or_else(Problem::not_found)

@@ -1,0 +1,197 @@
+//! End-to-end MQTT throughput of the single-box edition, and of Debian's mosquitto with the same
+//! client, in one run (BENCHMARKS.md, issue 6 item 7).
+//!
+//! 1. Starts `smartsite serve` (release build) on a fresh data dir with plain MQTT, onboards a
+//!    tenant over HTTP, provisions `--devices` tower cranes, and runs `smartsite simulate` with
+//!    QoS 1 at full speed: every message is authenticated, ACL-checked, decoded, validated,
+//!    stored durably (fsync) with its hourly aggregate, the latest state updated and the alarm
+//!    rules evaluated before its PUBACK.
+//! 2. Starts mosquitto (no persistence) and runs the same simulator against it anonymously: the
+//!    transport limit of this machine with this client.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use serde_json::Value;
+use smartsite::simulate::{Scenario, SimulateArgs};
+use smartsite_tests::world::{Api, onboard};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The smartsite binary (release).
+    #[arg(long, default_value = "target/release/smartsite")]
+    smartsite: PathBuf,
+    #[arg(long, default_value = "/usr/sbin/mosquitto")]
+    mosquitto: PathBuf,
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    #[arg(long, default_value_t = 200_000)]
+    messages: u64,
+    /// Unacknowledged QoS 1 publishes per device.
+    #[arg(long, default_value_t = 100)]
+    inflight: u16,
+    /// Skip the smartsite run (mosquitto only).
+    #[arg(long)]
+    mosquitto_only: bool,
+}
+
+struct Killer(Child);
+impl Drop for Killer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// CPU seconds (user + system) a process used so far, from /proc.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+async fn smartsite_run(args: &Args) -> anyhow::Result<(Value, f64)> {
+    let dir = tempfile::tempdir()?;
+    let child = Command::new(&args.smartsite)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--mqtts",
+            "127.0.0.1:0",
+            "--mqtt",
+            "127.0.0.1:0",
+        ])
+        .env("SMARTSITE_ADMIN_PASSWORD", "Bench-Admin-2026!")
+        .env("SMARTSITE_LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", args.smartsite.display()))?;
+    let server = Killer(child);
+    let endpoints = dir.path().join("endpoints.json");
+    let started = Instant::now();
+    while !endpoints.exists() {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("smartsite serve did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ep: Value = serde_json::from_slice(&std::fs::read(&endpoints)?)?;
+    let api = Api::new(&format!("http://{}", ep["http"].as_str().context("http")?));
+    let admin = api.login("admin", "Bench-Admin-2026!").await?;
+    let w = onboard(&api, &admin, "bench", "220100", "220102", 1).await?;
+    let token = w.token("integrator_admin").to_owned();
+    let (_, d) = api
+        .call(
+            "GET",
+            &format!("/v1/devices/{}", w.device),
+            Some(&token),
+            None,
+        )
+        .await?;
+    let model = d["model_id"].as_str().context("model")?.to_owned();
+    eprintln!("smartsite: provisioning {} devices…", args.devices);
+    let sim = |messages: u64| SimulateArgs {
+        endpoints: Some(endpoints.clone()),
+        devices: args.devices,
+        rate: 0.0,
+        scenario: Scenario::Normal,
+        duration: None,
+        messages: Some(messages),
+        project_id: Some(w.project.clone()),
+        model_id: Some(model.clone()),
+        token: Some(token.clone()),
+        state: None,
+        broker: None,
+        inflight: args.inflight,
+    };
+    // Provision and warm up, then measure.
+    smartsite::simulate::run(sim(args.devices as u64 * 10)).await?;
+    let cpu0 = cpu_seconds(server.0.id()).unwrap_or(0.0);
+    let summary = smartsite::simulate::run(sim(args.messages)).await?;
+    let cpu = cpu_seconds(server.0.id()).unwrap_or(0.0) - cpu0;
+    Ok((summary, cpu))
+}
+
+async fn mosquitto_run(args: &Args) -> anyhow::Result<(Value, f64)> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\n"
+        ),
+    )?;
+    let child = Command::new(&args.mosquitto)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {} (apt-get install mosquitto)",
+                args.mosquitto.display()
+            )
+        })?;
+    let broker = Killer(child);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sim = |messages: u64| SimulateArgs {
+        endpoints: None,
+        devices: args.devices,
+        rate: 0.0,
+        scenario: Scenario::Normal,
+        duration: None,
+        messages: Some(messages),
+        project_id: None,
+        model_id: None,
+        token: None,
+        state: None,
+        broker: Some(format!("127.0.0.1:{port}")),
+        inflight: args.inflight,
+    };
+    smartsite::simulate::run(sim(args.devices as u64 * 10)).await?;
+    let cpu0 = cpu_seconds(broker.0.id()).unwrap_or(0.0);
+    let summary = smartsite::simulate::run(sim(args.messages)).await?;
+    let cpu = cpu_seconds(broker.0.id()).unwrap_or(0.0) - cpu0;
+    Ok((summary, cpu))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut rows = Vec::new();
+    if !args.mosquitto_only {
+        let (s, cpu) = smartsite_run(&args).await?;
+        rows.push((
+            "smartsite serve (TLS off, token auth, durable store, alarms on)",
+            s,
+            cpu,
+        ));
+    }
+    let (m, cpu) = mosquitto_run(&args).await?;
+    rows.push(("mosquitto 2.0 (no persistence), same client", m, cpu));
+    println!("| broker | devices | messages acked | seconds | acked msg/s | broker CPU s |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, s, cpu) in rows {
+        println!(
+            "| {name} | {} | {} | {} | {} | {cpu:.1} |",
+            s["devices"], s["acked"], s["seconds"], s["acked_per_second"]
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,601 @@
+//! The single-box MQTT broker: what AWS IoT Core does for the AWS edition, for devices of the
+//! single-box edition.
+//!
+//! - MQTT 3.1.1 and 5 on one listener (the protocol level is read from CONNECT), over TLS with
+//!   client certificates from the local CA (`--mqtts`) or plain TCP with device tokens (`--mqtt`:
+//!   username = device id, password = token).
+//! - Every device is authenticated against its credential records, so a revoked certificate or
+//!   token is refused at CONNECT even though the certificate still chains to the CA. The client
+//!   id must be the device id (the IoT policy's `client/${iot:Connection.Thing.ThingName}`).
+//! - The topic ACL is the IoT policy's: publish only `ss/I/P/<itself>/telemetry|events`,
+//!   subscribe only its own `cmd`. A refused publish is quarantined with its reason, answered with
+//!   PUBACK "not authorized" on MQTT 5 and with a disconnect on 3.1.1 (which has no negative ack),
+//!   as IoT Core does.
+//! - A QoS 1 PUBLISH is acknowledged only after the [`Uplink`] reports it durably stored, and
+//!   PUBACKs leave in the order the PUBLISHes came (MQTT 3.1.1 §4.6) while up to
+//!   [`MAX_INFLIGHT`] messages of one connection are stored concurrently. QoS 2 is stored before
+//!   PUBREC.
+//! - Presence: online at CONNACK, offline at disconnect, keep-alive expiry (1.5 × keep-alive) or
+//!   takeover; the last will is delivered (as an `events` message, if the ACL allows its topic)
+//!   unless the client disconnected normally.
+//! - Downlink: [`Broker::send`] publishes on a connected device's `cmd` topic (QoS 1).
+//!
+//! Why our own session loop over rumqttc's codecs rather than rumqttd or ntex-mqtt: rumqttd
+//! acknowledges QoS 1 once a message is in its in-memory commit log, with no hook to wait for our
+//! store, and ntex-mqtt brings its own runtime and I/O stack beside tokio/axum. The session logic
+//! we need (authenticate, ACL, ack-after-commit, presence) is a few hundred lines; the wire
+//! format is rumqttc's well-tested encoders and decoders.
+
+pub mod codec;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use futures::stream::{FuturesOrdered, StreamExt as _};
+use smartsite_shared::domain::devices::DeviceId;
+use smartsite_shared::fleet::{DeviceStatus, Fleet};
+use smartsite_shared::ingest::{Inbound, MessageKind};
+use smartsite_shared::iot::local::{LocalRegistry, fingerprint};
+use smartsite_shared::iot::{DeviceIdentity, DeviceRegistry as _, TopicKind};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+
+use codec::{ConnectCode, In, Out, PubOutcome, Version};
+
+/// QoS 1/2 publishes of one connection being stored at once; beyond it the broker stops reading
+/// from that connection (back-pressure) until acks go out. Advertised as MQTT 5 receive maximum.
+pub const MAX_INFLIGHT: usize = 256;
+/// A client must send CONNECT this soon after connecting.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Resolves once the stop flag is set (or its sender is gone). The watch guard stays inside, so
+/// the caller's future remains `Send`.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Where the broker hands messages and presence.
+#[async_trait]
+pub trait Uplink: Send + Sync + 'static {
+    /// Stores one message durably. `Ok` ⇒ the broker acknowledges it; `Err` ⇒ it does not.
+    async fn accept(&self, msg: Inbound) -> Result<(), String>;
+    /// A device came online or went offline.
+    async fn presence(&self, device: &DeviceIdentity, online: bool, at: DateTime<Utc>);
+    /// A publish the ACL refused (for the device's quarantine).
+    async fn refused(&self, device: &DeviceIdentity, topic: &str, payload: Bytes, reason: &str);
+}
+
+struct SessionHandle {
+    id: u64,
+    kick: Arc<Notify>,
+    downlink: mpsc::Sender<Bytes>,
+}
+
+/// The broker; one per process, serving any number of listeners.
+pub struct Broker {
+    registry: Arc<LocalRegistry>,
+    fleet: Fleet,
+    uplink: Arc<dyn Uplink>,
+    sessions: Mutex<HashMap<String, SessionHandle>>,
+    next_id: AtomicU64,
+}
+
+/// An authenticated connection's device and how it proved itself.
+struct Authed {
+    identity: DeviceIdentity,
+}
+
+impl Broker {
+    pub fn new(registry: Arc<LocalRegistry>, fleet: Fleet, uplink: Arc<dyn Uplink>) -> Arc<Self> {
+        Arc::new(Broker {
+            registry,
+            fleet,
+            uplink,
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The rustls server configuration of `--mqtts`: a server certificate from the local CA for
+    /// `names`, and client certificates required and verified against the same CA.
+    pub fn tls_config(&self, names: &[String]) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let ca = self.registry.ca();
+        let (cert_pem, key_pem) = ca.issue_server(names)?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(ca.ca_der().to_vec()))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()?;
+        let certs = vec![
+            CertificateDer::from_pem_slice(cert_pem.as_bytes())?,
+            CertificateDer::from(ca.ca_der().to_vec()),
+        ];
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)?;
+        Ok(Arc::new(config))
+    }
+
+    /// Serves MQTT over TLS on `listener` until `stop` turns true.
+    pub async fn serve_tls(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        stop: watch::Receiver<bool>,
+    ) {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        self.accept_loop(listener, stop, move |broker, tcp, peer, stop| {
+            let acceptor = acceptor.clone();
+            async move {
+                let tls = match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::info!(%peer, error = %e, "mqtts: TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let cert = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.as_ref().to_vec());
+                broker.session(tls, peer, cert, stop).await;
+            }
+        })
+        .await;
+    }
+
+    /// Serves plain MQTT (device tokens) on `listener` until `stop` turns true.
+    pub async fn serve_plain(self: Arc<Self>, listener: TcpListener, stop: watch::Receiver<bool>) {
+        self.accept_loop(listener, stop, |broker, tcp, peer, stop| async move {
+            broker.session(tcp, peer, None, stop).await;
+        })
+        .await;
+    }
+
+    async fn accept_loop<F, Fut>(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut stop: watch::Receiver<bool>,
+        handle: F,
+    ) where
+        F: Fn(Arc<Self>, tokio::net::TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let sessions_stop = stop.clone();
+        loop {
+            tokio::select! {
+                _ = stopped(&mut stop) => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let _ = tcp.set_nodelay(true);
+                        tokio::spawn(handle(self.clone(), tcp, peer, sessions_stop.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "mqtt: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Publishes `payload` on the device's `cmd` topic if it is connected (QoS 1). Returns whether
+    /// it was handed to a live session.
+    pub fn send(&self, device_id: &str, payload: Bytes) -> bool {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .get(device_id)
+            .is_some_and(|s| s.downlink.try_send(payload).is_ok())
+    }
+
+    /// Whether a device has a live session.
+    pub fn is_connected(&self, device_id: &str) -> bool {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.contains_key(device_id)
+    }
+
+    async fn authenticate(
+        &self,
+        c: &codec::Connect,
+        cert: Option<&[u8]>,
+    ) -> Result<Authed, ConnectCode> {
+        let backend = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "mqtt: authentication backend failed");
+            ConnectCode::Unavailable
+        };
+        let (integrator, device_id, cert_fp) = match cert {
+            Some(der) => {
+                let info = self
+                    .registry
+                    .authenticate_certificate(der)
+                    .await
+                    .map_err(|e| backend(&e))?
+                    .ok_or(ConnectCode::NotAuthorized)?;
+                (info.integrator_id, info.device_id, Some(fingerprint(der)))
+            }
+            None => {
+                let (Some(user), Some(pass)) = (&c.username, &c.password) else {
+                    return Err(ConnectCode::BadCredentials);
+                };
+                let id =
+                    DeviceId::parse("username", user).map_err(|_| ConnectCode::BadCredentials)?;
+                let loc = self
+                    .fleet
+                    .locate(&id)
+                    .await
+                    .map_err(|e| backend(&e))?
+                    .ok_or(ConnectCode::BadCredentials)?;
+                let ok = self
+                    .registry
+                    .authenticate_token(&loc.integrator_id, user, pass)
+                    .await
+                    .map_err(|e| backend(&e))?;
+                if !ok {
+                    return Err(ConnectCode::BadCredentials);
+                }
+                (loc.integrator_id, user.clone(), None)
+            }
+        };
+        if c.client_id != device_id {
+            return Err(ConnectCode::BadClientId);
+        }
+        let id =
+            DeviceId::parse("device_id", &device_id).map_err(|_| ConnectCode::NotAuthorized)?;
+        let device = self
+            .fleet
+            .device(&integrator, &id)
+            .await
+            .map_err(|e| backend(&e))?
+            .ok_or(ConnectCode::NotAuthorized)?;
+        if device.status != DeviceStatus::Active {
+            return Err(ConnectCode::NotAuthorized);
+        }
+        let identity = DeviceIdentity {
+            integrator_id: integrator,
+            project_id: device.project_id.to_string(),
+            device_id,
+            category: device.category.as_str().to_owned(),
+        };
+        // Rotation revokes the old credentials once the new ones are used (issue 4, item 5): the
+        // first connection with the latest certificate retires the others.
+        if cert_fp.as_deref() == Some(device.certificate_id.as_str())
+            && let Err(e) = self
+                .registry
+                .retire_previous(&identity, &device.certificate_id)
+                .await
+        {
+            tracing::warn!(device = %identity.device_id, error = %e, "mqtt: retiring old credentials failed");
+        }
+        Ok(Authed { identity })
+    }
+
+    async fn session<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        cert: Option<Vec<u8>>,
+        mut stop: watch::Receiver<bool>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let mut inb = BytesMut::with_capacity(8 * 1024);
+        let mut out = BytesMut::with_capacity(8 * 1024);
+
+        // CONNECT first, within the timeout.
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            loop {
+                if let Some(level) = codec::sniff_connect_level(&inb) {
+                    let version = match level {
+                        Ok(4) => Version::V4,
+                        Ok(5) => Version::V5,
+                        Ok(l) => return Err(codec::CodecError::Level(l).to_string()),
+                        Err(e) => return Err(e.to_string()),
+                    };
+                    if let Some(p) = codec::read(version, &mut inb).map_err(|e| e.to_string())? {
+                        return Ok((version, p));
+                    }
+                }
+                match rd.read_buf(&mut inb).await {
+                    Ok(0) | Err(_) => return Err("closed before CONNECT".to_owned()),
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        let (version, connect) = match first {
+            Ok(Ok((v, In::Connect(c)))) => (v, c),
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => {
+                tracing::info!(%peer, error = %e, "mqtt: refused before CONNECT");
+                return;
+            }
+            Err(_) => return,
+        };
+        let authed = match self.authenticate(&connect, cert.as_deref()).await {
+            Ok(a) => a,
+            Err(code) => {
+                tracing::info!(%peer, client_id = %connect.client_id, ?code, "mqtt: connection refused");
+                let _ = codec::write(
+                    version,
+                    Out::ConnAck {
+                        code,
+                        receive_maximum: 0,
+                    },
+                    &mut out,
+                );
+                let _ = wr.write_all(&out).await;
+                let _ = wr.shutdown().await;
+                return;
+            }
+        };
+        let identity = authed.identity;
+        let topics = identity.topics();
+        let cmd_topic = topics.topic(TopicKind::Cmd);
+        let device_id = identity.device_id.clone();
+
+        // Register, taking over an older session of the same device.
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let kick = Arc::new(Notify::new());
+        let (down_tx, mut down_rx) = mpsc::channel::<Bytes>(64);
+        {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(old) = sessions.insert(
+                device_id.clone(),
+                SessionHandle {
+                    id,
+                    kick: kick.clone(),
+                    downlink: down_tx,
+                },
+            ) {
+                old.kick.notify_one();
+            }
+        }
+        let _ = codec::write(
+            version,
+            Out::ConnAck {
+                code: ConnectCode::Accepted,
+                receive_maximum: MAX_INFLIGHT as u16,
+            },
+            &mut out,
+        );
+        self.uplink.presence(&identity, true, Utc::now()).await;
+        tracing::debug!(%peer, device = %device_id, ?version, "mqtt: connected");
+
+        let keep_alive = Duration::from_millis(u64::from(connect.keep_alive) * 1500);
+        let mut deadline = tokio::time::Instant::now() + keep_alive;
+        type Pending =
+            std::pin::Pin<Box<dyn std::future::Future<Output = (u16, u8, PubOutcome)> + Send>>;
+        let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
+        let mut qos2: HashSet<u16> = HashSet::new();
+        let mut subscribed = false;
+        let mut next_pkid: u16 = 0;
+        // Why the session ended: true = send the will.
+        let mut abnormal = true;
+        let mut taken_over = false;
+
+        'session: loop {
+            // Decode everything already buffered.
+            loop {
+                let pkt = match codec::read(version, &mut inb) {
+                    Ok(Some(p)) => p,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(device = %device_id, error = %e, "mqtt: malformed packet, closing");
+                        break 'session;
+                    }
+                };
+                match pkt {
+                    In::Publish(p) => {
+                        if !topics.may_publish(&p.topic) {
+                            self.uplink
+                                .refused(
+                                    &identity,
+                                    &p.topic,
+                                    p.payload.clone(),
+                                    "topic_not_allowed",
+                                )
+                                .await;
+                            if version == Version::V5 && p.qos > 0 {
+                                let _ = codec::write(
+                                    version,
+                                    Out::PubAck {
+                                        pkid: p.pkid,
+                                        outcome: PubOutcome::NotAuthorized,
+                                    },
+                                    &mut out,
+                                );
+                                continue;
+                            }
+                            tracing::info!(device = %device_id, topic = %p.topic, "mqtt: publish outside the ACL, closing");
+                            break 'session;
+                        }
+                        if p.qos == 2 && qos2.contains(&p.pkid) {
+                            // A resent QoS 2 publish we already stored: PUBREC again, store nothing.
+                            let _ = codec::write(version, Out::PubRec(p.pkid), &mut out);
+                            continue;
+                        }
+                        let kind = if p.topic.ends_with("/telemetry") {
+                            MessageKind::Telemetry
+                        } else {
+                            MessageKind::Events
+                        };
+                        let msg = Inbound {
+                            integrator_id: identity.integrator_id.clone(),
+                            project_id: identity.project_id.clone(),
+                            device_id: device_id.clone(),
+                            kind,
+                            payload: p.payload,
+                            received_at: Utc::now(),
+                        };
+                        let uplink = self.uplink.clone();
+                        let (pkid, qos) = (p.pkid, p.qos);
+                        if qos == 2 {
+                            qos2.insert(pkid);
+                        }
+                        inflight.push_back(Box::pin(async move {
+                            let outcome = match uplink.accept(msg).await {
+                                Ok(()) => PubOutcome::Stored,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "mqtt: message not stored");
+                                    PubOutcome::Failed
+                                }
+                            };
+                            (pkid, qos, outcome)
+                        }));
+                    }
+                    In::PubRel(pkid) => {
+                        qos2.remove(&pkid);
+                        let _ = codec::write(version, Out::PubComp(pkid), &mut out);
+                    }
+                    In::PubAck(_) => {}
+                    In::Subscribe { pkid, filters } => {
+                        let granted = filters
+                            .iter()
+                            .map(|(f, q)| topics.may_subscribe(f).then_some((*q).min(1)))
+                            .collect::<Vec<_>>();
+                        subscribed |= granted.iter().any(Option::is_some);
+                        let _ = codec::write(version, Out::SubAck { pkid, granted }, &mut out);
+                    }
+                    In::Unsubscribe { pkid, filters } => {
+                        if filters.contains(&cmd_topic) {
+                            subscribed = false;
+                        }
+                        let count = filters.len();
+                        let _ = codec::write(version, Out::UnsubAck { pkid, count }, &mut out);
+                    }
+                    In::PingReq => {
+                        let _ = codec::write(version, Out::PingResp, &mut out);
+                    }
+                    In::Disconnect { normal } => {
+                        abnormal = !normal;
+                        break 'session;
+                    }
+                    In::Connect(_) => {
+                        tracing::info!(device = %device_id, "mqtt: second CONNECT, closing");
+                        break 'session;
+                    }
+                    In::Unexpected(what) => {
+                        tracing::info!(device = %device_id, what, "mqtt: unexpected packet, closing");
+                        break 'session;
+                    }
+                }
+            }
+            if !out.is_empty() {
+                if wr.write_all(&out).await.is_err() {
+                    break 'session;
+                }
+                out.clear();
+            }
+            let may_read = inflight.len() < MAX_INFLIGHT;
+            tokio::select! {
+                biased;
+                _ = kick.notified() => {
+                    taken_over = true;
+                    break 'session;
+                }
+                _ = stopped(&mut stop) => {
+                    abnormal = false;
+                    break 'session;
+                }
+                Some((pkid, qos, outcome)) = inflight.next(), if !inflight.is_empty() => {
+                    match (qos, outcome) {
+                        (0, _) => {}
+                        (1, PubOutcome::Stored) => {
+                            let _ = codec::write(version, Out::PubAck { pkid, outcome }, &mut out);
+                        }
+                        (2, PubOutcome::Stored) => {
+                            let _ = codec::write(version, Out::PubRec(pkid), &mut out);
+                        }
+                        (_, _) if version == Version::V5 && qos == 1 => {
+                            let _ = codec::write(version, Out::PubAck { pkid, outcome }, &mut out);
+                        }
+                        _ => {
+                            // 3.1.1 cannot say "not stored": close so the client resends.
+                            break 'session;
+                        }
+                    }
+                }
+                Some(payload) = down_rx.recv() => {
+                    if subscribed {
+                        next_pkid = next_pkid.checked_add(1).unwrap_or(1);
+                        let _ = codec::write(version, Out::Publish {
+                            topic: cmd_topic.clone(),
+                            qos: 1,
+                            pkid: next_pkid,
+                            payload,
+                        }, &mut out);
+                    }
+                }
+                read = rd.read_buf(&mut inb), if may_read => {
+                    match read {
+                        Ok(0) | Err(_) => break 'session,
+                        Ok(_) => deadline = tokio::time::Instant::now() + keep_alive,
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline), if !keep_alive.is_zero() => {
+                    tracing::info!(device = %device_id, "mqtt: keep-alive expired");
+                    break 'session;
+                }
+            }
+        }
+
+        // Acknowledge what was stored before the session ended, as far as the socket allows.
+        while let Some((pkid, qos, outcome)) = inflight.next().await {
+            if qos == 1 && outcome == PubOutcome::Stored {
+                let _ = codec::write(version, Out::PubAck { pkid, outcome }, &mut out);
+            }
+        }
+        if !out.is_empty() {
+            let _ = wr.write_all(&out).await;
+        }
+        let _ = wr.shutdown().await;
+
+        if abnormal
+            && let Some(will) = connect.will
+            && topics.may_publish(&will.topic)
+        {
+            let msg = Inbound {
+                integrator_id: identity.integrator_id.clone(),
+                project_id: identity.project_id.clone(),
+                device_id: device_id.clone(),
+                kind: MessageKind::Events,
+                payload: will.payload,
+                received_at: Utc::now(),
+            };
+            if let Err(e) = self.uplink.accept(msg).await {
+                tracing::warn!(device = %device_id, error = %e, "mqtt: last will not stored");
+            }
+        }
+        let still_ours = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            if sessions.get(&device_id).is_some_and(|s| s.id == id) {
+                sessions.remove(&device_id);
+                true
+            } else {
+                false
+            }
+        };
+        if still_ours && !taken_over {
+            self.uplink.presence(&identity, false, Utc::now()).await;
+        }
+        tracing::debug!(%peer, device = %device_id, abnormal, "mqtt: disconnected");
+    }
+}

@@ -1,0 +1,19 @@
+//! The `ingest-api` Lambda (AWS edition): the HTTP reads of device data — state, time series,
+//! quarantine — under lambda_http. The SQS consumer is the `ingest` binary.
+
+use std::sync::Arc;
+
+use smartsite_ingest::{AppState, app};
+use smartsite_shared::auth::Authenticator;
+use smartsite_shared::config::AwsTableConfig;
+use smartsite_shared::store::{Store, dynamo::DynamoStore};
+use smartsite_shared::telemetry::{self, LogFormat};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init(LogFormat::from_env());
+    let table = AwsTableConfig::main_from_env()?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store: Arc<dyn Store> = Arc::new(DynamoStore::from_sdk_config(&aws, &table));
+    lambda_http::run(app(AppState::new(store, Authenticator::ApiGateway))).await
+}

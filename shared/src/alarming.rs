@@ -1,0 +1,898 @@
+//! The `alarms` concern's data access and runtime (issue 6): rule configuration per region and
+//! project, rule evaluation on ingested readings ([`crate::domain::alarms`]), alarm records and
+//! their lifecycle, escalation, and spray commands.
+//!
+//! Storage:
+//! - rule patches: a region's `(I#_platform#, ALARMRULES#R#{code})` (regional government rules
+//!   apply to every integrator's projects there), a project's `(I#{i}#, ALARMRULES#P#{p})`;
+//! - rule state per device and rule: `(I#{i}#D#{d}#, RULE#{rule})`;
+//! - alarms: `(I#{i}#AL#{p}#, {opened_at}#{id})`, with the id pointer `(I#_platform#, ALARM#{id})`
+//!   and, while unhandled, `(I#_platform#, OPENALARM#{id})` for the escalation sweep;
+//! - commands sent to devices: `(I#{i}#D#{d}#, CMD#{at}#{n})`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::alarms::{
+    self, EffectiveRule, Input, Level, Patch, RuleId, RuleState, Source, Tier, Transition,
+};
+use crate::domain::devices::Category;
+use crate::domain::telemetry::{Reading, hour_bucket};
+use crate::fleet::Device;
+use crate::ids::IntegratorId;
+use crate::ingest::{Observer, Pipeline, stamp};
+use crate::store::keys::{self, EntityKind};
+use crate::store::records::{decode, record};
+use crate::store::{Condition, Cursor, Key, Pk, Query, SkCond, Store, StoreError, TxOp};
+
+/// Where commands to devices go: the single-box broker, or AWS IoT's data plane.
+#[async_trait]
+pub trait Downlink: Send + Sync {
+    /// Publishes on the device's `cmd` topic; `false` when it could not be handed over (the
+    /// command is recorded either way).
+    async fn send(&self, device: &Device, payload: Bytes) -> bool;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlarmError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored record is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the alarm changed concurrently")]
+    Conflict,
+}
+
+/// Lifecycle of an alarm record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+/// A human step in an alarm's handling record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Handling {
+    pub action: String,
+    pub by: String,
+    pub at: String,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Alarm {
+    pub id: String,
+    pub integrator_id: String,
+    pub project_id: String,
+    pub region_code: String,
+    pub device_id: String,
+    pub category: Category,
+    /// e.g. `TC-MOMENT`
+    pub rule: String,
+    /// `warning` / `alarm`: the highest level reached.
+    #[schema(value_type = String)]
+    pub level: Level,
+    pub status: Status,
+    /// The value that raised (or last upgraded) it, and the threshold it crossed.
+    pub value: f64,
+    pub threshold: f64,
+    pub opened_at: String,
+    /// When the condition stopped holding (the rule cleared); the alarm stays until handled.
+    pub cleared_at: Option<String>,
+    /// Who has been told: `project`, then `enterprise`, then `government`.
+    pub escalated_to: String,
+    pub escalated_at: Option<String>,
+    /// Data of a blacklisted device: the alarm stands but its basis is not trusted.
+    pub untrusted: bool,
+    pub handling: Vec<Handling>,
+    /// Optimistic concurrency: incremented on every change.
+    pub version: i64,
+}
+
+/// A command sent to a device (spray on/off), kept for the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Command {
+    pub device_id: String,
+    pub at: String,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    pub delivered: bool,
+}
+
+/// The GB/T 2260 codes whose rules apply to a project in `region`, widest first: province
+/// (`220000`), city (`220100`), district (`220102`), without repeats.
+pub fn region_layers(region: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if region.len() == 6 && region.is_ascii() {
+        for code in [
+            format!("{}0000", &region[..2]),
+            format!("{}00", &region[..4]),
+            region.to_owned(),
+        ] {
+            if !out.contains(&code) {
+                out.push(code);
+            }
+        }
+    }
+    out
+}
+
+fn tier_str(t: Tier) -> &'static str {
+    match t {
+        Tier::Project => "project",
+        Tier::Enterprise => "enterprise",
+        Tier::Government => "government",
+    }
+}
+
+fn tier_rank(s: &str) -> u8 {
+    match s {
+        "government" => 2,
+        "enterprise" => 1,
+        _ => 0,
+    }
+}
+
+fn region_patch_key(code: &str) -> Key {
+    Key::new(keys::platform(), format!("ALARMRULES#R#{code}"))
+}
+fn project_patch_key(i: &IntegratorId, p: &str) -> Key {
+    Key::new(keys::integrator(i), format!("ALARMRULES#P#{p}"))
+}
+pub fn alarms_pk(i: &str, p: &str) -> Pk {
+    Pk::from_stored(&format!("I#{i}#AL#{p}#")).unwrap_or_else(keys::platform)
+}
+fn pointer_key(id: &str) -> Key {
+    Key::new(keys::platform(), format!("ALARM#{id}"))
+}
+fn open_key(id: &str) -> Key {
+    Key::new(keys::platform(), format!("OPENALARM#{id}"))
+}
+fn device_pk(d: &Device) -> Pk {
+    keys::entity(&d.integrator_id, EntityKind::Device, d.id.as_str())
+}
+
+/// Where an alarm record lives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AlarmRef {
+    pk: String,
+    sk: String,
+}
+
+/// The effective rules of a project with where each value came from (API.md alarm-rules).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RuleView {
+    #[schema(value_type = Vec<Object>)]
+    pub rules: Vec<EffectiveRule>,
+    /// The layers applied, widest first.
+    #[schema(value_type = Vec<Object>)]
+    pub chain: Vec<Source>,
+    /// The project's own overrides.
+    #[schema(value_type = Object)]
+    pub project_overrides: Patch,
+}
+
+/// A device heard from, and when (for DU-OFFLINE).
+type LastSeen = (Arc<Device>, DateTime<Utc>);
+
+/// One touched hour of a dust device: the latest reading's time, the hour's PM10 mean so far,
+/// and the three complete hours before it (oldest first).
+type HourInput = (DateTime<Utc>, Option<f64>, Vec<Option<f64>>);
+
+struct CachedRules {
+    at: Instant,
+    rules: Arc<Vec<EffectiveRule>>,
+}
+
+/// How long effective rules are cached by the evaluator (a PUT takes effect within this).
+pub const RULES_CACHE_TTL: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Alarms {
+    store: Arc<dyn Store>,
+    pipeline: Pipeline,
+    downlink: Option<Arc<dyn Downlink>>,
+    rules: Arc<Mutex<HashMap<(String, String), CachedRules>>>,
+    states: Arc<Mutex<HashMap<(String, RuleId), RuleState>>>,
+    seen: Arc<Mutex<HashMap<String, LastSeen>>>,
+}
+
+impl Alarms {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Alarms {
+            pipeline: Pipeline::new(store.clone()),
+            store,
+            downlink: None,
+            rules: Default::default(),
+            states: Default::default(),
+            seen: Default::default(),
+        }
+    }
+
+    pub fn with_downlink(mut self, d: Arc<dyn Downlink>) -> Self {
+        self.downlink = Some(d);
+        self
+    }
+
+    // ---- rule configuration
+
+    async fn patch_at(&self, key: Key) -> Result<Patch, AlarmError> {
+        Ok(match self.store.get(&key).await? {
+            Some(item) => decode(&item)?,
+            None => Patch::default(),
+        })
+    }
+
+    /// The override chain of a project: region layers widest first, then the project.
+    pub async fn chain(
+        &self,
+        i: &IntegratorId,
+        project: &str,
+        region: &str,
+    ) -> Result<Vec<(Source, Patch)>, AlarmError> {
+        let mut chain = Vec::new();
+        for code in region_layers(region) {
+            let p = self.patch_at(region_patch_key(&code)).await?;
+            if !p.0.is_empty() {
+                chain.push((Source::Region(code), p));
+            }
+        }
+        let p = self.patch_at(project_patch_key(i, project)).await?;
+        if !p.0.is_empty() {
+            chain.push((Source::Project(project.to_owned()), p));
+        }
+        Ok(chain)
+    }
+
+    pub async fn view(
+        &self,
+        i: &IntegratorId,
+        project: &str,
+        region: &str,
+    ) -> Result<RuleView, AlarmError> {
+        let chain = self.chain(i, project, region).await?;
+        let rules = alarms::effective(&alarms::default_rules(), &chain);
+        let project_overrides = self.patch_at(project_patch_key(i, project)).await?;
+        Ok(RuleView {
+            rules,
+            chain: chain.into_iter().map(|(s, _)| s).collect(),
+            project_overrides,
+        })
+    }
+
+    /// Validates `patch` against the layers below the project and stores it (replacing the
+    /// project's previous overrides).
+    pub async fn set_project_patch(
+        &self,
+        i: &IntegratorId,
+        project: &str,
+        region: &str,
+        patch: &Patch,
+    ) -> Result<Result<(), alarms::PatchError>, AlarmError> {
+        let below: Vec<_> = self
+            .chain(i, project, region)
+            .await?
+            .into_iter()
+            .filter(|(s, _)| !matches!(s, Source::Project(_)))
+            .collect();
+        let base = alarms::effective(&alarms::default_rules(), &below);
+        if let Err(e) = patch.validate(&base) {
+            return Ok(Err(e));
+        }
+        self.store
+            .put(record(project_patch_key(i, project), patch)?, None)
+            .await?;
+        self.rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(i.to_string(), project.to_owned()));
+        Ok(Ok(()))
+    }
+
+    /// A region's own overrides.
+    pub async fn region_patch(&self, code: &str) -> Result<Patch, AlarmError> {
+        self.patch_at(region_patch_key(code)).await
+    }
+
+    /// Stores a region's overrides (validated against the wider regions' layers).
+    pub async fn set_region_patch(
+        &self,
+        code: &str,
+        patch: &Patch,
+    ) -> Result<Result<(), alarms::PatchError>, AlarmError> {
+        let mut below = Vec::new();
+        for c in region_layers(code) {
+            if c == code {
+                break;
+            }
+            let p = self.patch_at(region_patch_key(&c)).await?;
+            below.push((Source::Region(c), p));
+        }
+        let base = alarms::effective(&alarms::default_rules(), &below);
+        if let Err(e) = patch.validate(&base) {
+            return Ok(Err(e));
+        }
+        self.store
+            .put(record(region_patch_key(code), patch)?, None)
+            .await?;
+        self.rules.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        Ok(Ok(()))
+    }
+
+    async fn rules_for(&self, d: &Device) -> Result<Arc<Vec<EffectiveRule>>, AlarmError> {
+        let k = (d.integrator_id.to_string(), d.project_id.to_string());
+        if let Some(c) = self.rules.lock().unwrap_or_else(|e| e.into_inner()).get(&k)
+            && c.at.elapsed() < RULES_CACHE_TTL
+        {
+            return Ok(c.rules.clone());
+        }
+        let chain = self
+            .chain(
+                &d.integrator_id,
+                d.project_id.as_str(),
+                d.region_code.as_str(),
+            )
+            .await?;
+        let rules = Arc::new(alarms::effective(&alarms::default_rules(), &chain));
+        self.rules.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            k,
+            CachedRules {
+                at: Instant::now(),
+                rules: rules.clone(),
+            },
+        );
+        Ok(rules)
+    }
+
+    // ---- evaluation
+
+    async fn state(&self, d: &Device, rule: RuleId) -> Result<RuleState, AlarmError> {
+        let k = (d.id.to_string(), rule);
+        if let Some(s) = self
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&k)
+        {
+            return Ok(s.clone());
+        }
+        let key = Key::new(device_pk(d), keys::rule_state_sk(rule.as_str()));
+        let s = match self.store.get(&key).await? {
+            Some(item) => decode(&item)?,
+            None => RuleState::default(),
+        };
+        Ok(s)
+    }
+
+    async fn save_state(&self, d: &Device, rule: RuleId, s: &RuleState) -> Result<(), AlarmError> {
+        let key = Key::new(device_pk(d), keys::rule_state_sk(rule.as_str()));
+        self.store.put(record(key, s)?, None).await?;
+        self.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((d.id.to_string(), rule), s.clone());
+        Ok(())
+    }
+
+    /// Runs one rule over `inputs` and persists what changed.
+    async fn run(
+        &self,
+        d: &Device,
+        rule: &EffectiveRule,
+        inputs: &[Input<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<(), AlarmError> {
+        let mut state = self.state(d, rule.id).await?;
+        let before = state.clone();
+        let mut transitions = Vec::new();
+        for input in inputs {
+            transitions.extend(alarms::evaluate(rule, &mut state, input, now));
+        }
+        for t in &transitions {
+            self.apply(d, t).await?;
+        }
+        if state != before {
+            self.save_state(d, rule.id, &state).await?;
+        }
+        Ok(())
+    }
+
+    async fn evaluate_device(
+        &self,
+        d: &Device,
+        readings: &[Reading],
+        hours: &[(DateTime<Utc>, BTreeMap<String, f64>)],
+    ) -> Result<(), AlarmError> {
+        let rules = self.rules_for(d).await?;
+        let now = Utc::now();
+        let mut inputs: Vec<Input<'_>> = readings
+            .iter()
+            .map(|r| Input::Reading {
+                reading: r,
+                config: &d.config,
+            })
+            .collect();
+        // Hourly inputs for dust: the touched hour's mean and the three complete hours before.
+        let mut history: Vec<HourInput> = Vec::new();
+        for (start, means) in hours {
+            let mut complete = Vec::new();
+            for back in (1..=3).rev() {
+                let h = *start - chrono::Duration::hours(back);
+                let m = self
+                    .pipeline
+                    .hourly(d, &h.to_rfc3339_opts(SecondsFormat::Secs, true))
+                    .await
+                    .map_err(|e| AlarmError::Store(StoreError::Backend(anyhow::anyhow!("{e}"))))?;
+                complete.push(m.and_then(|m| m.get("pm10_ugm3").copied()));
+            }
+            let ts = readings
+                .iter()
+                .filter(|r| hour_bucket(r.ts) == *start)
+                .map(|r| r.ts)
+                .max()
+                .unwrap_or(*start);
+            history.push((ts, means.get("pm10_ugm3").copied(), complete));
+        }
+        for (ts, current, complete) in &history {
+            inputs.push(Input::Hourly {
+                ts: *ts,
+                current: *current,
+                complete,
+                config: &d.config,
+            });
+        }
+        for rule in rules.iter().filter(|r| r.applies_to(d.category)) {
+            if rule.id == RuleId::DuOffline {
+                continue;
+            }
+            self.run(d, rule, &inputs, now).await?;
+        }
+        Ok(())
+    }
+
+    /// DU-OFFLINE for every device heard from since start: run by the scheduler every minute.
+    pub async fn sweep_offline(&self) -> Result<(), AlarmError> {
+        let seen: Vec<_> = self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let now = Utc::now();
+        for (d, last) in seen {
+            let rules = self.rules_for(&d).await?;
+            if let Some(rule) = rules
+                .iter()
+                .find(|r| r.id == RuleId::DuOffline && r.applies_to(d.category))
+            {
+                let input = Input::Liveness {
+                    last_seen: Some(last),
+                };
+                self.run(&d, rule, &[input], now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one transition to the alarm records and the spray.
+    async fn apply(&self, d: &Device, t: &Transition) -> Result<(), AlarmError> {
+        match t {
+            Transition::Raise {
+                rule,
+                level,
+                value,
+                threshold,
+                at,
+            } => self.open(d, *rule, *level, *value, *threshold, *at).await,
+            Transition::Upgrade {
+                rule,
+                value,
+                threshold,
+                ..
+            } => {
+                self.update_open(d, *rule, |a| {
+                    a.level = Level::Alarm;
+                    a.value = *value;
+                    a.threshold = *threshold;
+                })
+                .await
+            }
+            Transition::Downgrade { .. } => Ok(()),
+            Transition::Clear { rule, at, .. } => {
+                self.update_open(d, *rule, |a| {
+                    a.cleared_at = Some(stamp(*at));
+                })
+                .await
+            }
+            Transition::SprayOn {
+                rule,
+                value,
+                threshold,
+                at,
+            } => {
+                let payload = serde_json::json!({
+                    "cmd": "spray", "state": "on", "rule": rule.as_str(),
+                    "value": value, "threshold": threshold, "at": stamp(*at),
+                });
+                self.command(d, payload).await
+            }
+            Transition::SprayOff { rule, value, at } => {
+                let payload = serde_json::json!({
+                    "cmd": "spray", "state": "off", "rule": rule.as_str(),
+                    "value": value, "at": stamp(*at),
+                });
+                self.command(d, payload).await
+            }
+        }
+    }
+
+    async fn open(
+        &self,
+        d: &Device,
+        rule: RuleId,
+        level: Level,
+        value: f64,
+        threshold: f64,
+        at: DateTime<Utc>,
+    ) -> Result<(), AlarmError> {
+        let id = format!("alm-{}", uuid::Uuid::now_v7().simple());
+        let alarm = Alarm {
+            id: id.clone(),
+            integrator_id: d.integrator_id.to_string(),
+            project_id: d.project_id.to_string(),
+            region_code: d.region_code.to_string(),
+            device_id: d.id.to_string(),
+            category: d.category,
+            rule: rule.as_str().to_owned(),
+            level,
+            status: Status::Open,
+            value,
+            threshold,
+            opened_at: stamp(at),
+            cleared_at: None,
+            escalated_to: "project".to_owned(),
+            escalated_at: None,
+            untrusted: d.untrusted(),
+            handling: Vec::new(),
+            version: 1,
+        };
+        let key = Key::new(
+            alarms_pk(&alarm.integrator_id, &alarm.project_id),
+            format!("{}#{id}", alarm.opened_at),
+        );
+        let r = AlarmRef {
+            pk: key.pk.as_str().to_owned(),
+            sk: key.sk.clone(),
+        };
+        // The device's open alarm of this rule, for upgrades and clears.
+        let current = Key::new(device_pk(d), format!("OPEN#{}", rule.as_str()));
+        let ops = vec![
+            TxOp::Put {
+                item: record(key, &alarm)?.with("version", alarm.version),
+                cond: Some(Condition::NotExists),
+            },
+            TxOp::Put {
+                item: record(pointer_key(&id), &r)?,
+                cond: Some(Condition::NotExists),
+            },
+            TxOp::Put {
+                item: record(open_key(&id), &r)?,
+                cond: None,
+            },
+            TxOp::Put {
+                item: record(current, &r)?,
+                cond: None,
+            },
+        ];
+        self.store.transact(ops).await?;
+        tracing::info!(alarm = %id, device = %d.id, rule = rule.as_str(), ?level, value, "alarm raised");
+        Ok(())
+    }
+
+    async fn update_open(
+        &self,
+        d: &Device,
+        rule: RuleId,
+        f: impl Fn(&mut Alarm),
+    ) -> Result<(), AlarmError> {
+        let current = Key::new(device_pk(d), format!("OPEN#{}", rule.as_str()));
+        let Some(item) = self.store.get(&current).await? else {
+            return Ok(());
+        };
+        let r: AlarmRef = decode(&item)?;
+        self.modify(&r, |a| {
+            f(a);
+            true
+        })
+        .await?;
+        if self
+            .get_ref(&r)
+            .await?
+            .is_some_and(|a| a.cleared_at.is_some())
+        {
+            self.store.delete(&current, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn get_ref(&self, r: &AlarmRef) -> Result<Option<Alarm>, AlarmError> {
+        let Some(pk) = Pk::from_stored(&r.pk) else {
+            return Ok(None);
+        };
+        Ok(match self.store.get(&Key::new(pk, r.sk.clone())).await? {
+            Some(i) => Some(decode(&i)?),
+            None => None,
+        })
+    }
+
+    /// Read-modify-write of one alarm with a version check, retried on conflict. `f` returns
+    /// whether to write.
+    async fn modify(
+        &self,
+        r: &AlarmRef,
+        f: impl Fn(&mut Alarm) -> bool,
+    ) -> Result<Option<Alarm>, AlarmError> {
+        let Some(pk) = Pk::from_stored(&r.pk) else {
+            return Ok(None);
+        };
+        let key = Key::new(pk, r.sk.clone());
+        for _ in 0..5 {
+            let Some(item) = self.store.get(&key).await? else {
+                return Ok(None);
+            };
+            let mut a: Alarm = decode(&item)?;
+            let old = a.version;
+            if !f(&mut a) {
+                return Ok(Some(a));
+            }
+            a.version = old + 1;
+            let item = record(key.clone(), &a)?.with("version", a.version);
+            let mut ops = vec![TxOp::Put {
+                item,
+                cond: Some(Condition::equals("version", old)),
+            }];
+            if a.status != Status::Open || a.escalated_to == "government" {
+                ops.push(TxOp::Delete {
+                    key: open_key(&a.id),
+                    cond: None,
+                });
+            }
+            match self.store.transact(ops).await {
+                Ok(()) => return Ok(Some(a)),
+                Err(StoreError::TransactionConditionFailed { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AlarmError::Conflict)
+    }
+
+    async fn command(&self, d: &Device, payload: serde_json::Value) -> Result<(), AlarmError> {
+        let bytes = Bytes::from(serde_json::to_vec(&payload)?);
+        let delivered = match &self.downlink {
+            Some(dl) => dl.send(d, bytes).await,
+            None => false,
+        };
+        let at = Utc::now();
+        let cmd = Command {
+            device_id: d.id.to_string(),
+            at: stamp(at),
+            payload,
+            delivered,
+        };
+        let sk = format!("CMD#{}#{}", cmd.at, uuid::Uuid::now_v7().simple());
+        self.store
+            .put(record(Key::new(device_pk(d), sk), &cmd)?, None)
+            .await?;
+        tracing::info!(device = %d.id, delivered, "command sent");
+        Ok(())
+    }
+
+    /// The commands sent to a device, oldest first.
+    pub async fn commands(&self, d: &Device, limit: u32) -> Result<Vec<Command>, AlarmError> {
+        let page = self
+            .store
+            .query(
+                Query::partition(&device_pk(d))
+                    .sk(SkCond::BeginsWith("CMD#".into()))
+                    .limit(limit),
+            )
+            .await?;
+        Ok(page.items.iter().map(decode).collect::<Result<_, _>>()?)
+    }
+
+    // ---- lifecycle
+
+    pub async fn get(&self, id: &str) -> Result<Option<Alarm>, AlarmError> {
+        let Some(item) = self.store.get(&pointer_key(id)).await? else {
+            return Ok(None);
+        };
+        let r: AlarmRef = decode(&item)?;
+        self.get_ref(&r).await
+    }
+
+    /// Acknowledges (from open) or resolves (from open or acknowledged). `Ok(None)`: no such
+    /// alarm; `Ok(Some(Err(status)))`: the transition is not allowed from `status`.
+    pub async fn handle(
+        &self,
+        id: &str,
+        to: Status,
+        by: &str,
+        note: Option<String>,
+    ) -> Result<Option<Result<Alarm, Status>>, AlarmError> {
+        let Some(item) = self.store.get(&pointer_key(id)).await? else {
+            return Ok(None);
+        };
+        let r: AlarmRef = decode(&item)?;
+        let refused = Mutex::new(None);
+        let at = stamp(Utc::now());
+        let done = self
+            .modify(&r, |a| {
+                let ok = matches!(
+                    (a.status, to),
+                    (Status::Open, Status::Acknowledged)
+                        | (Status::Open | Status::Acknowledged, Status::Resolved)
+                );
+                if !ok {
+                    *refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(a.status);
+                    return false;
+                }
+                a.status = to;
+                a.handling.push(Handling {
+                    action: match to {
+                        Status::Acknowledged => "acknowledged",
+                        Status::Resolved => "resolved",
+                        Status::Open => "opened",
+                    }
+                    .to_owned(),
+                    by: by.to_owned(),
+                    at: at.clone(),
+                    note: note.clone(),
+                });
+                true
+            })
+            .await?;
+        let refused = *refused.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(done.map(|a| match refused {
+            Some(s) => Err(s),
+            None => Ok(a),
+        }))
+    }
+
+    /// A page of a project's alarms, newest first, optionally of one status.
+    pub async fn list(
+        &self,
+        i: &str,
+        project: &str,
+        status: Option<Status>,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<Alarm>, Option<String>), AlarmError> {
+        let mut out = Vec::new();
+        let mut cursor = cursor.map(Cursor::from_client);
+        // Filter while paging so a page is never empty while more matching items follow.
+        loop {
+            let page = self
+                .store
+                .query(
+                    Query::partition(&alarms_pk(i, project))
+                        .backward()
+                        .limit(limit)
+                        .after(cursor.take()),
+                )
+                .await?;
+            for item in &page.items {
+                let a: Alarm = decode(item)?;
+                if status.is_none_or(|s| s == a.status) {
+                    out.push(a);
+                }
+            }
+            match page.next {
+                Some(c) if out.len() < limit as usize => cursor = Some(c),
+                next => return Ok((out, next.map(|c| c.as_str().to_owned()))),
+            }
+        }
+    }
+
+    /// Escalates unacknowledged alarms whose delay passed (project → enterprise → government).
+    /// Run by the scheduler; returns how many alarms moved up.
+    pub async fn sweep_escalation(&self, now: DateTime<Utc>) -> Result<usize, AlarmError> {
+        let mut moved = 0;
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .query(
+                    Query::partition(&keys::platform())
+                        .sk(SkCond::BeginsWith("OPENALARM#".into()))
+                        .limit(100)
+                        .after(cursor),
+                )
+                .await?;
+            for item in &page.items {
+                let r: AlarmRef = decode(item)?;
+                let Some(a) = self.get_ref(&r).await? else {
+                    continue;
+                };
+                let delays = self.escalation_delays(&a).await?;
+                let Ok(opened) = DateTime::parse_from_rfc3339(&a.opened_at) else {
+                    continue;
+                };
+                let tier = alarms::escalation_tier(
+                    a.level,
+                    opened.with_timezone(&Utc),
+                    a.status != Status::Open,
+                    now,
+                    &delays,
+                );
+                let to = tier_str(tier);
+                if tier_rank(to) > tier_rank(&a.escalated_to) {
+                    let at = stamp(now);
+                    self.modify(&r, |x| {
+                        if tier_rank(to) <= tier_rank(&x.escalated_to) || x.status != Status::Open {
+                            return false;
+                        }
+                        x.escalated_to = to.to_owned();
+                        x.escalated_at = Some(at.clone());
+                        x.handling.push(Handling {
+                            action: format!("escalated to {to}"),
+                            by: "system".to_owned(),
+                            at: at.clone(),
+                            note: None,
+                        });
+                        true
+                    })
+                    .await?;
+                    tracing::info!(alarm = %a.id, to, "alarm escalated");
+                    moved += 1;
+                }
+            }
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(moved),
+            }
+        }
+    }
+
+    async fn escalation_delays(&self, a: &Alarm) -> Result<alarms::EscalationDelays, AlarmError> {
+        let Ok(i) = IntegratorId::parse(&a.integrator_id) else {
+            return Ok(alarms::EscalationDelays::default());
+        };
+        let chain = self.chain(&i, &a.project_id, &a.region_code).await?;
+        let rules = alarms::effective(&alarms::default_rules(), &chain);
+        Ok(rules
+            .iter()
+            .find(|r| r.id.as_str() == a.rule)
+            .map(EffectiveRule::escalation)
+            .unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl Observer for Alarms {
+    async fn observe(
+        &self,
+        device: &Device,
+        readings: &[Reading],
+        hours: &[(DateTime<Utc>, BTreeMap<String, f64>)],
+    ) {
+        if let Some(last) = readings.iter().map(|r| r.ts).max() {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let e = seen
+                .entry(device.id.to_string())
+                .or_insert_with(|| (Arc::new(device.clone()), last));
+            e.1 = e.1.max(last.min(Utc::now()));
+        }
+        if let Err(e) = self.evaluate_device(device, readings, hours).await {
+            tracing::warn!(device = %device.id, error = %e, "alarm evaluation failed");
+        }
+    }
+}
