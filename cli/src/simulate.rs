@@ -216,8 +216,9 @@ pub fn reading(category: &str, scenario: Scenario, k: u64, n: usize) -> Value {
     match category {
         "tower_crane" => {
             let moment = match scenario {
-                // 60 % → 110 % over 100 steps, then holds.
-                Scenario::CraneOverload => (60.0 + k as f64 * 0.5).min(110.0),
+                // 70 % climbing 4 points a message: warning (90) at the 6th, alarm (100) at the
+                // 9th, then holding at 110.
+                Scenario::CraneOverload => (70.0 + k as f64 * 4.0).min(110.0),
                 _ => 45.0 + 15.0 * wave,
             };
             json!({"ts": ts, "moment_pct": (moment * 10.0).round() / 10.0, "load_pct": (moment * 0.9 * 10.0).round() / 10.0,
@@ -227,7 +228,8 @@ pub fn reading(category: &str, scenario: Scenario, k: u64, n: usize) -> Value {
         }
         "dust_noise" => {
             let pm10 = match scenario {
-                Scenario::DustExceedance => (80.0 + k as f64 * 2.0).min(260.0),
+                // 80 µg/m³ climbing 20 a message to 260: the hour's mean passes 150 quickly.
+                Scenario::DustExceedance => (80.0 + k as f64 * 20.0).min(260.0),
                 _ => 60.0 + 20.0 * wave,
             };
             json!({"ts": ts, "pm10_ugm3": pm10, "pm25_ugm3": (pm10 * 0.5).round(), "tsp_ugm3": pm10 * 1.6,

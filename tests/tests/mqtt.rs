@@ -630,3 +630,167 @@ async fn alarm_rules_show_the_override_chain() {
     assert_eq!(moment["set_by"]["warn"]["layer"], "project", "{moment}");
     assert_eq!(moment["set_by"]["alarm"]["layer"], "default", "{moment}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_offline_presence_events_and_untrusted_data() {
+    let temp = tempfile::tempdir().unwrap();
+    let env = [
+        ("SMARTSITE_ADMIN_PASSWORD", "Admin-Pass-2026!"),
+        ("SMARTSITE_SWEEP_SECS", "1"),
+    ];
+    let server = Server::spawn_in_with_env(bin(), temp.path(), &[], &env).unwrap();
+    let api = Api::new(&server.http());
+    let admin = api.login("admin", "Admin-Pass-2026!").await.unwrap();
+    let w = onboard(&api, &admin, "e1", "220100", "220102", 1)
+        .await
+        .unwrap();
+    let so = w.token("safety_officer");
+    let gov = w.token("gov_supervisor");
+    // Seconds instead of the default 30 min / 2 h, and a 1 s expected interval for DU-OFFLINE.
+    let (s, v) = api
+        .call(
+            "PUT",
+            &format!("/v1/projects/{}/alarm-rules", w.project),
+            Some(w.token("project_manager")),
+            Some(
+                &json!({"TC-MOMENT": {"escalate_enterprise_s": 1, "escalate_government_s": 2},
+                         "DU-OFFLINE": {"interval_s": 1}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    let creds = crane(&api, &w, "e1-TC-2").await;
+    let mut dev = connect(&creds, &endpoint(&server, "mqtts"), false, &creds.device_id).unwrap();
+    assert_eq!(dev.connack().await.unwrap(), Ok(ConnectReturnCode::Success));
+
+    // 105 % moment: an alarm (not a warning, which would never leave the project).
+    dev.publish_acked(
+        &creds.telemetry,
+        &json!({"ts": Utc::now().to_rfc3339(), "moment_pct": 105.0}),
+    )
+    .await
+    .unwrap();
+    // A work cycle on the events topic.
+    let start = (Utc::now() - chrono::Duration::seconds(90)).to_rfc3339();
+    let end = (Utc::now() - chrono::Duration::seconds(10)).to_rfc3339();
+    dev.publish_acked(
+        &creds.events,
+        &json!({"ts": end, "type": "work_cycle", "start": start, "end": end, "max_load_t": 5.1, "max_moment_pct": 105.0}),
+    )
+    .await
+    .unwrap();
+    let events = get(&api, so, &format!("/v1/devices/{}/events", creds.device_id)).await;
+    assert_eq!(
+        events["items"][0]["values"]["type"], "work_cycle",
+        "{events}"
+    );
+
+    // Unhandled, it reaches the government after ~2 s; the government's supervisor sees it.
+    let alarms = eventually(
+        &api,
+        gov,
+        &format!("/v1/alarms?project_id={}", w.project),
+        |v| {
+            v["items"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["rule"] == "TC-MOMENT"))
+        },
+    )
+    .await;
+    let a = alarms["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == "TC-MOMENT")
+        .unwrap();
+    assert_eq!(
+        (a["level"].as_str(), a["escalated_to"].as_str()),
+        (Some("alarm"), Some("government")),
+        "{a}"
+    );
+    let steps: Vec<&str> = a["handling"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
+    // Via the enterprise unless one sweep found both delays passed at once.
+    assert_eq!(steps.last(), Some(&"escalated to government"), "{a}");
+    assert!(steps.iter().all(|s| s.starts_with("escalated to")), "{a}");
+
+    // Silent for more than three intervals: DU-OFFLINE.
+    let alarms = eventually(
+        &api,
+        so,
+        &format!("/v1/alarms?project_id={}", w.project),
+        |v| {
+            v["items"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|a| a["rule"] == "DU-OFFLINE" && a["level"] == "alarm")
+            })
+        },
+    )
+    .await;
+    assert!(
+        alarms["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["device_id"] == creds.device_id.as_str())
+    );
+
+    // Disconnecting is seen.
+    dev.client.disconnect().await.unwrap();
+    eventually(
+        &api,
+        so,
+        &format!("/v1/devices/{}/state", creds.device_id),
+        |v| v["online"] == false,
+    )
+    .await;
+
+    // A blacklist entry on the model flags the device; its later data are tagged untrusted.
+    let model = get(&api, so, &format!("/v1/devices/{}", creds.device_id)).await["model_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, v) = api
+        .call("POST", "/v1/blacklist", Some(gov), Some(&json!({"scope": "model", "target_id": model, "region_code": "220100", "reason": "数据异常"})))
+        .await
+        .unwrap();
+    assert_eq!(s, 201, "{v}");
+    let mut dev = connect(&creds, &endpoint(&server, "mqtts"), false, &creds.device_id).unwrap();
+    assert_eq!(dev.connack().await.unwrap(), Ok(ConnectReturnCode::Success));
+    let mut tagged = false;
+    for _ in 0..12 {
+        dev.publish_acked(
+            &creds.telemetry,
+            &json!({"ts": Utc::now().to_rfc3339(), "moment_pct": 20.0}),
+        )
+        .await
+        .unwrap();
+        let series = get(
+            &api,
+            so,
+            &format!("/v1/devices/{}/telemetry", creds.device_id),
+        )
+        .await;
+        if series["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["untrusted"] == true)
+        {
+            tagged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(
+        tagged,
+        "data of a flagged device are tagged untrusted within the device cache's 5 s"
+    );
+    let state = get(&api, so, &format!("/v1/devices/{}/state", creds.device_id)).await;
+    assert_eq!(state["untrusted"], true, "{state}");
+}

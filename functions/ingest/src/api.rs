@@ -116,17 +116,15 @@ fn instant(field: &str, s: &str) -> Result<DateTime<Utc>, Problem> {
         .map_err(|e| Problem::validation(field, format!("not an RFC 3339 instant: {e}")))
 }
 
-#[utoipa::path(get, path = "/v1/devices/{id}/telemetry", tag = "device data",
-    params(("id" = String, Path), Range),
-    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
-    responses((status = 200, body = List<Point>), (status = 404, description = "not found or not visible")))]
-pub async fn telemetry(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Query(range): Query<Range>,
-) -> Result<Json<List<Point>>, Problem> {
-    let d = device(&state, &caller, &id).await?;
+/// One page of a device's stored messages under `prefix` (`TS#` telemetry, `EV#` events) in the
+/// range, as points: the payload without `ts`, which the key carries.
+async fn stored(
+    state: &AppState,
+    d: &Device,
+    range: &Range,
+    sk: fn(&str, &str) -> String,
+    prefix: &str,
+) -> Result<List<Point>, Problem> {
     let to = match &range.to {
         Some(t) => instant("to", t)?,
         None => Utc::now(),
@@ -147,10 +145,7 @@ pub async fn telemetry(
         EntityKind::Device,
         d.id.as_str(),
     ))
-    .sk(SkCond::Between(
-        keys::series_sk(&stamp(from), ""),
-        keys::series_sk(&stamp(to), "~"),
-    ))
+    .sk(SkCond::Between(sk(&stamp(from), ""), sk(&stamp(to), "~")))
     .limit(params.limit())
     .after(params.cursor.clone().map(Cursor::from_client));
     let page = state.store.query(q).await?;
@@ -159,7 +154,7 @@ pub async fn telemetry(
         let ts = item
             .key
             .sk
-            .strip_prefix(keys::SERIES_PREFIX)
+            .strip_prefix(prefix)
             .and_then(|r| r.split('#').next())
             .unwrap_or_default()
             .to_owned();
@@ -180,10 +175,44 @@ pub async fn telemetry(
             untrusted: item.attr("untrusted") == Some(&Attr::Bool(true)),
         });
     }
-    Ok(Json(List {
+    Ok(List {
         items,
         next: page.next.map(|c| c.as_str().to_owned()),
-    }))
+    })
+}
+
+#[utoipa::path(get, path = "/v1/devices/{id}/telemetry", tag = "device data",
+    params(("id" = String, Path), Range),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
+    responses((status = 200, body = List<Point>), (status = 404, description = "not found or not visible")))]
+pub async fn telemetry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(range): Query<Range>,
+) -> Result<Json<List<Point>>, Problem> {
+    let d = device(&state, &caller, &id).await?;
+    Ok(Json(
+        stored(&state, &d, &range, keys::series_sk, keys::SERIES_PREFIX).await?,
+    ))
+}
+
+/// The device's events (work cycles, faults, attendance…) in the range; `values` holds the
+/// event's `type` and body.
+#[utoipa::path(get, path = "/v1/devices/{id}/events", tag = "device data",
+    params(("id" = String, Path), Range),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
+    responses((status = 200, body = List<Point>), (status = 404, description = "not found or not visible")))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(range): Query<Range>,
+) -> Result<Json<List<Point>>, Problem> {
+    let d = device(&state, &caller, &id).await?;
+    Ok(Json(
+        stored(&state, &d, &range, keys::event_sk, keys::EVENT_PREFIX).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -61,6 +61,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(api::state))
         .routes(routes!(api::telemetry))
+        .routes(routes!(api::events))
         .routes(routes!(api::quarantine))
 }
 
