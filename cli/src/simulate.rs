@@ -325,13 +325,16 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Value> {
         let silent_after = (scenario == Scenario::Offline && n % 3 == 0).then_some(5u64);
         tasks.push(tokio::spawn(async move {
             let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+            let mine = Arc::new(AtomicU64::new(0));
             let poller = {
                 let counters = counters.clone();
+                let mine = mine.clone();
                 tokio::spawn(async move {
                     loop {
                         match eventloop.poll().await {
                             Ok(Event::Incoming(Packet::PubAck(_))) => {
                                 counters.acked.fetch_add(1, Ordering::Relaxed);
+                                mine.fetch_add(1, Ordering::Relaxed);
                             }
                             Ok(Event::Incoming(Packet::Publish(_))) => {
                                 counters.commands.fetch_add(1, Ordering::Relaxed);
@@ -359,6 +362,10 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Value> {
                     t.tick().await;
                 }
                 if silent_after.is_some_and(|s| k >= s) {
+                    // Silent but connected; with a message budget and no duration it is done.
+                    if per_device_limit.is_some() && deadline.is_none() {
+                        break;
+                    }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
@@ -374,8 +381,11 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Value> {
                 counters.sent.fetch_add(1, Ordering::Relaxed);
                 k += 1;
             }
-            // Let the last acknowledgements arrive.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Wait for the acknowledgements of what was sent (publish only queues it), up to 60 s.
+            let waited = Instant::now();
+            while mine.load(Ordering::Relaxed) < k && waited.elapsed() < Duration::from_secs(60) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             let _ = client.disconnect().await;
             poller.abort();
         }));

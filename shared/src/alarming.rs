@@ -107,6 +107,27 @@ pub struct Command {
     pub delivered: bool,
 }
 
+/// Level, its start, the two condition windows, spray.
+type Material = (
+    Option<Level>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    bool,
+);
+
+/// The parts of a rule's state that decide future transitions; `last_ts`/`last_value` only
+/// order inputs, so changing them alone is not persisted on every message.
+fn material(s: &RuleState) -> Material {
+    (
+        s.level,
+        s.since,
+        s.warn_met_since,
+        s.alarm_met_since,
+        s.spray_on,
+    )
+}
+
 /// The GB/T 2260 codes whose rules apply to a project in `region`, widest first: province
 /// (`220000`), city (`220100`), district (`220102`), without repeats.
 pub fn region_layers(region: &str) -> Vec<String> {
@@ -399,8 +420,15 @@ impl Alarms {
         for t in &transitions {
             self.apply(d, t).await?;
         }
-        if state != before {
+        if material(&state) != material(&before) {
             self.save_state(d, rule.id, &state).await?;
+        } else if state != before {
+            // Only the last-seen input moved: keep it in memory, not worth a write per message
+            // (after a restart the rule re-reads the persisted level and windows).
+            self.states
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((d.id.to_string(), rule.id), state);
         }
         Ok(())
     }

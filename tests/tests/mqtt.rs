@@ -266,6 +266,40 @@ async fn telemetry_over_tls_lands_in_state_series_quarantine_and_alarms() {
     // the other device ever reaches this one below (spray test) and that the own cmd works.
     assert_eq!(dev.next(10).await.unwrap(), Seen::SubAck);
 
+    // Retention is the integrator's to set (its admin's), within 1..=3650 days.
+    let ia = w.token("integrator_admin");
+    let path = format!("/v1/integrators/{}/ingest-settings", w.integrator);
+    let (s, v) = api
+        .call(
+            "PUT",
+            &path,
+            Some(ia),
+            Some(&json!({"telemetry_retention_days": 90})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, v["telemetry_retention_days"].as_i64()),
+        (200, Some(90)),
+        "{v}"
+    );
+    let (s, v) = api
+        .call(
+            "PUT",
+            &path,
+            Some(ia),
+            Some(&json!({"telemetry_retention_days": 0})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, v["field"].as_str()),
+        (422, Some("telemetry_retention_days")),
+        "{v}"
+    );
+    let v = get(&api, ia, &path).await;
+    assert_eq!(v["telemetry_retention_days"], 90);
+
     // Another tenant cannot read this device's data.
     let w2 = onboard(&api, &admin, "m2", "220200", "220202", 2)
         .await
@@ -280,6 +314,11 @@ async fn telemetry_over_tls_lands_in_state_series_quarantine_and_alarms() {
         .await
         .unwrap();
     assert_eq!(s, 404);
+    let (s, _) = api
+        .call("GET", &path, Some(w2.token("integrator_admin")), None)
+        .await
+        .unwrap();
+    assert_eq!(s, 404, "another integrator's settings are as if absent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -793,4 +832,88 @@ async fn escalation_offline_presence_events_and_untrusted_data() {
     );
     let state = get(&api, so, &format!("/v1/devices/{}/state", creds.device_id)).await;
     assert_eq!(state["untrusted"], true, "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_acks_stored_messages_and_refuses_foreign_topics_with_a_reason() {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode as Code5, Packet as P5, PubAckReason};
+    use rumqttc::v5::{AsyncClient as Client5, Event as Event5, MqttOptions as Options5};
+
+    let (server, api, admin) = Server::spawn_as_admin(bin()).await.unwrap();
+    let w = onboard(&api, &admin, "v5", "220100", "220102", 1)
+        .await
+        .unwrap();
+    let creds = crane(&api, &w, "v5-TC-2").await;
+    let other = crane(&api, &w, "v5-TC-3").await;
+    let (host, port) = endpoint(&server, "mqtts")
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.parse::<u16>().unwrap()))
+        .unwrap();
+    let mut opts = Options5::new(creds.device_id.clone(), host, port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_transport(rumqttc::Transport::tls_with_config(
+        smartsite::simulate::device_tls(
+            &creds.ca_pem,
+            &creds.certificate_pem,
+            &creds.private_key_pem,
+        )
+        .unwrap(),
+    ));
+    let (client, mut eventloop) = Client5::new(opts, 16);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(e) = eventloop.poll().await {
+            if let Event5::Incoming(p) = e {
+                let _ = tx.send(p);
+            }
+        }
+    });
+    let mut next = async || loop {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            P5::ConnAck(c) => break Err(c.code),
+            P5::PubAck(a) => break Ok(a.reason),
+            _ => {}
+        }
+    };
+    assert_eq!(next().await, Err(Code5::Success));
+    let msg = |m: f64| {
+        serde_json::to_vec(&json!({"ts": Utc::now().to_rfc3339(), "moment_pct": m})).unwrap()
+    };
+    client
+        .publish(&creds.telemetry, QoS5::AtLeastOnce, false, msg(30.0))
+        .await
+        .unwrap();
+    assert_eq!(next().await, Ok(PubAckReason::Success));
+    // MQTT 5 can say no: "not authorized", and the connection stays.
+    client
+        .publish(&other.telemetry, QoS5::AtLeastOnce, false, msg(31.0))
+        .await
+        .unwrap();
+    assert_eq!(next().await, Ok(PubAckReason::NotAuthorized));
+    client
+        .publish(&creds.telemetry, QoS5::AtLeastOnce, false, msg(32.0))
+        .await
+        .unwrap();
+    assert_eq!(next().await, Ok(PubAckReason::Success));
+
+    let so = w.token("safety_officer");
+    let series = get(
+        &api,
+        so,
+        &format!("/v1/devices/{}/telemetry", creds.device_id),
+    )
+    .await;
+    assert_eq!(series["items"].as_array().unwrap().len(), 2, "{series}");
+    let series = get(
+        &api,
+        so,
+        &format!("/v1/devices/{}/telemetry", other.device_id),
+    )
+    .await;
+    assert!(series["items"].as_array().unwrap().is_empty(), "{series}");
 }

@@ -10,9 +10,12 @@ use smartsite_shared::auth::{Caller, Role, roles_json};
 use smartsite_shared::domain::tenancy::ProjectId;
 use smartsite_shared::fleet::{Device, visible_device};
 use smartsite_shared::http::{List, ListParams, Problem};
-use smartsite_shared::ingest::{Quarantined, stamp, state_key};
+use smartsite_shared::ids::IntegratorId;
+use smartsite_shared::ingest::{
+    IngestSettings, Pipeline, Quarantined, settings_key, stamp, state_key,
+};
 use smartsite_shared::store::keys::{self, EntityKind};
-use smartsite_shared::store::records::decode;
+use smartsite_shared::store::records::{decode, record};
 use smartsite_shared::store::{Attr, Cursor, Key, Query as StoreQuery, SkCond};
 
 use crate::AppState;
@@ -276,4 +279,81 @@ pub async fn quarantine(
         items,
         next: page.next.map(|c| c.as_str().to_owned()),
     }))
+}
+
+/// Who may read and change an integrator's ingest settings: its administrator, and the platform
+/// administrator.
+pub const SETTINGS_ROLES: &[Role] = &[Role::IntegratorAdmin, Role::PlatformAdmin];
+
+fn settings_integrator(caller: &Caller, id: &str) -> Result<IntegratorId, Problem> {
+    let id = IntegratorId::parse(id).map_err(|_| Problem::not_found())?;
+    let own = caller.staff_of() == Some(&id) && caller.has(Role::IntegratorAdmin);
+    if !(own || caller.is_platform_admin()) {
+        // Another integrator's settings are none of the caller's business: as if absent.
+        return Err(if caller.has_any(SETTINGS_ROLES) {
+            Problem::not_found()
+        } else {
+            Problem::forbidden("your roles do not allow this")
+        });
+    }
+    Ok(id)
+}
+
+#[utoipa::path(get, path = "/v1/integrators/{id}/ingest-settings", tag = "device data", params(("id" = String, Path)),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(SETTINGS_ROLES)))),
+    responses((status = 200, body = IngestSettings), (status = 404, description = "not found or not yours")))]
+pub async fn get_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<IngestSettings>, Problem> {
+    let i = settings_integrator(&caller, &id)?;
+    state
+        .directory
+        .integrator(&i)
+        .await
+        .map_err(Problem::from)?
+        .ok_or_else(Problem::not_found)?;
+    let days = Pipeline::new(state.store.clone())
+        .retention_days(&i)
+        .await
+        .map_err(internal)?;
+    Ok(Json(IngestSettings {
+        telemetry_retention_days: days,
+    }))
+}
+
+#[utoipa::path(put, path = "/v1/integrators/{id}/ingest-settings", tag = "device data", params(("id" = String, Path)),
+    request_body = IngestSettings, security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(SETTINGS_ROLES)))),
+    responses((status = 200, body = IngestSettings), (status = 422, description = "out of range")))]
+pub async fn put_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<IngestSettings>, Problem> {
+    let i = settings_integrator(&caller, &id)?;
+    state
+        .directory
+        .integrator(&i)
+        .await
+        .map_err(Problem::from)?
+        .ok_or_else(Problem::not_found)?;
+    let settings: IngestSettings = serde_json::from_slice(&body).map_err(|e| {
+        Problem::validation(
+            "body",
+            format!("expected {{\"telemetry_retention_days\": n}}: {e}"),
+        )
+    })?;
+    if !(1..=3650).contains(&settings.telemetry_retention_days) {
+        return Err(Problem::validation(
+            "telemetry_retention_days",
+            "must lie in 1..=3650",
+        ));
+    }
+    state
+        .store
+        .put(record(settings_key(&i), &settings).map_err(internal)?, None)
+        .await?;
+    Ok(Json(settings))
 }

@@ -63,6 +63,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api::telemetry))
         .routes(routes!(api::events))
         .routes(routes!(api::quarantine))
+        .routes(routes!(api::get_settings, api::put_settings))
 }
 
 /// The concern's HTTP routes as a complete service.

@@ -174,6 +174,63 @@ async fn batches_are_stored_exactly_once(store: Arc<dyn Store>) {
     );
 }
 
+/// The integrator's retention setting decides the TTL of what is stored from then on.
+async fn retention_follows_the_integrators_setting(store: Arc<dyn Store>) {
+    let integrator = IntegratorId::parse("acme-ret").unwrap();
+    let d = device(&integrator);
+    Fleet::new(store.clone())
+        .bind(&integrator, &d)
+        .await
+        .unwrap();
+    store
+        .put(
+            smartsite_shared::store::records::record(
+                smartsite_shared::ingest::settings_key(&integrator),
+                &smartsite_shared::ingest::IngestSettings {
+                    telemetry_retention_days: 30,
+                },
+            )
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    let pipeline = Pipeline::new(store.clone());
+    let topic = format!("ss/{}/{}/{}/telemetry", integrator, d.project_id, d.id);
+    let ts = Utc::now() - chrono::Duration::minutes(1);
+    let payload = serde_json::to_vec(&json!({"ts": ts.to_rfc3339(), "pm10_ugm3": 50.0})).unwrap();
+    let r = handle_sqs(&pipeline, event(vec![record("r1", &topic, &payload)])).await;
+    assert!(r.batch_item_failures.is_empty());
+    let q = Query::partition(&keys::entity(
+        &d.integrator_id,
+        EntityKind::Device,
+        d.id.as_str(),
+    ))
+    .sk(SkCond::BeginsWith(keys::SERIES_PREFIX.into()))
+    .limit(10);
+    let items = store.query(q).await.unwrap().items;
+    assert_eq!(items.len(), 1);
+    // received (now) is later than ts: expiry = received + 30 days, within the test's seconds.
+    let ttl = items[0].ttl().unwrap();
+    let want = Utc::now().timestamp() + 30 * 86_400;
+    assert!(
+        (want - 5..=want + 1).contains(&ttl),
+        "ttl {ttl}, want about {want}"
+    );
+}
+
+#[tokio::test]
+async fn retention_follows_the_integrators_setting_embedded() {
+    let f = testkit::embedded().await;
+    retention_follows_the_integrators_setting(f.store.clone()).await;
+}
+
+#[tokio::test]
+async fn retention_follows_the_integrators_setting_dynamo() {
+    let f = testkit::dynamo().await;
+    retention_follows_the_integrators_setting(f.store.clone()).await;
+}
+
 #[tokio::test]
 async fn sqs_batches_are_stored_exactly_once_embedded() {
     let f = testkit::embedded().await;
