@@ -109,6 +109,21 @@ impl Server {
         Ok((server, api, token))
     }
 
+    /// Like [`Server::spawn_as_admin`], with extra `serve` arguments (`--mqtt 127.0.0.1:0`, …)
+    /// and environment variables for the server.
+    pub async fn spawn_as_admin_with(
+        bin: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<(Server, world::Api, String)> {
+        let temp = tempfile::tempdir()?;
+        let mut server = Server::spawn_in_with_env(bin, temp.path(), extra, env)?;
+        server._temp = Some(temp);
+        let api = world::Api::new(&server.http());
+        let token = api.login("admin", &server.admin_password()?).await?;
+        Ok((server, api, token))
+    }
+
     /// `http://host:port` of the HTTP API.
     pub fn http(&self) -> String {
         format!(

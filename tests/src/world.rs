@@ -287,3 +287,43 @@ pub async fn provision_crane(api: &Api, w: &World, serial: &str) -> anyhow::Resu
     }
     Ok(v)
 }
+
+/// Registers a certified dust/noise model (its own supplier) and provisions a device of it with
+/// an HJ 212 `mn` into the world's project; the provisioning answer. `uscc_seq` keeps the
+/// supplier's USCC unique within a server.
+pub async fn provision_dust(
+    api: &Api,
+    w: &World,
+    tag: &str,
+    mn: &str,
+    uscc_seq: u32,
+) -> anyhow::Result<Value> {
+    let ia = w.token("integrator_admin");
+    let supplier = api
+        .create(
+            "/v1/suppliers",
+            ia,
+            json!({"name": format!("{tag} 环境监测"), "uscc": uscc(&format!("91220101E{uscc_seq:08}"))}),
+        )
+        .await?;
+    let model = api
+        .create(
+            "/v1/device-models",
+            ia,
+            json!({"supplier_id": supplier, "name": "扬尘噪声监测仪", "category": "dust_noise",
+                "protocol": "hj212", "access_cert_no": format!("JL-{tag}-DUST")}),
+        )
+        .await?;
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{}/devices", w.project),
+            Some(ia),
+            Some(&json!({"model_id": model, "serial_no": format!("{tag}-DN-1"), "category": "dust_noise", "mn": mn})),
+        )
+        .await?;
+    if s != 201 {
+        bail!("provisioning a dust monitor answered {s}: {v}");
+    }
+    Ok(v)
+}

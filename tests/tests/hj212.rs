@@ -8,10 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{FixedOffset, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use smartsite_shared::domain::hj212::{self, Splitter};
 use smartsite_tests::Server;
-use smartsite_tests::world::{Api, onboard, uscc};
+use smartsite_tests::world::{onboard, provision_dust};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -45,37 +45,13 @@ fn now_local() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dust_frames_over_tcp_are_stored_acked_and_bad_ones_quarantined() {
-    let temp = tempfile::tempdir().unwrap();
-    let server = Server::spawn_in_with_env(
-        bin(),
-        temp.path(),
-        &["--hj212", "127.0.0.1:0"],
-        &[("SMARTSITE_ADMIN_PASSWORD", "Admin-Pass-2026!")],
-    )
-    .unwrap();
-    let api = Api::new(&server.http());
-    let admin = api.login("admin", "Admin-Pass-2026!").await.unwrap();
+    let (server, api, admin) = Server::spawn_as_admin_with(bin(), &["--hj212", "127.0.0.1:0"], &[])
+        .await
+        .unwrap();
     let w = onboard(&api, &admin, "h1", "220100", "220102", 1)
         .await
         .unwrap();
-    let ia = w.token("integrator_admin");
-    let supplier = api
-        .create(
-            "/v1/suppliers",
-            ia,
-            json!({"name": "扬尘监测", "uscc": uscc("91220101E00000088")}),
-        )
-        .await
-        .unwrap();
-    let model = api
-        .create("/v1/device-models", ia, json!({"supplier_id": supplier, "name": "扬尘仪", "category": "dust_noise", "protocol": "hj212", "access_cert_no": "JL-H1-DUST"}))
-        .await
-        .unwrap();
-    let (s, v) = api
-        .call("POST", &format!("/v1/projects/{}/devices", w.project), Some(ia), Some(&json!({"model_id": model, "serial_no": "H1-DN-1", "category": "dust_noise", "mn": MN})))
-        .await
-        .unwrap();
-    assert_eq!(s, 201, "{v}");
+    let v = provision_dust(&api, &w, "h1", MN, 88).await.unwrap();
     let device = v["device_id"].as_str().unwrap().to_owned();
 
     let addr = server.endpoints["hj212"].as_str().unwrap();

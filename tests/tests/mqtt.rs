@@ -14,7 +14,7 @@ use rumqttc::{ConnectReturnCode, QoS};
 use serde_json::{Value, json};
 use smartsite_tests::Server;
 use smartsite_tests::mqtt::{DeviceCreds, Seen, connect};
-use smartsite_tests::world::{Api, World, onboard, provision_crane, uscc};
+use smartsite_tests::world::{Api, World, onboard, provision_crane, provision_dust};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_smartsite-under-test"))
@@ -31,35 +31,7 @@ async fn crane(api: &Api, w: &World, serial: &str) -> DeviceCreds {
 
 /// A certified dust/noise model and a device of it with an HJ 212 MN.
 async fn dust(api: &Api, w: &World, tag: &str, mn: &str) -> DeviceCreds {
-    let ia = w.token("integrator_admin");
-    let supplier = api
-        .create(
-            "/v1/suppliers",
-            ia,
-            json!({"name": format!("{tag} 环境监测"), "uscc": uscc("91220101E00000077")}),
-        )
-        .await
-        .unwrap();
-    let model = api
-        .create(
-            "/v1/device-models",
-            ia,
-            json!({"supplier_id": supplier, "name": "扬尘噪声监测仪", "category": "dust_noise",
-                "protocol": "hj212", "access_cert_no": format!("JL-{tag}-DUST")}),
-        )
-        .await
-        .unwrap();
-    let (s, v) = api
-        .call(
-            "POST",
-            &format!("/v1/projects/{}/devices", w.project),
-            Some(ia),
-            Some(&json!({"model_id": model, "serial_no": format!("{tag}-DN-1"), "category": "dust_noise", "mn": mn})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(s, 201, "{v}");
-    DeviceCreds::from_answer(&v).unwrap()
+    DeviceCreds::from_answer(&provision_dust(api, w, tag, mn, 77).await.unwrap()).unwrap()
 }
 
 async fn get(api: &Api, token: &str, path: &str) -> Value {

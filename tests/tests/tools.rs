@@ -14,27 +14,18 @@ use chrono::{FixedOffset, Utc};
 use serde_json::{Value, json};
 use smartsite_shared::domain::hj212::{self, Splitter};
 use smartsite_tests::Server;
-use smartsite_tests::world::{Api, onboard, uscc};
+use smartsite_tests::world::{onboard, provision_dust};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_smartsite-under-test"))
 }
 
-const PASSWORD: &str = "Admin-Pass-2026!";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_provisions_a_fleet_and_its_messages_are_stored() {
-    let temp = tempfile::tempdir().unwrap();
-    let server = Server::spawn_in_with_env(
-        bin(),
-        temp.path(),
-        &["--mqtt", "127.0.0.1:0"],
-        &[("SMARTSITE_ADMIN_PASSWORD", PASSWORD)],
-    )
-    .unwrap();
-    let api = Api::new(&server.http());
-    let admin = api.login("admin", PASSWORD).await.unwrap();
+    let (server, api, admin) = Server::spawn_as_admin_with(bin(), &["--mqtt", "127.0.0.1:0"], &[])
+        .await
+        .unwrap();
     let w = onboard(&api, &admin, "sim", "220100", "220102", 1)
         .await
         .unwrap();
@@ -44,7 +35,7 @@ async fn simulate_provisions_a_fleet_and_its_messages_are_stored() {
         .await
         .unwrap();
     let model = d["model_id"].as_str().unwrap();
-    let endpoints = temp.path().join("endpoints.json");
+    let endpoints = server.data_dir.join("endpoints.json");
     let run = |messages: &str| {
         Command::new(bin())
             .args(["simulate", "--endpoints"])
@@ -67,9 +58,10 @@ async fn simulate_provisions_a_fleet_and_its_messages_are_stored() {
     );
 
     // The fleet is kept beside endpoints.json and reused: no new devices the second time.
-    let state: Value =
-        serde_json::from_slice(&std::fs::read(temp.path().join("simulator-devices.json")).unwrap())
-            .unwrap();
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(server.data_dir.join("simulator-devices.json")).unwrap(),
+    )
+    .unwrap();
     let devices: Vec<String> = state["devices"]
         .as_array()
         .unwrap()
@@ -134,50 +126,17 @@ async fn simulate_provisions_a_fleet_and_its_messages_are_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hj212_gateway_publishes_frames_as_the_devices_telemetry() {
-    let temp = tempfile::tempdir().unwrap();
-    let server = Server::spawn_in_with_env(
-        bin(),
-        temp.path(),
-        &["--mqtt", "127.0.0.1:0"],
-        &[("SMARTSITE_ADMIN_PASSWORD", PASSWORD)],
-    )
-    .unwrap();
-    let api = Api::new(&server.http());
-    let admin = api.login("admin", PASSWORD).await.unwrap();
+    let (server, api, admin) = Server::spawn_as_admin_with(bin(), &["--mqtt", "127.0.0.1:0"], &[])
+        .await
+        .unwrap();
     let w = onboard(&api, &admin, "gw", "220100", "220102", 1)
         .await
         .unwrap();
-    let ia = w.token("integrator_admin");
-    let supplier = api
-        .create(
-            "/v1/suppliers",
-            ia,
-            json!({"name": "扬尘监测", "uscc": uscc("91220101E00000099")}),
-        )
-        .await
-        .unwrap();
-    let model = api
-        .create(
-            "/v1/device-models",
-            ia,
-            json!({"supplier_id": supplier, "name": "扬尘仪", "category": "dust_noise", "protocol": "hj212", "access_cert_no": "JL-GW-DUST"}),
-        )
-        .await
-        .unwrap();
     let mn = "FEDCBA9876543210FEDCBA98";
-    let (s, v) = api
-        .call(
-            "POST",
-            &format!("/v1/projects/{}/devices", w.project),
-            Some(ia),
-            Some(&json!({"model_id": model, "serial_no": "GW-DN-1", "category": "dust_noise", "mn": mn})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(s, 201, "{v}");
+    let v = provision_dust(&api, &w, "gw", mn, 99).await.unwrap();
     let device = v["device_id"].as_str().unwrap().to_owned();
     // What provisioning answered, as the gateway's device list (plain MQTT with the token).
-    let devices = temp.path().join("gateway-devices.json");
+    let devices = server.data_dir.join("gateway-devices.json");
     std::fs::write(
         &devices,
         serde_json::to_vec(
