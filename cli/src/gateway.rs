@@ -24,7 +24,7 @@ use smartsite_shared::domain::hj212::Frame;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::hj212::Hj212Sink;
-use crate::simulate::device_tls;
+use crate::simulate::{device_tls, host_port};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GatewayArgs {
@@ -84,11 +84,8 @@ impl Gateway {
         if let Some(s) = sessions.get(&m.mn) {
             return Ok(s.clone());
         }
-        let (host, port) = self
-            .broker
-            .rsplit_once(':')
-            .context("--mqtt is host:port")?;
-        let mut opts = MqttOptions::new(m.device_id.clone(), host, port.parse::<u16>()?);
+        let (host, port) = host_port(&self.broker).context("--mqtt")?;
+        let mut opts = MqttOptions::new(m.device_id.clone(), host, port);
         opts.set_keep_alive(Duration::from_secs(60));
         match &m.device_token {
             Some(t) => {

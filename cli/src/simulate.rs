@@ -109,7 +109,8 @@ pub fn device_tls(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result
     Ok(TlsConfiguration::Rustls(Arc::new(config)))
 }
 
-fn host_port(addr: &str) -> anyhow::Result<(String, u16)> {
+/// `host:port` (as endpoints.json and `--broker` give it) into its parts.
+pub fn host_port(addr: &str) -> anyhow::Result<(String, u16)> {
     let (h, p) = addr.rsplit_once(':').context("expected host:port")?;
     Ok((h.to_owned(), p.parse().context("port")?))
 }

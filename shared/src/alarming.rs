@@ -26,7 +26,7 @@ use crate::domain::devices::Category;
 use crate::domain::telemetry::{Reading, hour_bucket};
 use crate::fleet::Device;
 use crate::ids::IntegratorId;
-use crate::ingest::{Observer, Pipeline, stamp};
+use crate::ingest::{Observer, hourly_at, stamp};
 use crate::store::keys::{self, EntityKind};
 use crate::store::records::{decode, record};
 use crate::store::{Condition, Cursor, Key, Pk, Query, SkCond, Store, StoreError, TxOp};
@@ -88,7 +88,8 @@ pub struct Alarm {
     /// When the condition stopped holding (the rule cleared); the alarm stays until handled.
     pub cleared_at: Option<String>,
     /// Who has been told: `project`, then `enterprise`, then `government`.
-    pub escalated_to: String,
+    #[schema(value_type = String)]
+    pub escalated_to: Tier,
     pub escalated_at: Option<String>,
     /// Data of a blacklisted device: the alarm stands but its basis is not trusted.
     pub untrusted: bool,
@@ -146,7 +147,7 @@ pub fn region_layers(region: &str) -> Vec<String> {
     out
 }
 
-fn tier_str(t: Tier) -> &'static str {
+fn tier_name(t: Tier) -> &'static str {
     match t {
         Tier::Project => "project",
         Tier::Enterprise => "enterprise",
@@ -154,28 +155,20 @@ fn tier_str(t: Tier) -> &'static str {
     }
 }
 
-fn tier_rank(s: &str) -> u8 {
-    match s {
-        "government" => 2,
-        "enterprise" => 1,
-        _ => 0,
-    }
-}
-
 fn region_patch_key(code: &str) -> Key {
-    Key::new(keys::platform(), format!("ALARMRULES#R#{code}"))
+    Key::new(keys::platform(), keys::region_rules_sk(code))
 }
 fn project_patch_key(i: &IntegratorId, p: &str) -> Key {
-    Key::new(keys::integrator(i), format!("ALARMRULES#P#{p}"))
-}
-pub fn alarms_pk(i: &str, p: &str) -> Pk {
-    Pk::from_stored(&format!("I#{i}#AL#{p}#")).unwrap_or_else(keys::platform)
+    Key::new(keys::integrator(i), keys::project_rules_sk(p))
 }
 fn pointer_key(id: &str) -> Key {
-    Key::new(keys::platform(), format!("ALARM#{id}"))
+    Key::new(keys::platform(), keys::alarm_pointer_sk(id))
 }
 fn open_key(id: &str) -> Key {
-    Key::new(keys::platform(), format!("OPENALARM#{id}"))
+    Key::new(keys::platform(), keys::open_alarm_sk(id))
+}
+fn current_key(d: &Device, rule: RuleId) -> Key {
+    Key::new(device_pk(d), keys::device_open_alarm_sk(rule.as_str()))
 }
 fn device_pk(d: &Device) -> Pk {
     keys::entity(&d.integrator_id, EntityKind::Device, d.id.as_str())
@@ -219,7 +212,6 @@ pub const RULES_CACHE_TTL: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Alarms {
     store: Arc<dyn Store>,
-    pipeline: Pipeline,
     downlink: Option<Arc<dyn Downlink>>,
     rules: Arc<Mutex<HashMap<(String, String), CachedRules>>>,
     states: Arc<Mutex<HashMap<(String, RuleId), RuleState>>>,
@@ -229,7 +221,6 @@ pub struct Alarms {
 impl Alarms {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Alarms {
-            pipeline: Pipeline::new(store.clone()),
             store,
             downlink: None,
             rules: Default::default(),
@@ -454,11 +445,13 @@ impl Alarms {
             let mut complete = Vec::new();
             for back in (1..=3).rev() {
                 let h = *start - chrono::Duration::hours(back);
-                let m = self
-                    .pipeline
-                    .hourly(d, &h.to_rfc3339_opts(SecondsFormat::Secs, true))
-                    .await
-                    .map_err(|e| AlarmError::Store(StoreError::Backend(anyhow::anyhow!("{e}"))))?;
+                let m = hourly_at(
+                    &*self.store,
+                    d,
+                    &h.to_rfc3339_opts(SecondsFormat::Secs, true),
+                )
+                .await
+                .map_err(|e| AlarmError::Store(StoreError::Backend(anyhow::anyhow!("{e}"))))?;
                 complete.push(m.and_then(|m| m.get("pm10_ugm3").copied()));
             }
             let ts = readings
@@ -587,22 +580,22 @@ impl Alarms {
             threshold,
             opened_at: stamp(at),
             cleared_at: None,
-            escalated_to: "project".to_owned(),
+            escalated_to: Tier::Project,
             escalated_at: None,
             untrusted: d.untrusted(),
             handling: Vec::new(),
             version: 1,
         };
         let key = Key::new(
-            alarms_pk(&alarm.integrator_id, &alarm.project_id),
-            format!("{}#{id}", alarm.opened_at),
+            keys::alarms(&alarm.integrator_id, &alarm.project_id),
+            keys::alarm_sk(&alarm.opened_at, &id),
         );
         let r = AlarmRef {
             pk: key.pk.as_str().to_owned(),
             sk: key.sk.clone(),
         };
         // The device's open alarm of this rule, for upgrades and clears.
-        let current = Key::new(device_pk(d), format!("OPEN#{}", rule.as_str()));
+        let current = current_key(d, rule);
         let ops = vec![
             TxOp::Put {
                 item: record(key, &alarm)?.with("version", alarm.version),
@@ -632,7 +625,7 @@ impl Alarms {
         rule: RuleId,
         f: impl Fn(&mut Alarm),
     ) -> Result<(), AlarmError> {
-        let current = Key::new(device_pk(d), format!("OPEN#{}", rule.as_str()));
+        let current = current_key(d, rule);
         let Some(item) = self.store.get(&current).await? else {
             return Ok(());
         };
@@ -688,7 +681,7 @@ impl Alarms {
                 item,
                 cond: Some(Condition::equals("version", old)),
             }];
-            if a.status != Status::Open || a.escalated_to == "government" {
+            if a.status != Status::Open || a.escalated_to == Tier::Government {
                 ops.push(TxOp::Delete {
                     key: open_key(&a.id),
                     cond: None,
@@ -716,7 +709,7 @@ impl Alarms {
             payload,
             delivered,
         };
-        let sk = format!("CMD#{}#{}", cmd.at, uuid::Uuid::now_v7().simple());
+        let sk = keys::command_sk(&cmd.at, &uuid::Uuid::now_v7().simple().to_string());
         self.store
             .put(record(Key::new(device_pk(d), sk), &cmd)?, None)
             .await?;
@@ -730,7 +723,7 @@ impl Alarms {
             .store
             .query(
                 Query::partition(&device_pk(d))
-                    .sk(SkCond::BeginsWith("CMD#".into()))
+                    .sk(SkCond::BeginsWith(keys::COMMAND_PREFIX.into()))
                     .limit(limit),
             )
             .await?;
@@ -811,7 +804,7 @@ impl Alarms {
             let page = self
                 .store
                 .query(
-                    Query::partition(&alarms_pk(i, project))
+                    Query::partition(&keys::alarms(i, project))
                         .backward()
                         .limit(limit)
                         .after(cursor.take()),
@@ -840,7 +833,7 @@ impl Alarms {
                 .store
                 .query(
                     Query::partition(&keys::platform())
-                        .sk(SkCond::BeginsWith("OPENALARM#".into()))
+                        .sk(SkCond::BeginsWith(keys::OPEN_ALARM_PREFIX.into()))
                         .limit(100)
                         .after(cursor),
                 )
@@ -861,14 +854,14 @@ impl Alarms {
                     now,
                     &delays,
                 );
-                let to = tier_str(tier);
-                if tier_rank(to) > tier_rank(&a.escalated_to) {
+                if tier > a.escalated_to {
+                    let to = tier_name(tier);
                     let at = stamp(now);
                     self.modify(&r, |x| {
-                        if tier_rank(to) <= tier_rank(&x.escalated_to) || x.status != Status::Open {
+                        if tier <= x.escalated_to || x.status != Status::Open {
                             return false;
                         }
-                        x.escalated_to = to.to_owned();
+                        x.escalated_to = tier;
                         x.escalated_at = Some(at.clone());
                         x.handling.push(Handling {
                             action: format!("escalated to {to}"),

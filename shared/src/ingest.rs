@@ -167,12 +167,9 @@ impl Pipeline {
         {
             return Ok(days);
         }
-        let days = match self.store.get(&settings_key(i)).await? {
-            Some(item) => {
-                crate::store::records::decode::<IngestSettings>(&item)?.telemetry_retention_days
-            }
-            None => self.retention_days,
-        };
+        let days = stored_retention(&*self.store, i)
+            .await?
+            .unwrap_or(self.retention_days);
         self.retention
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -510,15 +507,7 @@ impl Pipeline {
         device: &Device,
         hour: &str,
     ) -> Result<Option<BTreeMap<String, f64>>, IngestError> {
-        let key = Key::new(
-            keys::entity(
-                &device.integrator_id,
-                EntityKind::Device,
-                device.id.as_str(),
-            ),
-            keys::hourly_sk(hour),
-        );
-        Ok(self.store.get(&key).await?.map(|i| hourly_means(&i)))
+        hourly_at(&*self.store, device, hour).await
     }
 
     /// Records a device's connection state.
@@ -659,6 +648,37 @@ fn acc_deltas(acc: &HourlyAcc) -> Vec<(String, i64)> {
         }
     }
     out
+}
+
+/// The hourly means of one device-hour (`hour` as stored, `YYYY-MM-DDTHH:00:00Z`), if any
+/// message counted: what the alarm rules read for the hours before the current one.
+pub async fn hourly_at(
+    store: &dyn Store,
+    device: &Device,
+    hour: &str,
+) -> Result<Option<BTreeMap<String, f64>>, IngestError> {
+    let key = Key::new(
+        keys::entity(
+            &device.integrator_id,
+            EntityKind::Device,
+            device.id.as_str(),
+        ),
+        keys::hourly_sk(hour),
+    );
+    Ok(store.get(&key).await?.map(|i| hourly_means(&i)))
+}
+
+/// The retention an integrator set, if it set one.
+pub async fn stored_retention(
+    store: &dyn Store,
+    i: &IntegratorId,
+) -> Result<Option<i64>, IngestError> {
+    Ok(match store.get(&settings_key(i)).await? {
+        Some(item) => {
+            Some(crate::store::records::decode::<IngestSettings>(&item)?.telemetry_retention_days)
+        }
+        None => None,
+    })
 }
 
 /// The means of a stored hourly item (see [`acc_deltas`]), plus `msgs`.

@@ -81,11 +81,6 @@ fn tls(creds: &DeviceCreds) -> anyhow::Result<TlsConfiguration> {
     )
 }
 
-fn split(addr: &str) -> anyhow::Result<(String, u16)> {
-    let (h, p) = addr.rsplit_once(':').context("host:port")?;
-    Ok((h.to_owned(), p.parse()?))
-}
-
 /// Connects as the device: over TLS with its certificate (`addr` = the `mqtts` endpoint), or
 /// with its token (`token = true`, `addr` = the `mqtt` endpoint). The client id is `client_id`
 /// (normally the device id). The event loop runs until the connection ends once; reconnecting
@@ -96,7 +91,7 @@ pub fn connect(
     token: bool,
     client_id: &str,
 ) -> anyhow::Result<Device> {
-    let (host, port) = split(addr)?;
+    let (host, port) = smartsite::simulate::host_port(addr)?;
     let mut opts = MqttOptions::new(client_id, host, port);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_inflight(200);

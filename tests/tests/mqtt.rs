@@ -818,10 +818,7 @@ async fn mqtt5_acks_stored_messages_and_refuses_foreign_topics_with_a_reason() {
         .unwrap();
     let creds = crane(&api, &w, "v5-TC-2").await;
     let other = crane(&api, &w, "v5-TC-3").await;
-    let (host, port) = endpoint(&server, "mqtts")
-        .rsplit_once(':')
-        .map(|(h, p)| (h.to_owned(), p.parse::<u16>().unwrap()))
-        .unwrap();
+    let (host, port) = smartsite::simulate::host_port(&endpoint(&server, "mqtts")).unwrap();
     let mut opts = Options5::new(creds.device_id.clone(), host, port);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_transport(rumqttc::Transport::tls_with_config(

@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use smartsite_shared::alarming::{Alarm, AlarmError, Command, RuleView, Status};
 use smartsite_shared::auth::{Caller, Role, roles_json};
-use smartsite_shared::domain::alarms::Patch;
+use smartsite_shared::domain::alarms::{Patch, Tier};
 use smartsite_shared::domain::tenancy::{Project, ProjectId, RegionCode};
 use smartsite_shared::fleet::visible_device;
 use smartsite_shared::http::{List, ListParams, Problem};
@@ -56,7 +56,7 @@ async fn project(state: &AppState, caller: &Caller, id: &str) -> Result<Project,
 fn shown_to(caller: &Caller, a: &Alarm) -> bool {
     !caller.has(Role::GovSupervisor)
         || caller.has_any(&[Role::PlatformAdmin])
-        || a.escalated_to == "government"
+        || a.escalated_to == Tier::Government
 }
 
 async fn alarm(state: &AppState, caller: &Caller, id: &str) -> Result<Alarm, Problem> {

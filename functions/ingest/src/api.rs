@@ -12,7 +12,8 @@ use smartsite_shared::fleet::{Device, visible_device};
 use smartsite_shared::http::{List, ListParams, Problem};
 use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::ingest::{
-    IngestSettings, Pipeline, Quarantined, settings_key, stamp, state_key,
+    DEFAULT_RETENTION_DAYS, IngestSettings, Quarantined, settings_key, stamp, state_key,
+    stored_retention,
 };
 use smartsite_shared::store::keys::{self, EntityKind};
 use smartsite_shared::store::records::{decode, record};
@@ -314,10 +315,10 @@ pub async fn get_settings(
         .await
         .map_err(Problem::from)?
         .ok_or_else(Problem::not_found)?;
-    let days = Pipeline::new(state.store.clone())
-        .retention_days(&i)
+    let days = stored_retention(&*state.store, &i)
         .await
-        .map_err(internal)?;
+        .map_err(internal)?
+        .unwrap_or(DEFAULT_RETENTION_DAYS);
     Ok(Json(IngestSettings {
         telemetry_retention_days: days,
     }))

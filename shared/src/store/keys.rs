@@ -274,6 +274,42 @@ pub fn mn_sk(mn: &str) -> String {
     format!("MN{DELIM}{mn}")
 }
 
+// ---- Alarms (issue 6).
+
+/// A region's alarm-rule overrides, platform-wide: `(I#_platform#, ALARMRULES#R#{code})`.
+pub fn region_rules_sk(code: &str) -> String {
+    format!("ALARMRULES{DELIM}R{DELIM}{code}")
+}
+/// A project's alarm-rule overrides, in its integrator's partition: `ALARMRULES#P#{p}`.
+pub fn project_rules_sk(p: &str) -> String {
+    format!("ALARMRULES{DELIM}P{DELIM}{p}")
+}
+/// A project's alarms: `I#{i}#AL#{p}#`, sort key `{opened_at}#{id}` ([`alarm_sk`]).
+pub fn alarms(i: &str, p: &str) -> Pk {
+    Pk(format!("I#{i}#AL#{p}#"))
+}
+pub fn alarm_sk(opened_at: &str, id: &str) -> String {
+    format!("{opened_at}{DELIM}{id}")
+}
+/// An alarm's id pointer: `(I#_platform#, ALARM#{id})`.
+pub fn alarm_pointer_sk(id: &str) -> String {
+    format!("ALARM{DELIM}{id}")
+}
+/// An unhandled alarm, for the escalation sweep: `(I#_platform#, OPENALARM#{id})`.
+pub fn open_alarm_sk(id: &str) -> String {
+    format!("{OPEN_ALARM_PREFIX}{id}")
+}
+pub const OPEN_ALARM_PREFIX: &str = "OPENALARM#";
+/// A device's open alarm of one rule, in the device's partition: `OPEN#{rule}`.
+pub fn device_open_alarm_sk(rule: &str) -> String {
+    format!("OPEN{DELIM}{rule}")
+}
+/// A command sent to a device, in its partition: `CMD#{at}#{n}`.
+pub fn command_sk(at: &str, n: &str) -> String {
+    format!("{COMMAND_PREFIX}{at}{DELIM}{n}")
+}
+pub const COMMAND_PREFIX: &str = "CMD#";
+
 /// `{prefix}#{seq:020}`: a sort key whose byte order equals numeric order of `seq`
 /// (zero-padded to the width of u64::MAX).
 pub fn seq_sk(prefix: &str, seq: u64) -> String {
@@ -282,6 +318,20 @@ pub fn seq_sk(prefix: &str, seq: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn alarm_keys_are_byte_exact() {
+        assert_eq!(region_rules_sk("220100"), "ALARMRULES#R#220100");
+        assert_eq!(project_rules_sk("prj-1"), "ALARMRULES#P#prj-1");
+        assert_eq!(alarms("acme", "prj-1").as_str(), "I#acme#AL#prj-1#");
+        assert_eq!(alarm_sk("t", "alm-1"), "t#alm-1");
+        assert_eq!(alarm_pointer_sk("alm-1"), "ALARM#alm-1");
+        assert_eq!(open_alarm_sk("alm-1"), "OPENALARM#alm-1");
+        assert!(open_alarm_sk("x").starts_with(OPEN_ALARM_PREFIX));
+        assert_eq!(device_open_alarm_sk("TC-MOMENT"), "OPEN#TC-MOMENT");
+        assert_eq!(command_sk("t", "n"), "CMD#t#n");
+        assert!(command_sk("t", "n").starts_with(COMMAND_PREFIX));
+    }
+
     #[test]
     fn device_data_keys_are_byte_exact() {
         assert_eq!(
