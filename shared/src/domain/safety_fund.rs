@@ -95,6 +95,10 @@ pub enum SafetyFundError {
     NotReversible { seq: u64, kind: EntryKind },
     #[error("invoice {invoice_id} is already posted as entry {seq}")]
     InvoiceAlreadyPosted { invoice_id: String, seq: u64 },
+    #[error(
+        "category `{category}` is not an allowed use of the 安全文明施工费 (diversion, 挪用, is refused)"
+    )]
+    CivilizedDiversion { category: String },
     #[error("the fund account is settled; the ledger is closed")]
     Closed,
     #[error("the project has no start date")]
@@ -397,6 +401,12 @@ pub struct FeeRules {
     pub sub_allocation: ShareRule,
     pub civilized_prepay_gb50500: ShareRule,
     pub enterprise: EnterpriseRules,
+    /// The category a safety-fee-funded invoice (billing hand-off) is posted under, per regime.
+    pub invoice_category: PerRegime<String>,
+    /// Allowed uses of the 安全文明施工费 (safety and civilized construction measures fee).
+    pub civilized_categories: Vec<CategoryDef>,
+    /// The category a civilized-fee-funded invoice is posted under.
+    pub civilized_invoice_category: String,
 }
 
 fn check_bp(what: &str, bp: i64, allow_zero: bool) -> Result<()> {
@@ -450,6 +460,29 @@ impl FeeRules {
                     )));
                 }
             }
+        }
+        for regime in [Regime::R2012, Regime::R2022] {
+            let c = self.invoice_category.get(regime);
+            if !self.categories.get(regime).iter().any(|d| &d.name == c) {
+                return Err(config_err(format!(
+                    "{v}: invoice_category `{c}` is not a {regime} category"
+                )));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for c in &self.civilized_categories {
+            if !is_snake(&c.name) || !seen.insert(c.name.as_str()) {
+                return Err(config_err(format!(
+                    "{v}: civilized category `{}` is not snake_case or is repeated",
+                    c.name
+                )));
+            }
+        }
+        if !seen.contains(self.civilized_invoice_category.as_str()) {
+            return Err(config_err(format!(
+                "{v}: civilized_invoice_category `{}` is not a civilized category",
+                self.civilized_invoice_category
+            )));
         }
         let k12: Vec<_> = self.rates_bp.r2012.keys().collect();
         let k22: Vec<_> = self.rates_bp.r2022.keys().collect();
@@ -992,6 +1025,68 @@ impl Ledger {
 
     pub fn verify(&self) -> Result<(), BrokenLink> {
         verify(&self.entries)
+    }
+
+    /// The reversal entry that cancels `seq`, if any.
+    pub fn reversed_by(&self, seq: u64) -> Option<u64> {
+        self.entries
+            .iter()
+            .find(|e| e.kind == EntryKind::Reversal && e.reverses == Some(seq))
+            .map(|e| e.seq)
+    }
+
+    /// Refuses a second posting of an invoice (unless the first was reversed).
+    fn check_invoice_unposted(&self, links: &Links) -> Result<()> {
+        let Some(inv) = &links.invoice_id else {
+            return Ok(());
+        };
+        match self.entries.iter().find(|e| {
+            e.kind == EntryKind::Expenditure
+                && e.links.invoice_id.as_ref() == Some(inv)
+                && self.reversed_by(e.seq).is_none()
+        }) {
+            Some(p) => Err(SafetyFundError::InvoiceAlreadyPosted {
+                invoice_id: inv.clone(),
+                seq: p.seq,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The reversal draft of entry `seq`: its amounts negated, its month, progress, category and
+    /// links kept (so per-month and per-line sums stay right). Reversals and settlements cannot
+    /// be reversed; an entry is reversed at most once.
+    fn reversal_draft(&self, seq: u64, date: NaiveDate, reason: &str) -> Result<Entry> {
+        let orig = self.get(seq).ok_or(SafetyFundError::UnknownEntry { seq })?;
+        if matches!(orig.kind, EntryKind::Reversal | EntryKind::Settlement) {
+            return Err(SafetyFundError::NotReversible {
+                seq,
+                kind: orig.kind,
+            });
+        }
+        if let Some(by) = self.reversed_by(seq) {
+            return Err(SafetyFundError::AlreadyReversed { seq, by });
+        }
+        if reason.trim().is_empty() {
+            return Err(SafetyFundError::Missing { field: "reason" });
+        }
+        let mut e = Entry::draft(
+            date,
+            EntryKind::Reversal,
+            format!("冲销第{seq}笔：{reason}"),
+        );
+        e.category = orig.category.clone();
+        e.month = orig.month;
+        e.progress_fen = orig.progress_fen.map(|p| -p);
+        e.paused = orig.paused;
+        e.accrued_fen = -orig.accrued_fen;
+        e.spent_fen = -orig.spent_fen;
+        e.allocated_fen = -orig.allocated_fen;
+        e.paid_fen = -orig.paid_fen;
+        e.links = orig.links.clone();
+        e.evidence_ref = orig.evidence_ref.clone();
+        e.reverses = Some(seq);
+        Ok(e)
     }
 }
 
@@ -1546,19 +1641,7 @@ impl FundAccount {
                 field: "evidence_ref",
             });
         }
-        if let Some(inv) = &exp.links.invoice_id {
-            let posted = self.entries().iter().find(|e| {
-                e.kind == EntryKind::Expenditure
-                    && e.links.invoice_id.as_ref() == Some(inv)
-                    && self.reversed_by(e.seq).is_none()
-            });
-            if let Some(p) = posted {
-                return Err(SafetyFundError::InvoiceAlreadyPosted {
-                    invoice_id: inv.clone(),
-                    seq: p.seq,
-                });
-            }
-        }
+        self.ledger.check_invoice_unposted(&exp.links)?;
         let balance = sub(self.totals().balance_fen, exp.amount_fen)?;
         let summary = if exp.summary.trim().is_empty() {
             "安全生产费支出".to_owned()
@@ -1581,46 +1664,27 @@ impl FundAccount {
 
     /// The reversal entry that cancels `seq`, if any.
     pub fn reversed_by(&self, seq: u64) -> Option<u64> {
-        self.entries()
-            .iter()
-            .find(|e| e.kind == EntryKind::Reversal && e.reverses == Some(seq))
-            .map(|e| e.seq)
+        self.ledger.reversed_by(seq)
     }
 
-    /// Cancels entry `seq` with a reversal entry carrying its amounts negated (and its month,
-    /// progress, category and links, so per-month and per-line sums stay right). Reversals and
-    /// settlements cannot be reversed; an entry is reversed at most once.
+    /// Cancels entry `seq` with a reversal entry carrying its amounts negated (see
+    /// [`Ledger::reversal_draft`]); a reversed progress report keeps the month's progress ≥ 0 and
+    /// the cumulative progress within the contract.
     pub fn reverse(&mut self, seq: u64, date: NaiveDate, reason: &str) -> Result<&Entry> {
         self.ensure_open()?;
-        let orig = self
-            .ledger
-            .get(seq)
-            .ok_or(SafetyFundError::UnknownEntry { seq })?
-            .clone();
-        if matches!(orig.kind, EntryKind::Reversal | EntryKind::Settlement) {
-            return Err(SafetyFundError::NotReversible {
-                seq,
-                kind: orig.kind,
-            });
-        }
-        if let Some(by) = self.reversed_by(seq) {
-            return Err(SafetyFundError::AlreadyReversed { seq, by });
-        }
-        if reason.trim().is_empty() {
-            return Err(SafetyFundError::Missing { field: "reason" });
-        }
-        if let (Some(month), Some(p)) = (orig.month, orig.progress_fen) {
+        let e = self.ledger.reversal_draft(seq, date, reason)?;
+        if let (Some(month), Some(neg)) = (e.month, e.progress_fen) {
             // The month's progress stays ≥ 0 and the cumulative progress within the contract
             // (reversing a downward correction adds progress back).
             let held = self.month_state(month);
-            if held.progress_fen < p {
+            if held.progress_fen < -neg {
                 return Err(SafetyFundError::InvalidAmount {
                     field: "progress_fen",
-                    amount_fen: held.progress_fen.saturating_sub(p),
+                    amount_fen: held.progress_fen.saturating_add(neg),
                     expected: "a month's progress ≥ 0",
                 });
             }
-            let cumulative = sub(self.cumulative_progress_fen(), p)?;
+            let cumulative = add(self.cumulative_progress_fen(), neg)?;
             let limit = self.contract_limit_fen();
             if cumulative > limit {
                 return Err(SafetyFundError::ProgressBeyondContract {
@@ -1630,22 +1694,6 @@ impl FundAccount {
                 });
             }
         }
-        let mut e = Entry::draft(
-            date,
-            EntryKind::Reversal,
-            format!("冲销第{seq}笔：{reason}"),
-        );
-        e.category = orig.category;
-        e.month = orig.month;
-        e.progress_fen = orig.progress_fen.map(|p| -p);
-        e.paused = orig.paused;
-        e.accrued_fen = -orig.accrued_fen;
-        e.spent_fen = -orig.spent_fen;
-        e.allocated_fen = -orig.allocated_fen;
-        e.paid_fen = -orig.paid_fen;
-        e.links = orig.links;
-        e.evidence_ref = orig.evidence_ref;
-        e.reverses = Some(seq);
         Ok(self.ledger.append(e))
     }
 
@@ -1714,6 +1762,180 @@ impl FundAccount {
                 as_of,
                 rules,
             )?);
+        }
+        Ok(flags)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 安全文明施工费 (safety and civilized construction measures fee)
+// ---------------------------------------------------------------------------------------------
+
+/// A project's 安全文明施工费 terms, from its contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CivilizedTerms {
+    /// The year's planned amount (当年施工进度计划的安全文明施工费总额) per calendar year.
+    pub year_planned_fen: BTreeMap<i32, i64>,
+    /// GB 50500 unless the contract has its own rule.
+    pub prepay_rule: CivPrepayRule,
+}
+
+impl Default for CivilizedTerms {
+    fn default() -> Self {
+        CivilizedTerms {
+            year_planned_fen: BTreeMap::new(),
+            prepay_rule: CivPrepayRule::Gb50500,
+        }
+    }
+}
+
+impl CivilizedTerms {
+    pub fn validate(&self) -> Result<()> {
+        for (year, fen) in &self.year_planned_fen {
+            if !(2000..=2200).contains(year) {
+                return Err(SafetyFundError::InvalidAmount {
+                    field: "year",
+                    amount_fen: i64::from(*year),
+                    expected: "a calendar year 2000–2200",
+                });
+            }
+            check_amount("year_planned_fen", *fen, true)?;
+        }
+        if let CivPrepayRule::Contract { min_share_bp, .. } = self.prepay_rule {
+            check_bp("prepay_rule.min_share_bp", min_share_bp, false).map_err(|_| {
+                SafetyFundError::InvalidAmount {
+                    field: "min_share_bp",
+                    amount_fen: min_share_bp,
+                    expected: "1..=10000 bp",
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The 安全文明施工费 ledger of one project: the owner's payments are the money the fund
+/// receives (booked in the 计提 column, so `balance = received − spent`), expenditures use the
+/// civilized categories of the rules, corrections are reversals. Same hash chain as the safety
+/// production fee ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CivilizedAccount {
+    pub terms: CivilizedTerms,
+    pub ledger: Ledger,
+}
+
+impl CivilizedAccount {
+    /// Rebuilds a stored account; the ledger chain is verified.
+    pub fn restore(terms: CivilizedTerms, entries: Vec<Entry>) -> Result<Self, BrokenLink> {
+        Ok(CivilizedAccount {
+            terms,
+            ledger: Ledger::from_entries(entries)?,
+        })
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        self.ledger.entries()
+    }
+
+    /// Money received from the owner.
+    pub fn record_payment(
+        &mut self,
+        date: NaiveDate,
+        amount_fen: i64,
+        evidence_ref: Option<String>,
+    ) -> Result<&Entry> {
+        check_amount("amount_fen", amount_fen, false)?;
+        let mut e = Entry::draft(date, EntryKind::OwnerPayment, "收到建设单位安全文明施工费");
+        e.paid_fen = amount_fen;
+        e.accrued_fen = amount_fen;
+        e.evidence_ref = evidence_ref;
+        Ok(self.ledger.append(e))
+    }
+
+    /// A use of the fee; the category must be one of `rules.civilized_categories`. Spending
+    /// beyond what was received is allowed and flagged `overspent`.
+    pub fn record_expenditure(
+        &mut self,
+        exp: Expenditure,
+        rules: &FeeRules,
+    ) -> Result<ExpenditureOutcome> {
+        check_amount("amount_fen", exp.amount_fen, false)?;
+        if !rules.civilized_categories.iter().any(|c| c.name == exp.category) {
+            return Err(SafetyFundError::CivilizedDiversion {
+                category: exp.category,
+            });
+        }
+        if exp.evidence_ref.trim().is_empty() {
+            return Err(SafetyFundError::Missing {
+                field: "evidence_ref",
+            });
+        }
+        self.ledger.check_invoice_unposted(&exp.links)?;
+        let balance = sub(self.ledger.totals().balance_fen, exp.amount_fen)?;
+        let summary = if exp.summary.trim().is_empty() {
+            "安全文明施工费支出".to_owned()
+        } else {
+            exp.summary
+        };
+        let mut e = Entry::draft(exp.date, EntryKind::Expenditure, summary);
+        e.category = Some(exp.category);
+        e.spent_fen = exp.amount_fen;
+        e.overspent = balance < 0;
+        e.links = exp.links;
+        e.evidence_ref = Some(exp.evidence_ref);
+        let entry = self.ledger.append(e).clone();
+        Ok(ExpenditureOutcome {
+            overspent: entry.overspent,
+            entry,
+            balance_fen: balance,
+        })
+    }
+
+    /// Cancels entry `seq` with a reversal.
+    pub fn reverse(&mut self, seq: u64, date: NaiveDate, reason: &str) -> Result<&Entry> {
+        let e = self.ledger.reversal_draft(seq, date, reason)?;
+        Ok(self.ledger.append(e))
+    }
+
+    /// FEE-CIV-PREPAY for every planned year that has begun by `as_of`. The clock of the start
+    /// year runs from the project's start date, of later years from 1 January [I]; payments
+    /// dated from that start on count.
+    pub fn flags(
+        &self,
+        project_start: Option<NaiveDate>,
+        as_of: NaiveDate,
+        rules: &FeeRules,
+    ) -> Result<Vec<Flag>> {
+        let Some(project_start) = project_start else {
+            return Ok(Vec::new());
+        };
+        let mut flags = Vec::new();
+        for (year, planned) in &self.terms.year_planned_fen {
+            let jan1 =
+                NaiveDate::from_ymd_opt(*year, 1, 1).ok_or(SafetyFundError::DateOutOfRange)?;
+            let start = project_start.max(jan1);
+            if start.year() != *year || start > as_of {
+                continue;
+            }
+            let payments: Vec<(NaiveDate, i64)> = self
+                .entries()
+                .iter()
+                .filter(|e| e.paid_fen != 0 && e.date >= start)
+                .map(|e| (e.date, e.paid_fen))
+                .collect();
+            if let Some(f) = civ_prepay_flag(
+                &self.terms.prepay_rule,
+                *planned,
+                start,
+                &payments,
+                as_of,
+                rules,
+            )? {
+                flags.push(Flag {
+                    subject: Some(year.to_string()),
+                    ..f
+                });
+            }
         }
         Ok(flags)
     }
@@ -3120,5 +3342,115 @@ mod tests {
             }
             assert_eq!(verify(&t).unwrap_err().seq, i as u64 + 1);
         }
+    }
+
+    fn civ_exp(date: &str, fen: i64, category: &str, invoice: Option<&str>) -> Expenditure {
+        Expenditure {
+            date: d(date),
+            amount_fen: fen,
+            category: category.into(),
+            summary: String::new(),
+            evidence_ref: "voucher-1".into(),
+            links: Links {
+                invoice_id: invoice.map(str::to_owned),
+                ..Links::default()
+            },
+        }
+    }
+
+    #[test]
+    fn civilized_prepayment_per_year() {
+        let r = rules();
+        // 2026 planned ¥1,000,000.00 = 100 000 000 fen; GB 50500: ≥ 60 % within 28 days of the
+        // start 2026-03-10 → due 2026-04-07, required ceil(100 000 000 × 6000 / 10 000)
+        // = 60 000 000. 2027 planned 80 000 000 from 2027-01-01 → due 2027-01-29, required
+        // 48 000 000.
+        let mut acc = CivilizedAccount {
+            terms: CivilizedTerms {
+                year_planned_fen: BTreeMap::from([(2026, 100_000_000), (2027, 80_000_000)]),
+                prepay_rule: CivPrepayRule::Gb50500,
+            },
+            ledger: Ledger::new(),
+        };
+        let start = Some(d("2026-03-10"));
+        acc.record_payment(d("2026-03-20"), 50_000_000, None).unwrap();
+        // Before the due date: no warning stage for this rule.
+        assert!(acc.flags(start, d("2026-04-06"), &r).unwrap().is_empty());
+        let f = acc.flags(start, d("2026-04-07"), &r).unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].code, FEE_CIV_PREPAY);
+        assert_eq!(f[0].level, FlagLevel::Breach);
+        assert_eq!(f[0].due_date, d("2026-04-07"));
+        assert_eq!((f[0].required_fen, f[0].paid_fen), (60_000_000, 50_000_000));
+        assert_eq!(f[0].subject.as_deref(), Some("2026"));
+        // A late payment does not cure the breach.
+        acc.record_payment(d("2026-04-10"), 10_000_000, None).unwrap();
+        assert_eq!(acc.flags(start, d("2026-05-01"), &r).unwrap().len(), 1);
+        // 2027: 2026 payments do not count; 48 000 000 paid on 2027-01-15 meets the rule.
+        let f = acc.flags(start, d("2027-01-29"), &r).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!((f[1].required_fen, f[1].paid_fen), (48_000_000, 0));
+        acc.record_payment(d("2027-01-15"), 48_000_000, None).unwrap();
+        let f = acc.flags(start, d("2027-02-01"), &r).unwrap();
+        assert_eq!(f.len(), 1, "{f:?}");
+        // Contract rule instead: 50 % within 14 days of 2026-03-10 → due 2026-03-24,
+        // required 50 000 000, paid 50 000 000 on 2026-03-20: met.
+        acc.terms.prepay_rule = CivPrepayRule::Contract {
+            min_share_bp: 5000,
+            within_days: 14,
+        };
+        assert!(acc.flags(start, d("2026-12-31"), &r).unwrap().is_empty());
+        // Without a start date there is no clock.
+        assert!(acc.flags(None, d("2027-12-31"), &r).unwrap().is_empty());
+    }
+
+    #[test]
+    fn civilized_ledger_balance_categories_and_invoices() {
+        let r = rules();
+        let mut acc = CivilizedAccount::default();
+        acc.record_payment(d("2026-03-20"), 1_000_00, None).unwrap();
+        // A safety-production category is not a civilized one.
+        assert!(matches!(
+            acc.record_expenditure(civ_exp("2026-03-21", 100, "ppe", None), &r),
+            Err(SafetyFundError::CivilizedDiversion { .. })
+        ));
+        let out = acc
+            .record_expenditure(civ_exp("2026-03-22", 600_00, "smart_site", Some("inv-1")), &r)
+            .unwrap();
+        // balance 100 000 − 60 000 = 40 000 fen.
+        assert_eq!((out.balance_fen, out.overspent), (400_00, false));
+        assert!(matches!(
+            acc.record_expenditure(civ_exp("2026-03-23", 600_00, "smart_site", Some("inv-1")), &r),
+            Err(SafetyFundError::InvoiceAlreadyPosted { seq: 2, .. })
+        ));
+        acc.reverse(2, d("2026-03-24"), "wrong project").unwrap();
+        // After the reversal the invoice may be posted again; 100 000 − 60 000 − 60 000 + 60 000.
+        let out = acc
+            .record_expenditure(civ_exp("2026-03-25", 600_00, "smart_site", Some("inv-1")), &r)
+            .unwrap();
+        assert_eq!(out.balance_fen, 400_00);
+        let over = acc
+            .record_expenditure(civ_exp("2026-03-26", 500_00, "safety_construction", None), &r)
+            .unwrap();
+        // 40 000 − 50 000 = −10 000: allowed, flagged.
+        assert_eq!((over.balance_fen, over.overspent), (-100_00, true));
+        let t = acc.ledger.totals();
+        assert_eq!(t.balance_fen, t.accrued_fen - t.spent_fen - t.allocated_fen);
+        assert_eq!(t.paid_fen, 1_000_00);
+        assert!(acc.ledger.verify().is_ok());
+        let rows = statement_rows(acc.entries());
+        assert_eq!(rows.last().unwrap().balance_fen, -100_00);
+    }
+
+    #[test]
+    fn invoice_categories_are_validated_against_the_lists() {
+        let mut r = rules();
+        assert_eq!(r.invoice_category.get(Regime::R2022), "safety_informatisation");
+        assert!(check_category(Regime::R2012, r.invoice_category.get(Regime::R2012), &r).is_ok());
+        r.invoice_category.r2012 = "safety_informatisation".into();
+        assert!(r.validate().is_err(), "not in the 2012 list");
+        let mut r = rules();
+        r.civilized_invoice_category = "ppe".into();
+        assert!(r.validate().is_err());
     }
 }
