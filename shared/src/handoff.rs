@@ -16,8 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::records::{self, DATA};
 use crate::store::{Condition, Key, Query, SkCond, Store, StoreError, TxOp, keys};
 
-/// Sort-key prefix of pending hand-off events in the platform partition.
-pub const HANDOFF_PREFIX: &str = "HANDOFF#";
+pub use keys::HANDOFF_PREFIX;
 
 /// What a funded invoice hands to the safety-fund ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -63,7 +62,7 @@ impl InvoiceIssued {
 pub fn outbox_key(integrator_id: &str, invoice_id: &str) -> Key {
     Key::new(
         keys::platform(),
-        format!("{HANDOFF_PREFIX}{integrator_id}{}{invoice_id}", keys::DELIM),
+        keys::handoff_sk(integrator_id, invoice_id),
     )
 }
 

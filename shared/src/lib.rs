@@ -13,6 +13,7 @@ pub mod domain;
 pub mod export;
 pub mod fleet;
 pub mod fsutil;
+pub mod funds;
 pub mod handoff;
 pub mod http;
 pub mod ids;

@@ -1860,7 +1860,11 @@ impl CivilizedAccount {
         rules: &FeeRules,
     ) -> Result<ExpenditureOutcome> {
         check_amount("amount_fen", exp.amount_fen, false)?;
-        if !rules.civilized_categories.iter().any(|c| c.name == exp.category) {
+        if !rules
+            .civilized_categories
+            .iter()
+            .any(|c| c.name == exp.category)
+        {
             return Err(SafetyFundError::CivilizedDiversion {
                 category: exp.category,
             });
@@ -3373,7 +3377,8 @@ mod tests {
             ledger: Ledger::new(),
         };
         let start = Some(d("2026-03-10"));
-        acc.record_payment(d("2026-03-20"), 50_000_000, None).unwrap();
+        acc.record_payment(d("2026-03-20"), 50_000_000, None)
+            .unwrap();
         // Before the due date: no warning stage for this rule.
         assert!(acc.flags(start, d("2026-04-06"), &r).unwrap().is_empty());
         let f = acc.flags(start, d("2026-04-07"), &r).unwrap();
@@ -3384,13 +3389,15 @@ mod tests {
         assert_eq!((f[0].required_fen, f[0].paid_fen), (60_000_000, 50_000_000));
         assert_eq!(f[0].subject.as_deref(), Some("2026"));
         // A late payment does not cure the breach.
-        acc.record_payment(d("2026-04-10"), 10_000_000, None).unwrap();
+        acc.record_payment(d("2026-04-10"), 10_000_000, None)
+            .unwrap();
         assert_eq!(acc.flags(start, d("2026-05-01"), &r).unwrap().len(), 1);
         // 2027: 2026 payments do not count; 48 000 000 paid on 2027-01-15 meets the rule.
         let f = acc.flags(start, d("2027-01-29"), &r).unwrap();
         assert_eq!(f.len(), 2);
         assert_eq!((f[1].required_fen, f[1].paid_fen), (48_000_000, 0));
-        acc.record_payment(d("2027-01-15"), 48_000_000, None).unwrap();
+        acc.record_payment(d("2027-01-15"), 48_000_000, None)
+            .unwrap();
         let f = acc.flags(start, d("2027-02-01"), &r).unwrap();
         assert_eq!(f.len(), 1, "{f:?}");
         // Contract rule instead: 50 % within 14 days of 2026-03-10 → due 2026-03-24,
@@ -3415,22 +3422,34 @@ mod tests {
             Err(SafetyFundError::CivilizedDiversion { .. })
         ));
         let out = acc
-            .record_expenditure(civ_exp("2026-03-22", 600_00, "smart_site", Some("inv-1")), &r)
+            .record_expenditure(
+                civ_exp("2026-03-22", 600_00, "smart_site", Some("inv-1")),
+                &r,
+            )
             .unwrap();
         // balance 100 000 − 60 000 = 40 000 fen.
         assert_eq!((out.balance_fen, out.overspent), (400_00, false));
         assert!(matches!(
-            acc.record_expenditure(civ_exp("2026-03-23", 600_00, "smart_site", Some("inv-1")), &r),
+            acc.record_expenditure(
+                civ_exp("2026-03-23", 600_00, "smart_site", Some("inv-1")),
+                &r
+            ),
             Err(SafetyFundError::InvoiceAlreadyPosted { seq: 2, .. })
         ));
         acc.reverse(2, d("2026-03-24"), "wrong project").unwrap();
         // After the reversal the invoice may be posted again; 100 000 − 60 000 − 60 000 + 60 000.
         let out = acc
-            .record_expenditure(civ_exp("2026-03-25", 600_00, "smart_site", Some("inv-1")), &r)
+            .record_expenditure(
+                civ_exp("2026-03-25", 600_00, "smart_site", Some("inv-1")),
+                &r,
+            )
             .unwrap();
         assert_eq!(out.balance_fen, 400_00);
         let over = acc
-            .record_expenditure(civ_exp("2026-03-26", 500_00, "safety_construction", None), &r)
+            .record_expenditure(
+                civ_exp("2026-03-26", 500_00, "safety_construction", None),
+                &r,
+            )
             .unwrap();
         // 40 000 − 50 000 = −10 000: allowed, flagged.
         assert_eq!((over.balance_fen, over.overspent), (-100_00, true));
@@ -3445,7 +3464,10 @@ mod tests {
     #[test]
     fn invoice_categories_are_validated_against_the_lists() {
         let mut r = rules();
-        assert_eq!(r.invoice_category.get(Regime::R2022), "safety_informatisation");
+        assert_eq!(
+            r.invoice_category.get(Regime::R2022),
+            "safety_informatisation"
+        );
         assert!(check_category(Regime::R2012, r.invoice_category.get(Regime::R2012), &r).is_ok());
         r.invoice_category.r2012 = "safety_informatisation".into();
         assert!(r.validate().is_err(), "not in the 2012 list");

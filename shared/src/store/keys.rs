@@ -310,6 +310,29 @@ pub fn command_sk(at: &str, n: &str) -> String {
 }
 pub const COMMAND_PREFIX: &str = "CMD#";
 
+// ---- Safety fund (issue 7) and the billing hand-off.
+
+/// A project's fund account header, in the project's partition.
+pub const SK_FUND_ACCOUNT: &str = "SF#ACCOUNT";
+/// The entries of one ledger of a project (`S` 安全生产费, `C` 安全文明施工费): `SF#{fund}#`.
+pub fn fund_entries_prefix(fund: &str) -> String {
+    format!("SF{DELIM}{fund}{DELIM}")
+}
+/// One ledger entry: `SF#{fund}#{seq:020}`, in seq order.
+pub fn fund_entry_sk(fund: &str, seq: u64) -> String {
+    seq_sk(&format!("SF{DELIM}{fund}"), seq)
+}
+/// A pending billing hand-off event, platform-wide: `(I#_platform#, HANDOFF#{i}#{invoice})`.
+pub fn handoff_sk(i: &str, invoice: &str) -> String {
+    format!("{HANDOFF_PREFIX}{i}{DELIM}{invoice}")
+}
+pub const HANDOFF_PREFIX: &str = "HANDOFF#";
+/// A hand-off event that could not be posted: `(I#_platform#, HANDOFF_FAILED#{i}#{invoice})`.
+pub fn handoff_failed_sk(i: &str, invoice: &str) -> String {
+    format!("{HANDOFF_FAILED_PREFIX}{i}{DELIM}{invoice}")
+}
+pub const HANDOFF_FAILED_PREFIX: &str = "HANDOFF_FAILED#";
+
 /// `{prefix}#{seq:020}`: a sort key whose byte order equals numeric order of `seq`
 /// (zero-padded to the width of u64::MAX).
 pub fn seq_sk(prefix: &str, seq: u64) -> String {
@@ -318,6 +341,23 @@ pub fn seq_sk(prefix: &str, seq: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fund_keys_are_byte_exact() {
+        assert_eq!(SK_FUND_ACCOUNT, "SF#ACCOUNT");
+        assert_eq!(fund_entries_prefix("S"), "SF#S#");
+        assert_eq!(fund_entry_sk("S", 12), "SF#S#00000000000000000012");
+        assert!(fund_entry_sk("C", 1).starts_with(&fund_entries_prefix("C")));
+        assert!(fund_entry_sk("S", 9) < fund_entry_sk("S", 10));
+        assert!(!SK_FUND_ACCOUNT.starts_with(&fund_entries_prefix("S")));
+        assert_eq!(handoff_sk("acme", "inv-1"), "HANDOFF#acme#inv-1");
+        assert_eq!(
+            handoff_failed_sk("acme", "inv-1"),
+            "HANDOFF_FAILED#acme#inv-1"
+        );
+        // A pending-event scan never sees failed ones.
+        assert!(!handoff_failed_sk("a", "b").starts_with(HANDOFF_PREFIX));
+    }
+
     #[test]
     fn alarm_keys_are_byte_exact() {
         assert_eq!(region_rules_sk("220100"), "ALARMRULES#R#220100");
