@@ -29,6 +29,7 @@ use crate::uplink::LocalUplink;
 use smartsite_shared::alarming::{Alarms, Downlink};
 use smartsite_shared::fleet::Device;
 use smartsite_shared::fleet::Fleet;
+use smartsite_shared::funds::Funds;
 use smartsite_shared::ingest::Pipeline;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -111,6 +112,9 @@ pub async fn run(
     let uplink = LocalUplink::start(pipeline);
     let broker = Broker::new(registry.clone(), Fleet::new(store.clone()), uplink.clone());
     let _ = downlink.broker.set(broker.clone());
+    let funds = Funds::with_default_rules(store.clone())?;
+    // Billing wakes the safety-fund consumer when it issues an invoice funded by safety money.
+    let handoff_wake = Arc::new(tokio::sync::Notify::new());
     let state = AppState::new(store, auth, Some(issuer), accounts);
     bootstrap_admin(&state, &args.data_dir).await?;
 
@@ -158,7 +162,17 @@ pub async fn run(
     }
 
     tasks.push(tokio::spawn(scheduler(alarms.clone(), stop_rx.clone())));
-    let app = router(state, registry, alarms, format!("mqtts://{mqtts_addr}"));
+    tasks.push(tokio::spawn(handoff_consumer(
+        funds.clone(),
+        handoff_wake.clone(),
+        stop_rx.clone(),
+    )));
+    let app = router(
+        state,
+        registry,
+        Services { alarms, funds },
+        format!("mqtts://{mqtts_addr}"),
+    );
     let endpoints = Endpoints {
         http: http_addr.to_string(),
         mqtts: mqtts_addr.to_string(),
@@ -237,6 +251,40 @@ async fn scheduler(alarms: Alarms, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// The single-box consumer of billing's invoice hand-off: drains the outbox when billing wakes it
+/// and on every sweep tick (the AWS edition runs the same drain on an EventBridge schedule).
+async fn handoff_consumer(
+    funds: Funds,
+    wake: Arc<tokio::sync::Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(sweep_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+            _ = wake.notified() => {}
+        }
+        match funds.drain_handoffs().await {
+            Ok(r) if r == Default::default() => {}
+            Ok(r) => tracing::info!(
+                posted = r.posted,
+                already = r.already_posted,
+                failed = r.failed,
+                "hand-off drained"
+            ),
+            Err(e) => tracing::warn!(error = %e, "hand-off drain failed"),
+        }
+    }
+}
+
+/// The services the concerns' routers share with the rest of the process.
+pub struct Services {
+    pub alarms: Alarms,
+    pub funds: Funds,
+}
+
 /// Names the broker's server certificate is valid for: the bound IP, and `localhost` when bound
 /// to a loopback or unspecified address.
 fn server_names(addr: SocketAddr) -> Vec<String> {
@@ -254,7 +302,7 @@ fn server_names(addr: SocketAddr) -> Vec<String> {
 pub fn router(
     state: AppState,
     registry: Arc<dyn DeviceRegistry>,
-    alarms: Alarms,
+    services: Services,
     mqtt_endpoint: String,
 ) -> Router {
     let (routes, mut doc) = smartsite_tenants::routes()
@@ -279,9 +327,20 @@ pub fn router(
     let alarm_routes = alarm_routes.with_state(smartsite_alarms::AppState::new(
         Arc::clone(&state.store),
         state.auth.clone(),
-        alarms,
+        services.alarms,
     ));
-    let routes = routes.merge(devices).merge(ingest).merge(alarm_routes);
+    let (fund_routes, fund_doc) = smartsite_safety_fund::routes().split_for_parts();
+    doc.merge(fund_doc);
+    let fund_routes = fund_routes.with_state(smartsite_safety_fund::AppState::new(
+        Arc::clone(&state.store),
+        state.auth.clone(),
+        services.funds,
+    ));
+    let routes = routes
+        .merge(devices)
+        .merge(ingest)
+        .merge(alarm_routes)
+        .merge(fund_routes);
     let doc = smartsite_tenants::openapi::finish(doc);
     let page = smartsite_tenants::openapi::docs_page(&doc);
     let doc = Arc::new(doc);

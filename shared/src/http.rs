@@ -209,24 +209,31 @@ where
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| Problem::malformed(e.body_text()))?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(de) {
-            Ok(v) => Ok(ApiJson(v)),
-            Err(e) => {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                if inner.is_syntax() || inner.is_eof() {
-                    return Err(Problem::malformed(format!("invalid JSON: {inner}")));
-                }
-                // serde names a missing field in the message, not the path.
-                let msg = inner.to_string();
-                let field = if path == "." {
-                    msg.split('`').nth(1).unwrap_or("body").to_owned()
-                } else {
-                    path
-                };
-                Err(Problem::validation(&field, strip_position(&msg)))
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON body like [`ApiJson`] does (400 for syntax, 422 naming the field), for handlers
+/// that read the body only after checking the caller's rights, so a stranger learns nothing from
+/// body validation.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(Problem::malformed(format!("invalid JSON: {inner}")));
             }
+            // serde names a missing field in the message, not the path.
+            let msg = inner.to_string();
+            let field = if path == "." {
+                msg.split('`').nth(1).unwrap_or("body").to_owned()
+            } else {
+                path
+            };
+            Err(Problem::validation(&field, strip_position(&msg)))
         }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use smartsite_safety_fund::{AppState, app};
 use smartsite_shared::auth::Authenticator;
 use smartsite_shared::config::AwsTableConfig;
+use smartsite_shared::funds::Funds;
 use smartsite_shared::store::{Store, dynamo::DynamoStore};
 use smartsite_shared::telemetry::{self, LogFormat};
 
@@ -14,5 +15,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     let table = AwsTableConfig::main_from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store: Arc<dyn Store> = Arc::new(DynamoStore::from_sdk_config(&aws, &table));
-    lambda_http::run(app(AppState::new(store, Authenticator::ApiGateway))).await
+    let funds = Funds::with_default_rules(store.clone())?;
+    lambda_http::run(app(AppState::new(store, Authenticator::ApiGateway, funds))).await
 }
