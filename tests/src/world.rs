@@ -43,6 +43,24 @@ impl Api {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
+    /// A GET answered with raw bytes (exports): status, content type, body.
+    pub async fn bytes(&self, path: &str, token: &str) -> anyhow::Result<(u16, String, Vec<u8>)> {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = res.status().as_u16();
+        let ct = res
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        Ok((status, ct, res.bytes().await?.to_vec()))
+    }
+
     /// POST that must answer 201; returns the new id.
     pub async fn create(&self, path: &str, token: &str, body: Value) -> anyhow::Result<String> {
         let (s, v) = self.call("POST", path, Some(token), Some(&body)).await?;

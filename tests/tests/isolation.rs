@@ -63,6 +63,15 @@ fn fixture_for(path: &str, a: &World, alarm: &str) -> (String, String) {
                 alarm.to_owned(),
                 "alm-00000000000000000000000000000000".to_owned(),
             ),
+            // Enterprise reports are about a customer.
+            "enterprises" => (
+                a.enterprise.clone(),
+                "cus-00000000000000000000000000000000".to_owned(),
+            ),
+            // `{year}` of an enterprise's year summary and `{seq}` of a ledger entry: not ids;
+            // the customer or project before them decides visibility.
+            "safety-fund" => ("2026".to_owned(), "2026".to_owned()),
+            "entries" => ("1".to_owned(), "1".to_owned()),
             // A's government's region; the ghost is a district no one governs.
             "regions" => ("220100".to_owned(), "220199".to_owned()),
             other => panic!(
@@ -337,6 +346,12 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
         "POST /v1/device-models",
         "POST /v1/blacklist",
         "GET /v1/blacklist/{id}",
+        "GET /v1/projects/{id}/safety-fund",
+        "POST /v1/projects/{id}/safety-fund/progress",
+        "POST /v1/projects/{id}/safety-fund/owner-payments",
+        "POST /v1/projects/{id}/safety-fund/expenditures",
+        "GET /v1/projects/{id}/safety-fund/statement",
+        "GET /v1/enterprises/{customer_id}/safety-fund/{year}",
     ] {
         assert!(
             checked.iter().any(|c| c == must),

@@ -3415,7 +3415,7 @@ mod tests {
     fn civilized_ledger_balance_categories_and_invoices() {
         let r = rules();
         let mut acc = CivilizedAccount::default();
-        acc.record_payment(d("2026-03-20"), 1_000_00, None).unwrap();
+        acc.record_payment(d("2026-03-20"), 100_000, None).unwrap();
         // A safety-production category is not a civilized one.
         assert!(matches!(
             acc.record_expenditure(civ_exp("2026-03-21", 100, "ppe", None), &r),
@@ -3423,15 +3423,15 @@ mod tests {
         ));
         let out = acc
             .record_expenditure(
-                civ_exp("2026-03-22", 600_00, "smart_site", Some("inv-1")),
+                civ_exp("2026-03-22", 60_000, "smart_site", Some("inv-1")),
                 &r,
             )
             .unwrap();
         // balance 100 000 − 60 000 = 40 000 fen.
-        assert_eq!((out.balance_fen, out.overspent), (400_00, false));
+        assert_eq!((out.balance_fen, out.overspent), (40_000, false));
         assert!(matches!(
             acc.record_expenditure(
-                civ_exp("2026-03-23", 600_00, "smart_site", Some("inv-1")),
+                civ_exp("2026-03-23", 60_000, "smart_site", Some("inv-1")),
                 &r
             ),
             Err(SafetyFundError::InvoiceAlreadyPosted { seq: 2, .. })
@@ -3440,25 +3440,25 @@ mod tests {
         // After the reversal the invoice may be posted again; 100 000 − 60 000 − 60 000 + 60 000.
         let out = acc
             .record_expenditure(
-                civ_exp("2026-03-25", 600_00, "smart_site", Some("inv-1")),
+                civ_exp("2026-03-25", 60_000, "smart_site", Some("inv-1")),
                 &r,
             )
             .unwrap();
-        assert_eq!(out.balance_fen, 400_00);
+        assert_eq!(out.balance_fen, 40_000);
         let over = acc
             .record_expenditure(
-                civ_exp("2026-03-26", 500_00, "safety_construction", None),
+                civ_exp("2026-03-26", 50_000, "safety_construction", None),
                 &r,
             )
             .unwrap();
         // 40 000 − 50 000 = −10 000: allowed, flagged.
-        assert_eq!((over.balance_fen, over.overspent), (-100_00, true));
+        assert_eq!((over.balance_fen, over.overspent), (-10_000, true));
         let t = acc.ledger.totals();
         assert_eq!(t.balance_fen, t.accrued_fen - t.spent_fen - t.allocated_fen);
-        assert_eq!(t.paid_fen, 1_000_00);
+        assert_eq!(t.paid_fen, 100_000);
         assert!(acc.ledger.verify().is_ok());
         let rows = statement_rows(acc.entries());
-        assert_eq!(rows.last().unwrap().balance_fen, -100_00);
+        assert_eq!(rows.last().unwrap().balance_fen, -10_000);
     }
 
     #[test]
