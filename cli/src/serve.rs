@@ -112,7 +112,7 @@ pub async fn run(
     let uplink = LocalUplink::start(pipeline);
     let broker = Broker::new(registry.clone(), Fleet::new(store.clone()), uplink.clone());
     let _ = downlink.broker.set(broker.clone());
-    let funds = Funds::with_default_rules(store.clone())?;
+    let funds = Funds::with_default_rules(store.clone())?.with_alarms(alarms.clone());
     // Billing wakes the safety-fund consumer when it issues an invoice funded by safety money.
     let handoff_wake = Arc::new(tokio::sync::Notify::new());
     let state = AppState::new(store, auth, Some(issuer), accounts);
@@ -251,8 +251,9 @@ async fn scheduler(alarms: Alarms, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// The single-box consumer of billing's invoice hand-off: drains the outbox when billing wakes it
-/// and on every sweep tick (the AWS edition runs the same drain on an EventBridge schedule).
+/// The single-box safety-fund jobs: drains billing's invoice hand-off when billing wakes it and
+/// on every sweep tick, and on every tick brings the ledger alarms in line with the flags the
+/// calendar raised (the AWS edition runs both on an EventBridge schedule).
 async fn handoff_consumer(
     funds: Funds,
     wake: Arc<tokio::sync::Notify>,
@@ -261,10 +262,13 @@ async fn handoff_consumer(
     let mut tick = tokio::time::interval(sweep_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let swept = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            _ = tick.tick() => {}
-            _ = wake.notified() => {}
+            _ = tick.tick() => true,
+            _ = wake.notified() => false,
+        };
+        if swept && let Err(e) = funds.sweep_flags(smartsite_shared::funds::today()).await {
+            tracing::warn!(error = %e, "safety-fund flag sweep failed");
         }
         match funds.drain_handoffs().await {
             Ok(r) if r == Default::default() => {}

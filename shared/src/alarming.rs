@@ -73,8 +73,12 @@ pub struct Alarm {
     pub integrator_id: String,
     pub project_id: String,
     pub region_code: String,
+    /// Empty for ledger alarms (FEE-*), which are about a project's fund, not a device.
     pub device_id: String,
-    pub category: Category,
+    /// The device's category; absent for ledger alarms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub category: Option<Category>,
     /// e.g. `TC-MOMENT`
     pub rule: String,
     /// `warning` / `alarm`: the highest level reached.
@@ -172,6 +176,29 @@ fn current_key(d: &Device, rule: RuleId) -> Key {
 }
 fn device_pk(d: &Device) -> Pk {
     keys::entity(&d.integrator_id, EntityKind::Device, d.id.as_str())
+}
+
+/// The project a ledger alarm is about.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerProject<'a> {
+    pub integrator_id: &'a IntegratorId,
+    pub project_id: &'a str,
+    pub region_code: &'a str,
+}
+
+/// One finding of the safety-fund rules that should stand as an alarm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerFinding {
+    /// e.g. `FEE-OWNER-50`.
+    pub rule: String,
+    /// What the finding is about within the project (a subcontract, a year, a fund); may be
+    /// empty.
+    pub subject: String,
+    pub level: Level,
+    /// Paid (or spent), in yuan.
+    pub value: f64,
+    /// Required (or available), in yuan.
+    pub threshold: f64,
 }
 
 /// Where an alarm record lives.
@@ -572,7 +599,7 @@ impl Alarms {
             project_id: d.project_id.to_string(),
             region_code: d.region_code.to_string(),
             device_id: d.id.to_string(),
-            category: d.category,
+            category: Some(d.category),
             rule: rule.as_str().to_owned(),
             level,
             status: Status::Open,
@@ -714,6 +741,109 @@ impl Alarms {
             .put(record(Key::new(device_pk(d), sk), &cmd)?, None)
             .await?;
         tracing::info!(device = %d.id, delivered, "command sent");
+        Ok(())
+    }
+
+    /// Brings a project's ledger alarms (DOMAIN.md §8.5 FEE-OWNER-50, FEE-CIV-PREPAY, and the
+    /// safety-fund's other findings) in line with the findings standing now: a new finding opens
+    /// an alarm (escalated to government at once: the rule says "notify owner / gov"), a worse
+    /// level upgrades it, a finding that no longer stands clears it (it stays until handled).
+    /// One open alarm per (rule, subject): `(I#{i}#P#{p}#, OPEN#{rule}#{subject})` points at it.
+    pub async fn sync_ledger(
+        &self,
+        p: &LedgerProject<'_>,
+        findings: &[LedgerFinding],
+        at: DateTime<Utc>,
+    ) -> Result<(), AlarmError> {
+        let pk = keys::entity(p.integrator_id, EntityKind::Project, p.project_id);
+        let standing = self
+            .store
+            .query(Query::partition(&pk).sk(SkCond::BeginsWith(keys::LEDGER_OPEN_PREFIX.into())))
+            .await?;
+        let mut seen = std::collections::BTreeSet::new();
+        for f in findings {
+            let current = Key::new(pk.clone(), keys::ledger_open_sk(&f.rule, &f.subject));
+            seen.insert(current.sk.clone());
+            if let Some(item) = self.store.get(&current).await? {
+                let r: AlarmRef = decode(&item)?;
+                self.modify(&r, |a| {
+                    let worse = f.level > a.level;
+                    if worse {
+                        a.level = f.level;
+                    }
+                    let changed = worse || a.value != f.value || a.cleared_at.is_some();
+                    a.value = f.value;
+                    a.threshold = f.threshold;
+                    a.cleared_at = None;
+                    changed
+                })
+                .await?;
+                continue;
+            }
+            let id = format!("alm-{}", uuid::Uuid::now_v7().simple());
+            let alarm = Alarm {
+                id: id.clone(),
+                integrator_id: p.integrator_id.to_string(),
+                project_id: p.project_id.to_owned(),
+                region_code: p.region_code.to_owned(),
+                device_id: String::new(),
+                category: None,
+                rule: f.rule.clone(),
+                level: f.level,
+                status: Status::Open,
+                value: f.value,
+                threshold: f.threshold,
+                opened_at: stamp(at),
+                cleared_at: None,
+                escalated_to: Tier::Government,
+                escalated_at: Some(stamp(at)),
+                untrusted: false,
+                handling: Vec::new(),
+                version: 1,
+            };
+            let key = Key::new(
+                keys::alarms(&alarm.integrator_id, &alarm.project_id),
+                keys::alarm_sk(&alarm.opened_at, &id),
+            );
+            let r = AlarmRef {
+                pk: key.pk.as_str().to_owned(),
+                sk: key.sk.clone(),
+            };
+            let ops = vec![
+                TxOp::Put {
+                    item: record(key, &alarm)?.with("version", alarm.version),
+                    cond: Some(Condition::NotExists),
+                },
+                TxOp::Put {
+                    item: record(pointer_key(&id), &r)?,
+                    cond: Some(Condition::NotExists),
+                },
+                // A concurrent sync raising the same finding loses here: one alarm per finding.
+                TxOp::Put {
+                    item: record(current, &r)?,
+                    cond: Some(Condition::NotExists),
+                },
+            ];
+            match self.store.transact(ops).await {
+                Ok(()) => {
+                    tracing::info!(alarm = %id, project = p.project_id, rule = %f.rule, level = ?f.level, "ledger alarm raised");
+                }
+                Err(StoreError::TransactionConditionFailed { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for item in &standing.items {
+            if seen.contains(&item.key.sk) {
+                continue;
+            }
+            let r: AlarmRef = decode(item)?;
+            self.modify(&r, |a| {
+                a.cleared_at = Some(stamp(at));
+                true
+            })
+            .await?;
+            self.store.delete(&item.key, None).await?;
+        }
         Ok(())
     }
 

@@ -426,26 +426,7 @@ impl Directory {
         cursor: Option<String>,
     ) -> Result<ListPage<Project>, DirectoryError> {
         if caller.is_platform_admin() {
-            let q = Query::partition(&keys::platform())
-                .sk(SkCond::BeginsWith(keys::PROJECT_PREFIX.into()));
-            let refs = self
-                .store
-                .query(q.limit(limit).after(cursor.map(Cursor::from_client)))
-                .await?;
-            let mut items = Vec::with_capacity(refs.items.len());
-            for r in &refs.items {
-                let pr: ProjectRef = decode(r)?;
-                let pid = r.key.sk.trim_start_matches(keys::PROJECT_PREFIX);
-                if let Ok(pid) = ProjectId::parse("id", pid)
-                    && let Some(p) = self.project(&pr.integrator_id, &pid).await?
-                {
-                    items.push(p);
-                }
-            }
-            return Ok(ListPage {
-                items,
-                next: refs.next.map(|c| c.as_str().to_owned()),
-            });
+            return self.all_projects(limit, cursor).await;
         }
         if let Some(i) = caller.staff_of() {
             let q = Query::partition(&keys::integrator(i))
@@ -521,6 +502,35 @@ impl Directory {
         Ok(ListPage {
             items,
             next: access.next.map(|c| c.as_str().to_owned()),
+        })
+    }
+
+    /// Every project of every integrator, a page at a time (platform jobs and the platform
+    /// administrator).
+    pub async fn all_projects(
+        &self,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Result<ListPage<Project>, DirectoryError> {
+        let q =
+            Query::partition(&keys::platform()).sk(SkCond::BeginsWith(keys::PROJECT_PREFIX.into()));
+        let refs = self
+            .store
+            .query(q.limit(limit).after(cursor.map(Cursor::from_client)))
+            .await?;
+        let mut items = Vec::with_capacity(refs.items.len());
+        for r in &refs.items {
+            let pr: ProjectRef = decode(r)?;
+            let pid = r.key.sk.trim_start_matches(keys::PROJECT_PREFIX);
+            if let Ok(pid) = ProjectId::parse("id", pid)
+                && let Some(p) = self.project(&pr.integrator_id, &pid).await?
+            {
+                items.push(p);
+            }
+        }
+        Ok(ListPage {
+            items,
+            next: refs.next.map(|c| c.as_str().to_owned()),
         })
     }
 

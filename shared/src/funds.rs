@@ -21,7 +21,9 @@ use std::sync::Arc;
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::alarming::{AlarmError, Alarms, LedgerFinding, LedgerProject};
 use crate::directory::{Directory, DirectoryError};
+use crate::domain::alarms::Level;
 use crate::domain::safety_fund::{
     self as sf, BrokenLink, CivilizedAccount, CivilizedTerms, ContractVariation, CostPlan,
     EnterpriseYearSummary, Entry, Expenditure, FeeRules, FeeRulesSet, Flag, FlagLevel, FundAccount,
@@ -270,6 +272,7 @@ pub struct Funds {
     store: Arc<dyn Store>,
     directory: Directory,
     rules: Arc<FeeRulesSet>,
+    alarms: Option<Alarms>,
 }
 
 impl Funds {
@@ -278,7 +281,15 @@ impl Funds {
             directory: Directory::new(Arc::clone(&store)),
             store,
             rules,
+            alarms: None,
         }
+    }
+
+    /// Raises the findings (flags) as ledger alarms of the alarms concern after every change and
+    /// on [`Funds::sweep_flags`].
+    pub fn with_alarms(mut self, alarms: Alarms) -> Self {
+        self.alarms = Some(alarms);
+        self
     }
 
     /// The service with the rules shipped in `shared/config/safety-fund.json`.
@@ -449,7 +460,13 @@ impl Funds {
                 )));
             }
             match self.store.transact(ops).await {
-                Ok(()) => return Ok(out),
+                Ok(()) => {
+                    if let Err(e) = self.sync_alarms(p, &a, &rules, today()).await {
+                        // The change is committed; the next sweep brings the alarms in line.
+                        tracing::warn!(project = %p.id, error = %e, "ledger alarms not synced");
+                    }
+                    return Ok(out);
+                }
                 Err(
                     StoreError::TransactionConditionFailed { .. } | StoreError::ConditionFailed,
                 ) => {
@@ -459,6 +476,84 @@ impl Funds {
             }
         }
         Err(FundsError::Contention)
+    }
+
+    /// Mirrors the flags standing on `as_of` as ledger alarms (visible to owner, contractor and
+    /// government through the alarms concern).
+    async fn sync_alarms(
+        &self,
+        p: &Project,
+        a: &Accounts,
+        rules: &FeeRules,
+        as_of: NaiveDate,
+    ) -> Result<(), FundsError> {
+        let Some(alarms) = &self.alarms else {
+            return Ok(());
+        };
+        let findings: Vec<LedgerFinding> = flags(a, as_of, rules)?
+            .into_iter()
+            .map(|f| LedgerFinding {
+                rule: f.code,
+                subject: f.subject.unwrap_or_default(),
+                level: match f.level {
+                    FlagLevel::Warning => Level::Warning,
+                    FlagLevel::Breach => Level::Alarm,
+                },
+                value: f.paid_fen as f64 / 100.0,
+                threshold: f.required_fen as f64 / 100.0,
+            })
+            .collect();
+        alarms
+            .sync_ledger(
+                &LedgerProject {
+                    integrator_id: &p.integrator_id,
+                    project_id: p.id.as_str(),
+                    region_code: p.region_code.as_str(),
+                },
+                &findings,
+                Utc::now(),
+            )
+            .await
+            .map_err(|e| match e {
+                AlarmError::Store(s) => FundsError::Store(s),
+                AlarmError::Json(j) => FundsError::Json(j),
+                AlarmError::Conflict => FundsError::Contention,
+            })
+    }
+
+    /// Evaluates every project's flags on `as_of` and brings its ledger alarms in line: flags
+    /// appear with the calendar (a due date passing), not only with writes. Run by the
+    /// scheduler; returns how many projects have a standing flag.
+    pub async fn sweep_flags(&self, as_of: NaiveDate) -> Result<usize, FundsError> {
+        let mut flagged = 0;
+        let mut cursor = None;
+        loop {
+            let page = self.directory.all_projects(100, cursor).await?;
+            for p in &page.items {
+                let a = match self.load(p).await {
+                    Ok(a) => a,
+                    Err(FundsError::Broken(b)) => {
+                        tracing::error!(project = %p.id, broken = %b, "ledger chain broken");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                // An account exists once anything was booked; projects that never used the
+                // fund are not judged by it.
+                if !a.exists {
+                    continue;
+                }
+                let rules = self.account_rules(&a)?;
+                if !flags(&a, as_of, rules)?.is_empty() {
+                    flagged += 1;
+                }
+                self.sync_alarms(p, &a, rules, as_of).await?;
+            }
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(flagged),
+            }
+        }
     }
 
     /// The account view with the flags standing on `as_of`.

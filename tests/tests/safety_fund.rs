@@ -309,4 +309,51 @@ async fn ledger_statement_exports_and_summaries() {
         .await
         .unwrap();
     assert_eq!(s, 404);
+
+    // 安全文明施工费 planned at 20 000 000 for 2026 and nothing prepaid by 2026-04-29 (start +
+    // 28 days): FEE-CIV-PREPAY stands, as an alarm the owner and the government see.
+    let (s, v) = api
+        .call(
+            "PUT",
+            &format!("{base}/civilized"),
+            Some(w.token("enterprise_admin")),
+            Some(&json!({"year_planned_fen": {"2026": 20_000_000}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    let civ = v["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "FEE-CIV-PREPAY")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (
+            civ["required_fen"].as_i64(),
+            civ["paid_fen"].as_i64(),
+            civ["level"].as_str()
+        ),
+        (Some(12_000_000), Some(0), Some("breach"))
+    );
+    for role in ["owner_rep", "gov_supervisor", "project_manager"] {
+        let (s, v) = api
+            .call(
+                "GET",
+                &format!("/v1/alarms?project_id={}", w.project),
+                Some(w.token(role)),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(s, 200, "{v}");
+        let items = v["items"].as_array().unwrap();
+        assert!(
+            items.iter().any(|a| a["rule"] == "FEE-CIV-PREPAY"
+                && a["level"] == "alarm"
+                && a["threshold"] == 120_000.0),
+            "{role}: {v}"
+        );
+    }
 }

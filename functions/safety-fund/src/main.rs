@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use smartsite_safety_fund::{AppState, app};
+use smartsite_shared::alarming::Alarms;
 use smartsite_shared::auth::Authenticator;
 use smartsite_shared::config::AwsTableConfig;
 use smartsite_shared::funds::Funds;
@@ -15,6 +16,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     let table = AwsTableConfig::main_from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store: Arc<dyn Store> = Arc::new(DynamoStore::from_sdk_config(&aws, &table));
-    let funds = Funds::with_default_rules(store.clone())?;
+    let funds = Funds::with_default_rules(store.clone())?.with_alarms(Alarms::new(store.clone()));
     lambda_http::run(app(AppState::new(store, Authenticator::ApiGateway, funds))).await
 }

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
+use smartsite_shared::alarming::Alarms;
 use smartsite_shared::directory::Directory;
+use smartsite_shared::domain::alarms::{Level, Tier};
 use smartsite_shared::domain::safety_fund::{
     CivPrepayRule, ContractVariation, EntryKind, Expenditure, FEE_CIV_PREPAY, FEE_OWNER_50,
     FEE_SUB_50, FlagLevel, Links, Regime, SafetyFundError, Subcontract, YearMonth,
@@ -614,6 +616,81 @@ async fn concurrent_writers_never_fork_the_chain(store: Arc<dyn Store>) {
     assert!(f.funds.verify(&p).await.unwrap().iter().all(|c| c.ok));
 }
 
+async fn ledger_alarms_follow_the_flags(store: Arc<dyn Store>) {
+    let mut f = fixture(store.clone(), &format!("l{}", std::process::id())).await;
+    let alarms = Alarms::new(store.clone());
+    f.funds = f.funds.clone().with_alarms(alarms.clone());
+    // Planned 10 000 000 000 × 3 % = 300 000 000; the owner owes 150 000 000 by 2027-07-01
+    // (start 2027-06-01 + 1 month), warning from 2027-06-22 (start + 21 days).
+    let paid = project(
+        &f,
+        &f.enterprise,
+        10_000_000_000,
+        None,
+        "2026-05-01",
+        Some("2027-06-01"),
+    )
+    .await;
+    let unpaid = project(
+        &f,
+        &f.enterprise,
+        10_000_000_000,
+        None,
+        "2026-05-01",
+        Some("2027-06-01"),
+    )
+    .await;
+    for p in [&paid, &unpaid] {
+        f.funds
+            .report_progress(p, ym("2027-06"), 1_000_000, d("2027-06-02"))
+            .await
+            .unwrap();
+    }
+    let list = |p: &Project| {
+        let alarms = alarms.clone();
+        let (i, id) = (
+            p.integrator_id.as_str().to_owned(),
+            p.id.as_str().to_owned(),
+        );
+        async move { alarms.list(&i, &id, None, 50, None).await.unwrap().0 }
+    };
+    assert!(list(&paid).await.is_empty());
+    // Both projects: a warning on 2027-06-22, raised once however often the sweep runs, and
+    // escalated to government at once (the rule notifies owner and government).
+    assert_eq!(f.funds.sweep_flags(d("2027-06-22")).await.unwrap(), 2);
+    f.funds.sweep_flags(d("2027-06-23")).await.unwrap();
+    let a = list(&unpaid).await;
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (a[0].rule.as_str(), a[0].level, a[0].escalated_to),
+        (FEE_OWNER_50, Level::Warning, Tier::Government)
+    );
+    assert_eq!((a[0].device_id.as_str(), a[0].category), ("", None));
+    assert_eq!((a[0].value, a[0].threshold), (0.0, 1_500_000.0));
+    // The owner of `paid` pays in full on 2027-06-25: the finding no longer stands, the alarm is
+    // cleared (it stays until handled) and no breach follows.
+    f.funds
+        .change(&paid, Vec::new(), |a, _| {
+            a.safety
+                .record_owner_payment(d("2027-06-25"), 150_000_000, None)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    f.funds.sweep_flags(d("2027-07-02")).await.unwrap();
+    let a = list(&paid).await;
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert!(a[0].cleared_at.is_some());
+    assert_eq!(a[0].level, Level::Warning);
+    // `unpaid` reaches the due date unpaid: the same alarm is upgraded to a breach (报警).
+    let a = list(&unpaid).await;
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (a[0].level, a[0].cleared_at.as_deref()),
+        (Level::Alarm, None)
+    );
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -637,3 +714,4 @@ on_both!(handoff_posts_each_invoice_once);
 on_both!(tampering_is_found_at_the_edited_entry);
 on_both!(enterprise_year_and_pause);
 on_both!(concurrent_writers_never_fork_the_chain);
+on_both!(ledger_alarms_follow_the_flags);

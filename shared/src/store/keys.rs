@@ -304,6 +304,12 @@ pub const OPEN_ALARM_PREFIX: &str = "OPENALARM#";
 pub fn device_open_alarm_sk(rule: &str) -> String {
     format!("OPEN{DELIM}{rule}")
 }
+/// A project's open ledger alarm of one rule and subject, in the project's partition:
+/// `OPEN#{rule}#{subject}`.
+pub fn ledger_open_sk(rule: &str, subject: &str) -> String {
+    format!("{LEDGER_OPEN_PREFIX}{rule}{DELIM}{subject}")
+}
+pub const LEDGER_OPEN_PREFIX: &str = "OPEN#";
 /// A command sent to a device, in its partition: `CMD#{at}#{n}`.
 pub fn command_sk(at: &str, n: &str) -> String {
     format!("{COMMAND_PREFIX}{at}{DELIM}{n}")
@@ -368,6 +374,11 @@ mod tests {
         assert_eq!(open_alarm_sk("alm-1"), "OPENALARM#alm-1");
         assert!(open_alarm_sk("x").starts_with(OPEN_ALARM_PREFIX));
         assert_eq!(device_open_alarm_sk("TC-MOMENT"), "OPEN#TC-MOMENT");
+        assert_eq!(
+            ledger_open_sk("FEE-SUB-50", "steel"),
+            "OPEN#FEE-SUB-50#steel"
+        );
+        assert!(ledger_open_sk("FEE-OWNER-50", "").starts_with(LEDGER_OPEN_PREFIX));
         assert_eq!(command_sk("t", "n"), "CMD#t#n");
         assert!(command_sk("t", "n").starts_with(COMMAND_PREFIX));
     }
