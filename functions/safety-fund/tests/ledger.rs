@@ -341,6 +341,48 @@ async fn rules_of_a_project_account(store: Arc<dyn Store>) {
         (5_000_000, 5_000_000)
     );
 
+    // The smart-site cost plan: L1 2 × 3 000 000 = 6 000 000 and L2 1 × 800 000; after the
+    // owner's approval it is frozen. A ppe expenditure of 2 500 000 realises L1.
+    use smartsite_shared::domain::safety_fund::PlanLine;
+    let line = |id: &str, q: i64, price: i64| PlanLine {
+        id: id.into(),
+        item: format!("item {id}"),
+        quantity: q,
+        unit_price_fen: price,
+    };
+    let plan = f
+        .funds
+        .put_plan(&p1, vec![line("L1", 2, 3_000_000), line("L2", 1, 800_000)])
+        .await
+        .unwrap();
+    assert_eq!(plan.total_fen().unwrap(), 6_800_000);
+    f.funds
+        .change(&p1, Vec::new(), |a, rules| {
+            let mut e = exp("2026-03-05", 2_500_000, "ppe");
+            e.links.plan_line_id = Some("L1".into());
+            a.safety.record_expenditure(e, rules)?;
+            a.plan.approve("owner-rep-1", Utc::now())?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let a = f.funds.load(&p1).await.unwrap();
+    let pva = a.plan.plan_vs_actual(a.safety.entries()).unwrap();
+    // L1: 2 500 000 − 6 000 000 = −3 500 000; L2 untouched: −800 000.
+    assert_eq!(
+        (pva.lines[0].actual_fen, pva.lines[0].variance_fen),
+        (2_500_000, -3_500_000)
+    );
+    assert_eq!(
+        (pva.planned_total_fen, pva.actual_total_fen),
+        (6_800_000, 2_500_000)
+    );
+    let r = f.funds.put_plan(&p1, vec![line("L3", 1, 1)]).await;
+    assert!(
+        matches!(r, Err(FundsError::Rule(SafetyFundError::PlanApproved))),
+        "{r:?}"
+    );
+
     // Stored entries verify; the chain is per ledger.
     let chains = f.funds.verify(&p1).await.unwrap();
     assert!(chains.iter().all(|c| c.ok), "{chains:?}");
