@@ -158,4 +158,30 @@ async fn dust_frames_over_tcp_are_stored_acked_and_bad_ones_quarantined() {
             .contains("CN=1062")),
         "{pq}"
     );
+
+    // 5. A 2025 heartbeat (CN 9015, Flag=9 asks for a reply) on the same, still open connection:
+    // answered with the 2025 version bits, and the monitor shows online.
+    let t3 = now_local();
+    sock.write_all(&hj212::encode(&format!(
+        "QN={t3}789;ST=91;CN=9015;PW=123456;MN={MN};Flag=9;CP=&&&&"
+    )))
+    .await
+    .unwrap();
+    let ack = read_frame(&mut sock, &mut sp).await;
+    assert_eq!(
+        (ack.cn.as_str(), ack.flag),
+        ("9014", Some(8)),
+        "heartbeat reply"
+    );
+    assert_eq!(ack.qn.as_deref(), Some(format!("{t3}789").as_str()));
+    let (s, state) = api
+        .call(
+            "GET",
+            &format!("/v1/devices/{device}/state"),
+            Some(so),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!((s, &state["online"]), (200, &Value::Bool(true)), "{state}");
 }

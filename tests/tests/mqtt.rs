@@ -886,3 +886,96 @@ async fn mqtt5_acks_stored_messages_and_refuses_foreign_topics_with_a_reason() {
     .await;
     assert!(series["items"].as_array().unwrap().is_empty(), "{series}");
 }
+
+/// A raw MQTT 3.1.1 session over plain TCP with a token: CONNECT with `keep_alive` seconds and a
+/// last will on the device's own events topic carrying `cause`; answers the socket after CONNACK.
+async fn raw_session(
+    addr: &str,
+    creds: &DeviceCreds,
+    keep_alive: u16,
+    cause: &str,
+) -> tokio::net::TcpStream {
+    use rumqttc::mqttbytes::v4::{Connect, LastWill};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = Connect::new(creds.device_id.clone());
+    c.keep_alive = keep_alive;
+    c.set_login(creds.device_id.clone(), creds.device_token.clone());
+    let will = json!({"ts": Utc::now().to_rfc3339(), "type": "fault", "cause": cause});
+    c.last_will = Some(LastWill::new(
+        creds.events.clone(),
+        will.to_string(),
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let mut buf = bytes::BytesMut::new();
+    c.write(&mut buf).unwrap();
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(&buf).await.unwrap();
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), sock.read_exact(&mut connack))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "CONNACK accepted");
+    sock
+}
+
+fn causes(events: &Value) -> Vec<String> {
+    events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["values"]["cause"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_expiry_and_lost_links_deliver_the_last_will_a_clean_disconnect_does_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (server, api, admin) = Server::spawn_as_admin_with(bin(), &["--mqtt", "127.0.0.1:0"], &[])
+        .await
+        .unwrap();
+    let w = onboard(&api, &admin, "k1", "220100", "220102", 1)
+        .await
+        .unwrap();
+    let so = w.token("safety_officer");
+    let creds = crane(&api, &w, "k1-TC-2").await;
+    let addr = endpoint(&server, "mqtt");
+    let state = format!("/v1/devices/{}/state", creds.device_id);
+    let events = format!("/v1/devices/{}/events", creds.device_id);
+
+    // 1. A clean DISCONNECT: the will is discarded (MQTT 3.1.1 §3.14.4).
+    let mut sock = raw_session(&addr, &creds, 30, "clean").await;
+    eventually(&api, so, &state, |v| v["online"] == true).await;
+    sock.write_all(&[0xE0, 0x00]).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut rest)).await;
+    eventually(&api, so, &state, |v| v["online"] == false).await;
+
+    // 2. Keep-alive 1 s and then silence on an open socket: the broker gives up after 1.5 ×
+    // keep-alive, closes the connection, marks the device offline and delivers the will.
+    let mut sock = raw_session(&addr, &creds, 1, "keepalive").await;
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut rest))
+        .await
+        .expect("the broker closes a silent session after 1.5 × keep-alive")
+        .unwrap();
+    assert_eq!(n, 0, "nothing but the close");
+    let ev = eventually(&api, so, &events, |v| {
+        causes(v).contains(&"keepalive".to_owned())
+    })
+    .await;
+    eventually(&api, so, &state, |v| v["online"] == false).await;
+
+    // 3. The link drops without DISCONNECT (socket closed): the will is delivered too.
+    let sock = raw_session(&addr, &creds, 30, "link_lost").await;
+    drop(sock);
+    let ev2 = eventually(&api, so, &events, |v| {
+        causes(v).contains(&"link_lost".to_owned())
+    })
+    .await;
+    // The clean disconnect's will never appeared, before or after.
+    assert!(!causes(&ev).contains(&"clean".to_owned()), "{ev}");
+    assert!(!causes(&ev2).contains(&"clean".to_owned()), "{ev2}");
+    assert_eq!(ev2["items"][0]["values"]["type"], "fault", "{ev2}");
+}
