@@ -233,6 +233,11 @@ fn sweep_every() -> Duration {
 
 /// The single-box scheduler (EventBridge Scheduler's job in the AWS edition).
 async fn scheduler(alarms: Alarms, mut stop: watch::Receiver<bool>) {
+    // Devices that went silent while the process was down still need their DU-OFFLINE.
+    match alarms.seed_seen().await {
+        Ok(n) => tracing::info!(devices = n, "offline sweep seeded from stored device state"),
+        Err(e) => tracing::warn!(error = %e, "offline sweep not seeded"),
+    }
     let mut tick = tokio::time::interval(sweep_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -506,7 +506,56 @@ impl Alarms {
         Ok(())
     }
 
-    /// DU-OFFLINE for every device heard from since start: run by the scheduler every minute.
+    /// Learns, from the store, every active device that ever sent data and when it last did
+    /// (its latest state's `ts`), so DU-OFFLINE also covers devices that went silent before this
+    /// process started. Run once by the scheduler before its first sweep; returns how many
+    /// devices it added. Devices already heard from keep their fresher in-memory time.
+    pub async fn seed_seen(&self) -> Result<usize, AlarmError> {
+        let to_store = |e: String| AlarmError::Store(StoreError::Backend(anyhow::anyhow!(e)));
+        let directory = crate::directory::Directory::new(Arc::clone(&self.store));
+        let fleet = crate::fleet::Fleet::new(Arc::clone(&self.store));
+        let mut added = 0;
+        let mut cursor = None;
+        loop {
+            let page = directory
+                .list_integrators(100, cursor)
+                .await
+                .map_err(|e| to_store(e.to_string()))?;
+            for i in &page.items {
+                let devices = fleet
+                    .devices_of(&i.id, false)
+                    .await
+                    .map_err(|e| to_store(e.to_string()))?;
+                for d in devices
+                    .into_iter()
+                    .filter(|d| d.status == crate::fleet::DeviceStatus::Active)
+                {
+                    let state = Key::new(device_pk(&d), keys::SK_STATE);
+                    let Some(ts) = self
+                        .store
+                        .get(&state)
+                        .await?
+                        .and_then(|item| item.s("ts").map(str::to_owned))
+                        .and_then(|ts| DateTime::parse_from_rfc3339(&ts).ok())
+                    else {
+                        continue;
+                    };
+                    let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+                    if !seen.contains_key(d.id.as_str()) {
+                        seen.insert(d.id.to_string(), (Arc::new(d), ts.with_timezone(&Utc)));
+                        added += 1;
+                    }
+                }
+            }
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(added),
+            }
+        }
+    }
+
+    /// DU-OFFLINE for every device heard from (since start, or seeded by [`Alarms::seed_seen`]):
+    /// run by the scheduler every minute.
     pub async fn sweep_offline(&self) -> Result<(), AlarmError> {
         let seen: Vec<_> = self
             .seen

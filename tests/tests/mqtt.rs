@@ -979,3 +979,67 @@ async fn keep_alive_expiry_and_lost_links_deliver_the_last_will_a_clean_disconne
     assert!(!causes(&ev2).contains(&"clean".to_owned()), "{ev2}");
     assert_eq!(ev2["items"][0]["values"]["type"], "fault", "{ev2}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_silent_across_a_restart_still_gets_du_offline() {
+    let temp = tempfile::tempdir().unwrap();
+    let env = [
+        ("SMARTSITE_ADMIN_PASSWORD", "Admin-Pass-2026!"),
+        ("SMARTSITE_SWEEP_SECS", "1"),
+    ];
+    let mut server = Server::spawn_in_with_env(bin(), temp.path(), &[], &env).unwrap();
+    let api = Api::new(&server.http());
+    let admin = api.login("admin", "Admin-Pass-2026!").await.unwrap();
+    let w = onboard(&api, &admin, "o1", "220100", "220102", 1)
+        .await
+        .unwrap();
+    // Expected interval 1 s: offline (alarm) after more than 3 s of silence.
+    let (s, v) = api
+        .call(
+            "PUT",
+            &format!("/v1/projects/{}/alarm-rules", w.project),
+            Some(w.token("project_manager")),
+            Some(&json!({"DU-OFFLINE": {"interval_s": 1}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    let creds = crane(&api, &w, "o1-TC-2").await;
+    let mut dev = connect(&creds, &endpoint(&server, "mqtts"), false, &creds.device_id).unwrap();
+    assert_eq!(dev.connack().await.unwrap(), Ok(ConnectReturnCode::Success));
+    dev.publish_acked(
+        &creds.telemetry,
+        &json!({"ts": Utc::now().to_rfc3339(), "moment_pct": 20.0}),
+    )
+    .await
+    .unwrap();
+    // Stopped well before the device could count as offline; it never speaks again.
+    server.stop("TERM").unwrap();
+    drop(dev);
+
+    let server = Server::spawn_in_with_env(bin(), temp.path(), &[], &env).unwrap();
+    let api = Api::new(&server.http());
+    let alarms = eventually(
+        &api,
+        w.token("safety_officer"),
+        &format!("/v1/alarms?project_id={}", w.project),
+        |v| {
+            v["items"].as_array().is_some_and(|a| {
+                a.iter().any(|a| {
+                    a["rule"] == "DU-OFFLINE"
+                        && a["level"] == "alarm"
+                        && a["device_id"] == creds.device_id.as_str()
+                })
+            })
+        },
+    )
+    .await;
+    assert!(
+        alarms["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["rule"] == "DU-OFFLINE"),
+        "{alarms}"
+    );
+}
