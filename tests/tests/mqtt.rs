@@ -1043,3 +1043,116 @@ async fn a_device_silent_across_a_restart_still_gets_du_offline() {
         "{alarms}"
     );
 }
+
+/// The most recent whole minute at least `min_age` ago whose Asia/Shanghai hour satisfies `pred`.
+fn past_shanghai_hour(
+    min_age: chrono::Duration,
+    pred: impl Fn(u32) -> bool,
+) -> chrono::DateTime<Utc> {
+    use chrono::{DurationRound, Timelike};
+    let mut t = (Utc::now() - min_age)
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap();
+    while !pred((t + chrono::Duration::hours(8)).hour()) {
+        t -= chrono::Duration::hours(1);
+    }
+    t + chrono::Duration::minutes(20)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_dust_data_and_boundary_noise_by_day_and_night_raise_their_alarms() {
+    use chrono::DurationRound;
+    let (server, api, admin) = Server::spawn_as_admin(bin()).await.unwrap();
+    let w = onboard(&api, &admin, "n1", "220100", "220102", 1)
+        .await
+        .unwrap();
+    let so = w.token("safety_officer");
+    let creds = dust(&api, &w, "n1", "0123456789ABCDEF01234568").await;
+    let mut dev = connect(&creds, &endpoint(&server, "mqtts"), false, &creds.device_id).unwrap();
+    assert_eq!(dev.connack().await.unwrap(), Ok(ConnectReturnCode::Success));
+
+    // Boundary noise, GB 12523: at night (22:00–06:00 Shanghai) above 55 dB(A), by day above
+    // 70, each held for the rule's 60 s.
+    let night = past_shanghai_hour(chrono::Duration::hours(6), |h| {
+        !(6..22).contains(&h) && h != 5
+    });
+    let day = past_shanghai_hour(chrono::Duration::hours(6), |h| (7..21).contains(&h));
+    for (t, db) in [(night, 60.0), (day, 72.0)] {
+        for s in [0, 61] {
+            let ts = (t + chrono::Duration::seconds(s)).to_rfc3339();
+            dev.publish_acked(&creds.telemetry, &json!({"ts": ts, "noise_dba": db}))
+                .await
+                .unwrap();
+        }
+    }
+    // PM10 exactly 77.0 in each of the last three complete hours, then a reading this hour: the
+    // monitor is stuck (DU-STUCK, three identical hourly means).
+    let hour = Utc::now()
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap();
+    for back in [3, 2, 1, 0] {
+        let ts = (hour - chrono::Duration::hours(back)
+            + chrono::Duration::minutes(if back == 0 { 0 } else { 10 }))
+        .min(Utc::now());
+        dev.publish_acked(
+            &creds.telemetry,
+            &json!({"ts": ts.to_rfc3339(), "pm10_ugm3": 77.0}),
+        )
+        .await
+        .unwrap();
+    }
+    let alarms = eventually(
+        &api,
+        so,
+        &format!("/v1/alarms?project_id={}", w.project),
+        |v| {
+            let rules: Vec<&str> = v["items"].as_array().map_or(Vec::new(), |a| {
+                a.iter().filter_map(|a| a["rule"].as_str()).collect()
+            });
+            ["NO-NIGHT", "NO-DAY", "DU-STUCK"]
+                .iter()
+                .all(|r| rules.contains(r))
+        },
+    )
+    .await;
+    let find = |rule: &str| {
+        alarms["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule"] == rule)
+            .unwrap()
+            .clone()
+    };
+    let night = find("NO-NIGHT");
+    assert_eq!(
+        (
+            night["level"].as_str(),
+            night["value"].as_f64(),
+            night["threshold"].as_f64()
+        ),
+        (Some("alarm"), Some(60.0), Some(55.0)),
+        "{night}"
+    );
+    let day = find("NO-DAY");
+    assert_eq!(
+        (day["level"].as_str(), day["threshold"].as_f64()),
+        (Some("alarm"), Some(70.0)),
+        "{day}"
+    );
+    let stuck = find("DU-STUCK");
+    assert_eq!(
+        (stuck["level"].as_str(), stuck["value"].as_f64()),
+        (Some("alarm"), Some(3.0)),
+        "{stuck}"
+    );
+    // 77 is below DU-PM10's warning (0.8 × 150 = 120): no dust alarm.
+    assert!(
+        alarms["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["rule"] != "DU-PM10"),
+        "{alarms}"
+    );
+}
