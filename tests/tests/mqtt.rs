@@ -1073,9 +1073,7 @@ async fn stuck_dust_data_and_boundary_noise_by_day_and_night_raise_their_alarms(
 
     // Boundary noise, GB 12523: at night (22:00–06:00 Shanghai) above 55 dB(A), by day above
     // 70, each held for the rule's 60 s.
-    let night = past_shanghai_hour(chrono::Duration::hours(6), |h| {
-        !(6..22).contains(&h) && h != 5
-    });
+    let night = past_shanghai_hour(chrono::Duration::hours(6), |h| !(6..22).contains(&h));
     let day = past_shanghai_hour(chrono::Duration::hours(6), |h| (7..21).contains(&h));
     for (t, db) in [(night, 60.0), (day, 72.0)] {
         for s in [0, 61] {
