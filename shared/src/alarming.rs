@@ -223,6 +223,8 @@ pub struct RuleView {
 
 /// A device heard from, and when (for DU-OFFLINE).
 type LastSeen = (Arc<Device>, DateTime<Utc>);
+/// A rule state and the `rev` it was stored at (0: never stored).
+type StoredState = (RuleState, i64);
 
 /// One touched hour of a dust device: the latest reading's time, the hour's PM10 mean so far,
 /// and the three complete hours before it (oldest first).
@@ -241,7 +243,8 @@ pub struct Alarms {
     store: Arc<dyn Store>,
     downlink: Option<Arc<dyn Downlink>>,
     rules: Arc<Mutex<HashMap<(String, String), CachedRules>>>,
-    states: Arc<Mutex<HashMap<(String, RuleId), RuleState>>>,
+    /// Rule state per (device, rule) with the `rev` it was stored at.
+    states: Arc<Mutex<HashMap<(String, RuleId), StoredState>>>,
     seen: Arc<Mutex<HashMap<String, LastSeen>>>,
 }
 
@@ -393,35 +396,72 @@ impl Alarms {
 
     // ---- evaluation
 
-    async fn state(&self, d: &Device, rule: RuleId) -> Result<RuleState, AlarmError> {
+    /// The rule state and its stored `rev` (0: never stored); from the cache unless `fresh`.
+    async fn state(
+        &self,
+        d: &Device,
+        rule: RuleId,
+        fresh: bool,
+    ) -> Result<(RuleState, i64), AlarmError> {
         let k = (d.id.to_string(), rule);
-        if let Some(s) = self
-            .states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&k)
+        if !fresh
+            && let Some(s) = self
+                .states
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&k)
         {
             return Ok(s.clone());
         }
         let key = Key::new(device_pk(d), keys::rule_state_sk(rule.as_str()));
-        let s = match self.store.get(&key).await? {
-            Some(item) => decode(&item)?,
-            None => RuleState::default(),
-        };
-        Ok(s)
+        Ok(match self.store.get(&key).await? {
+            Some(item) => (decode(&item)?, item.n("rev").unwrap_or(0)),
+            None => (RuleState::default(), 0),
+        })
     }
 
-    async fn save_state(&self, d: &Device, rule: RuleId, s: &RuleState) -> Result<(), AlarmError> {
+    /// Stores the state if nobody stored another since `rev` was read (another process, e.g. a
+    /// concurrent Lambda container, evaluating the same device); `false` on such a conflict.
+    async fn save_state(
+        &self,
+        d: &Device,
+        rule: RuleId,
+        s: &RuleState,
+        rev: i64,
+    ) -> Result<bool, AlarmError> {
         let key = Key::new(device_pk(d), keys::rule_state_sk(rule.as_str()));
-        self.store.put(record(key, s)?, None).await?;
+        let cond = if rev == 0 {
+            Condition::NotExists
+        } else {
+            Condition::equals("rev", rev)
+        };
+        match self
+            .store
+            .put(record(key, s)?.with("rev", rev + 1), Some(cond))
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::ConditionFailed) => {
+                self.states
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&(d.id.to_string(), rule));
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.states
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert((d.id.to_string(), rule), s.clone());
-        Ok(())
+            .insert((d.id.to_string(), rule), (s.clone(), rev + 1));
+        Ok(true)
     }
 
-    /// Runs one rule over `inputs` and persists what changed.
+    /// Runs one rule over `inputs` and persists what changed. The state is written under its
+    /// `rev`: when another process wrote it meanwhile, the inputs are evaluated again from the
+    /// stored state. Transitions are idempotent where it matters (an alarm opens once per device
+    /// and rule, upgrades and clears are version-checked), so a re-evaluation never doubles an
+    /// alarm.
     async fn run(
         &self,
         d: &Device,
@@ -429,26 +469,33 @@ impl Alarms {
         inputs: &[Input<'_>],
         now: DateTime<Utc>,
     ) -> Result<(), AlarmError> {
-        let mut state = self.state(d, rule.id).await?;
-        let before = state.clone();
-        let mut transitions = Vec::new();
-        for input in inputs {
-            transitions.extend(alarms::evaluate(rule, &mut state, input, now));
+        for attempt in 0..4 {
+            let (mut state, rev) = self.state(d, rule.id, attempt > 0).await?;
+            let before = state.clone();
+            let mut transitions = Vec::new();
+            for input in inputs {
+                transitions.extend(alarms::evaluate(rule, &mut state, input, now));
+            }
+            for t in &transitions {
+                self.apply(d, t).await?;
+            }
+            if material(&state) != material(&before) {
+                if self.save_state(d, rule.id, &state, rev).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            if state != before {
+                // Only the last-seen input moved: keep it in memory, not worth a write per
+                // message (after a restart the rule re-reads the persisted level and windows).
+                self.states
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((d.id.to_string(), rule.id), (state, rev));
+            }
+            return Ok(());
         }
-        for t in &transitions {
-            self.apply(d, t).await?;
-        }
-        if material(&state) != material(&before) {
-            self.save_state(d, rule.id, &state).await?;
-        } else if state != before {
-            // Only the last-seen input moved: keep it in memory, not worth a write per message
-            // (after a restart the rule re-reads the persisted level and windows).
-            self.states
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert((d.id.to_string(), rule.id), state);
-        }
-        Ok(())
+        Err(AlarmError::Conflict)
     }
 
     async fn evaluate_device(
@@ -685,12 +732,30 @@ impl Alarms {
                 item: record(open_key(&id), &r)?,
                 cond: None,
             },
+            // One open alarm per device and rule, whoever raises it first.
             TxOp::Put {
                 item: record(current, &r)?,
-                cond: None,
+                cond: Some(Condition::NotExists),
             },
         ];
-        self.store.transact(ops).await?;
+        match self.store.transact(ops.clone()).await {
+            Ok(()) => {}
+            Err(StoreError::TransactionConditionFailed { index: 3 }) => {
+                // Another process opened it, or a pointer outlived its cleared alarm (a crash
+                // between clearing and removing it): only the latter is replaced.
+                let held = match self.store.get(&current_key(d, rule)).await? {
+                    Some(item) => self.get_ref(&decode(&item)?).await?,
+                    None => None,
+                };
+                if held.is_some_and(|a| a.cleared_at.is_none()) {
+                    tracing::debug!(device = %d.id, rule = rule.as_str(), "alarm already open");
+                    return Ok(());
+                }
+                self.store.delete(&current_key(d, rule), None).await?;
+                self.store.transact(ops).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         tracing::info!(alarm = %id, device = %d.id, rule = rule.as_str(), ?level, value, "alarm raised");
         Ok(())
     }
