@@ -6,6 +6,8 @@ pub mod broker;
 pub mod gateway;
 pub mod hj212;
 pub mod hj212_sink;
+#[cfg(feature = "profile")]
+pub mod profile;
 pub mod serve;
 pub mod simulate;
 pub mod uplink;

@@ -84,6 +84,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    #[cfg(feature = "profile")]
+    let profile = crate::profile::Profile::from_env(499)?;
     let store_path = args.data_dir.join(STORE_FILE);
     let db = EmbeddedDb::open(&store_path).with_context(|| {
         format!(
@@ -202,6 +204,10 @@ pub async fn run(
     purger.abort();
     let _ = std::fs::remove_file(args.data_dir.join(ENDPOINTS_FILE));
     served.context("HTTP server failed")?;
+    #[cfg(feature = "profile")]
+    if let Some(p) = profile {
+        p.finish()?;
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -38,9 +38,22 @@ struct Args {
     mosquitto_only: bool,
 }
 
+/// Stops the broker when dropped: SIGTERM first (so `smartsite serve` shuts down cleanly and,
+/// built with `--features profile` and run with `SMARTSITE_PROFILE`, writes its profile), then
+/// SIGKILL after 10 s.
 struct Killer(Child);
 impl Drop for Killer {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
