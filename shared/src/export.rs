@@ -42,12 +42,8 @@ pub struct Table {
     pub rows: Vec<Vec<Cell>>,
 }
 
-/// Fen as a yuan string with two decimals: `-1234` → `-12.34`.
-pub fn yuan(fen: i64) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    let a = fen.unsigned_abs();
-    format!("{sign}{}.{:02}", a / 100, a % 100)
-}
+/// Fen as a yuan string with two decimals: `-1234` → `-12.34` (the ledger's own formatter).
+pub use crate::domain::safety_fund::yuan;
 
 fn csv_field(out: &mut String, s: &str) {
     if s.contains([',', '"', '\n', '\r']) {
