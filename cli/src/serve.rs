@@ -111,6 +111,9 @@ pub async fn run(
     let uplink = LocalUplink::start(pipeline);
     let broker = Broker::new(registry.clone(), Fleet::new(store.clone()), uplink.clone());
     let _ = downlink.broker.set(broker.clone());
+    // Billing wakes the safety-fund consumer through this when it issues a funded invoice.
+    let handoff_wake = Arc::new(tokio::sync::Notify::new());
+    let billing = smartsite_billing::Billing::new(store.clone()).with_issue_notify(handoff_wake);
     let state = AppState::new(store, auth, Some(issuer), accounts);
     bootstrap_admin(&state, &args.data_dir).await?;
 
@@ -157,8 +160,18 @@ pub async fn run(
         }));
     }
 
-    tasks.push(tokio::spawn(scheduler(alarms.clone(), stop_rx.clone())));
-    let app = router(state, registry, alarms, format!("mqtts://{mqtts_addr}"));
+    tasks.push(tokio::spawn(scheduler(
+        alarms.clone(),
+        billing.clone(),
+        stop_rx.clone(),
+    )));
+    let app = router(
+        state,
+        registry,
+        alarms,
+        billing,
+        format!("mqtts://{mqtts_addr}"),
+    );
     let endpoints = Endpoints {
         http: http_addr.to_string(),
         mqtts: mqtts_addr.to_string(),
@@ -218,9 +231,14 @@ fn sweep_every() -> Duration {
 }
 
 /// The single-box scheduler (EventBridge Scheduler's job in the AWS edition).
-async fn scheduler(alarms: Alarms, mut stop: watch::Receiver<bool>) {
+async fn scheduler(
+    alarms: Alarms,
+    billing: smartsite_billing::Billing,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(sweep_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closed: Option<smartsite_shared::domain::billing::Period> = None;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -233,6 +251,28 @@ async fn scheduler(alarms: Alarms, mut stop: watch::Receiver<bool>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(escalated = n, "escalation sweep"),
             Err(e) => tracing::warn!(error = %e, "escalation sweep failed"),
+        }
+        // The monthly close: the previous month once its grace window has passed, for every
+        // integrator. Idempotent, so a restart that closes it again changes nothing.
+        if let Some(period) = smartsite_billing::service::due_period(chrono::Utc::now())
+            && closed != Some(period)
+        {
+            match smartsite_billing::close_period_for_all(
+                Arc::clone(billing.store()),
+                period,
+                chrono::Utc::now(),
+            )
+            .await
+            {
+                Ok(r) if r.failed.is_empty() => {
+                    tracing::info!(period = %period, invoices = r.invoices, "billing close");
+                    closed = Some(period);
+                }
+                Ok(r) => {
+                    tracing::warn!(period = %period, failed = ?r.failed, "billing close incomplete; retried next tick")
+                }
+                Err(e) => tracing::warn!(error = %e, "billing close failed; retried next tick"),
+            }
         }
     }
 }
@@ -255,6 +295,7 @@ pub fn router(
     state: AppState,
     registry: Arc<dyn DeviceRegistry>,
     alarms: Alarms,
+    billing: smartsite_billing::Billing,
     mqtt_endpoint: String,
 ) -> Router {
     let (routes, mut doc) = smartsite_tenants::routes()
@@ -281,7 +322,18 @@ pub fn router(
         state.auth.clone(),
         alarms,
     ));
-    let routes = routes.merge(devices).merge(ingest).merge(alarm_routes);
+    let (billing_routes, billing_doc) = smartsite_billing::routes().split_for_parts();
+    doc.merge(billing_doc);
+    let billing_routes = billing_routes.with_state(smartsite_billing::AppState::with_billing(
+        Arc::clone(&state.store),
+        state.auth.clone(),
+        billing,
+    ));
+    let routes = routes
+        .merge(devices)
+        .merge(ingest)
+        .merge(alarm_routes)
+        .merge(billing_routes);
     let doc = smartsite_tenants::openapi::finish(doc);
     let page = smartsite_tenants::openapi::docs_page(&doc);
     let doc = Arc::new(doc);

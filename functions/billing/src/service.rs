@@ -51,13 +51,17 @@ pub const GRACE_DAYS: i64 = 3;
 pub const ACCEPT_DAYS: i64 = 35;
 /// Idempotency keys outlive the acceptance window by this margin (clock skew, slow retries).
 pub const KEEP_MARGIN_DAYS: i64 = 10;
+/// Closed periods are checked for corrections while their acceptance window is open and this
+/// long after (late hourly counts, backdated stop-work).
+pub const CORRECTION_SLACK_DAYS: i64 = 62;
 /// The source of usage posted to `POST /v1/usage` when the request names none.
 pub const API_SOURCE: &str = "api";
 /// Most events one call records.
 pub const MAX_EVENTS: usize = 10_000;
-/// Concurrent store reads and transactions of one usage call.
-const READ_CONCURRENCY: usize = 32;
-const WRITE_CONCURRENCY: usize = 4;
+/// Keys per batched read, batches read at once, and transactions written at once per usage call.
+const READ_BATCH: usize = 64;
+const READ_CONCURRENCY: usize = 16;
+const WRITE_CONCURRENCY: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -974,8 +978,13 @@ impl Billing {
                 Err(e) if is_condition(&e) => {
                     let before = chunk.len();
                     let mut rest = Vec::with_capacity(before);
-                    for p in chunk {
-                        if self.store.get(&p.key).await?.is_some() {
+                    let present = exist_many(
+                        Arc::clone(&self.store),
+                        chunk.iter().map(|p| p.key.clone()).collect(),
+                    )
+                    .await?;
+                    for (p, dup) in chunk.into_iter().zip(present) {
+                        if dup {
                             out.push((p.idx, UsageStatus::Duplicate, None));
                         } else {
                             rest.push(p);
@@ -1207,6 +1216,11 @@ impl Billing {
             else {
                 continue;
             };
+            // Usage of a period stops changing once its acceptance window closed; periods that
+            // long gone are not rated again (the cost of a close stays flat over the years).
+            if period.start() - p.end() > TimeDelta::days(ACCEPT_DAYS + CORRECTION_SLACK_DAYS) {
+                continue;
+            }
             let billed: Billed = decode(item)?;
             let usage = self.rated_usage(i, s, p).await?;
             let now_rated = rate(&s.package, &s.timeline, &usage, p)?;
@@ -1502,16 +1516,17 @@ impl Billing {
     }
 }
 
-/// Whether each key holds a live item, read concurrently.
+/// Whether each key holds a live item: batched reads, several batches at once.
 async fn exist_many(store: Arc<dyn Store>, keys: Vec<Key>) -> Result<Vec<bool>> {
-    futures::stream::iter(keys.into_iter().map(move |key| {
+    let batches: Vec<Vec<Key>> = keys.chunks(READ_BATCH).map(<[Key]>::to_vec).collect();
+    let found: Vec<Vec<Option<Item>>> = futures::stream::iter(batches.into_iter().map(move |b| {
         let store = Arc::clone(&store);
-        async move { store.get(&key).await.map(|x| x.is_some()) }
+        async move { store.get_many(&b).await }
     }))
     .buffered(READ_CONCURRENCY)
     .try_collect()
-    .await
-    .map_err(Into::into)
+    .await?;
+    Ok(found.into_iter().flatten().map(|x| x.is_some()).collect())
 }
 
 fn invoice_item(i: &IntegratorId, inv: &Invoice) -> Result<Item> {
