@@ -32,6 +32,7 @@ macro_rules! billing_suite {
             issuing_a_funded_invoice_hands_it_off_exactly_once,
             usage_events_are_checked_one_by_one,
             packages_are_versioned_and_subscriptions_keep_theirs,
+            platform_usage_comes_from_the_fleet_and_ingest_counts,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn redelivered_shuffled_usage_bills_like_one_clean_delivery() {
@@ -889,4 +890,124 @@ pub async fn redelivery_is_exactly_once(clean: StoreFixture, messy: StoreFixture
     assert_eq!(outcomes[0].len(), subs);
     assert!(outcomes[0].values().all(|(l, t)| !l.is_empty() && *t > 0));
     assert_eq!(outcomes[0], outcomes[1]);
+}
+
+/// A device record of the fleet, bound to `project` from `created` and decommissioned at
+/// `decommissioned`, as `Fleet` stores its project listing.
+async fn bound_device(
+    fx: &StoreFixture,
+    id: &str,
+    project: &str,
+    created: &str,
+    decommissioned: Option<&str>,
+) {
+    use smartsite_shared::fleet::Device;
+    use smartsite_shared::store::keys;
+    use smartsite_shared::store::{Key, records};
+    let d: Device = serde_json::from_value(json!({
+        "id": id, "integrator_id": "acme", "project_id": project, "region_code": "220102",
+        "model_id": "mdl-1", "supplier_id": "sup-1", "category": "tower_crane",
+        "serial_no": format!("SN-{id}"), "mn": null, "config": {},
+        "status": if decommissioned.is_some() { "decommissioned" } else { "active" },
+        "certificate_id": "cert", "created_by": "usr-1", "created_at": created,
+        "decommissioned_by": decommissioned.map(|_| "usr-1"), "decommissioned_at": decommissioned,
+        "flags": []
+    }))
+    .unwrap();
+    let key = Key::new(
+        keys::integrator(&acme()),
+        keys::project_device_sk(project, id),
+    );
+    fx.store
+        .put(records::record(key, &d).unwrap(), None)
+        .await
+        .unwrap();
+}
+
+/// Adds `msgs` to the device's hourly aggregate of `hour` (UTC), as ingest does.
+async fn hourly(fx: &StoreFixture, device: &str, hour: DateTime<Utc>, msgs: i64) {
+    use smartsite_shared::store::Key;
+    use smartsite_shared::store::keys::{self, EntityKind};
+    let key = Key::new(
+        keys::entity(&acme(), EntityKind::Device, device),
+        keys::hourly_sk(&hour.format("%Y-%m-%dT%H:00:00Z").to_string()),
+    );
+    fx.store.add(&key, "msgs", msgs).await.unwrap();
+}
+
+pub async fn platform_usage_comes_from_the_fleet_and_ingest_counts(fx: StoreFixture) {
+    let b = Billing::new(Arc::clone(&fx.store));
+    let i = acme();
+    let m = last_month();
+    let utc = |day: u32, hm: &str| {
+        DateTime::parse_from_rfc3339(&at(m, day, hm))
+            .unwrap()
+            .to_utc()
+    };
+    // dev-a: bound on day 5 00:00, decommissioned on day 15 00:00 (Shanghai): days 5–14 = 10.
+    bound_device(
+        &fx,
+        "dev-a",
+        "prj-1",
+        &utc(5, "00:00").to_rfc3339(),
+        Some(&utc(15, "00:00").to_rfc3339()),
+    )
+    .await;
+    // dev-b: bound after the month: not billed in it.
+    bound_device(
+        &fx,
+        "dev-b",
+        "prj-1",
+        &(m.end() + TimeDelta::hours(1)).to_rfc3339(),
+        None,
+    )
+    .await;
+    // dev-c: another project's.
+    bound_device(&fx, "dev-c", "prj-2", &utc(1, "00:00").to_rfc3339(), None).await;
+    // Messages ingest counted: 100 + 200 in the month; 999 the hour before it began (the last
+    // hour of the previous month, Shanghai time) does not count.
+    hourly(&fx, "dev-a", utc(6, "10:00"), 100).await;
+    hourly(&fx, "dev-a", utc(14, "23:00"), 200).await;
+    hourly(&fx, "dev-a", m.start() - TimeDelta::hours(1), 999).await;
+    let usage = b.platform_usage(&i, "prj-1", m).await.unwrap();
+    assert_eq!(usage.messages, 300);
+    assert_eq!(usage.devices.len(), 1);
+    assert_eq!(
+        usage.devices["dev-a"].category.as_deref(),
+        Some("tower_crane")
+    );
+
+    let lease = b.create_package(&i, leasing(), Utc::now()).await.unwrap();
+    let tech = b
+        .create_package(&i, tech_service(), Utc::now())
+        .await
+        .unwrap();
+    let l = subscribe(
+        &b,
+        &lease.package.id,
+        "prj-1",
+        m.first_day(),
+        FundingSource::Other,
+    )
+    .await;
+    let t = subscribe(
+        &b,
+        &tech.package.id,
+        "prj-1",
+        m.first_day(),
+        FundingSource::Other,
+    )
+    .await;
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap();
+    let of = |s: &str| invoices.iter().find(|v| v.subscription_id == s).unwrap();
+    // Leasing: dev-a 10 days × 800 (tower_crane) = 8,000.
+    assert_eq!(
+        summary(&of(&l).lines),
+        vec![("device_day:tower_crane", 10_000, 800, 8_000)]
+    );
+    // Technical service: dev-a sent messages, so it was active: 1 × 5,000 = 5,000.
+    assert_eq!(
+        summary(&of(&t).lines),
+        vec![("device_month#t1", 1_000, 5_000, 5_000)]
+    );
 }

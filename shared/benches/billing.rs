@@ -4,7 +4,7 @@
 //! subscription is rated under its package (the three models in turn). Event generation is not
 //! timed; folding, merging and rating are.
 //!
-//! `cargo run --release -p smartsite-bench --bin billing-rate -- [events] [subscriptions]`
+//! `cargo bench -p smartsite-shared --bench billing -- [events] [subscriptions]`
 
 use std::time::Instant;
 
@@ -78,9 +78,13 @@ fn packages() -> Vec<Package> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let n: usize = args.get(1).map_or(Ok(10_000_000), |s| s.parse())?;
-    let subs: usize = args.get(2).map_or(Ok(1_000), |s| s.parse())?;
+    // `cargo bench` passes `--bench`; the numbers are ours.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let n: usize = args.first().map_or(Ok(10_000_000), |s| s.parse())?;
+    let subs: usize = args.get(1).map_or(Ok(1_000), |s| s.parse())?;
     let m = Period::parse("2026-10")?;
     let cats = ["tower_crane", "dust_noise", "hoist", "camera"];
     let sub_ids: Vec<String> = (0..subs).map(|s| format!("sub-{s:08}")).collect();
