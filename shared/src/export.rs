@@ -224,7 +224,7 @@ mod tests {
         assert_eq!(yuan(0), "0.00");
         assert_eq!(yuan(5), "0.05");
         assert_eq!(yuan(-1234), "-12.34");
-        assert_eq!(yuan(100_000_000_00), "100000000.00");
+        assert_eq!(yuan(10_000_000_000), "100000000.00");
     }
 
     #[test]

@@ -109,7 +109,7 @@ mod tests {
             invoice_no: "SS-2026-01-000001".into(),
             period: "2026-01".into(),
             funding_source: "safety_fee".into(),
-            total_fen: 123_45,
+            total_fen: 12_345,
             issued_on: NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
         }
     }

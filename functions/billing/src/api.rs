@@ -728,3 +728,15 @@ pub async fn credit_note(
         .map_err(err)?;
     Ok(created(note))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quantities_print_as_decimals_without_trailing_zeros() {
+        assert_eq!(super::quantity(667), "0.667");
+        assert_eq!(super::quantity(2_000), "2");
+        assert_eq!(super::quantity(4_250), "4.25");
+        assert_eq!(super::quantity(-333), "-0.333");
+        assert_eq!(super::quantity(0), "0");
+    }
+}

@@ -1685,3 +1685,57 @@ fn chunk_ops(
     }
     Ok(ops)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn the_scheduled_close_waits_for_the_grace_window_in_shanghai_time() {
+        // The grace window of November ends at 00:00 on 4 December, Shanghai (16:00 UTC the 3rd).
+        assert_eq!(due_period(utc("2026-12-03T15:59:59Z")), None);
+        assert_eq!(
+            due_period(utc("2026-12-03T16:00:00Z")),
+            Some(Period::parse("2026-11").unwrap())
+        );
+        assert_eq!(
+            due_period(utc("2027-01-20T00:00:00Z")),
+            Some(Period::parse("2026-12").unwrap())
+        );
+        assert_eq!(
+            previous(Period::parse("2027-01").unwrap()),
+            Period::parse("2026-12").unwrap()
+        );
+    }
+
+    #[test]
+    fn idempotency_keys_outlive_the_acceptance_window() {
+        let p = Period::parse("2026-11").unwrap();
+        // Accepted until 35 days after 1 December 00:00 Shanghai (30 November 16:00 UTC).
+        assert_eq!(accept_until(p), utc("2027-01-04T16:00:00Z"));
+        assert!(keep_until(p) > accept_until(p).timestamp());
+        assert_eq!(
+            keep_until(p) - accept_until(p).timestamp(),
+            KEEP_MARGIN_DAYS * 86_400
+        );
+    }
+
+    #[test]
+    fn ids_and_tokens() {
+        let p = Period::parse("2026-03").unwrap();
+        assert_eq!(invoice_id("sub-0a1b", p), "inv-2026030a1b");
+        assert!(valid_id("inv-", &invoice_id("sub-0a1b", p)));
+        assert!(!valid_id("inv-", "inv-"));
+        assert!(!valid_id("inv-", "sub-1"));
+        assert!(valid_token("evt-1.a:b_c", 128));
+        for bad in ["", "a#b", "a b", "事件"] {
+            assert!(!valid_token(bad, 128), "{bad:?}");
+        }
+        assert!(!valid_token(&"x".repeat(129), 128));
+    }
+}

@@ -674,7 +674,7 @@ pub async fn usage_events_are_checked_one_by_one(fx: StoreFixture) {
     assert!(r[6].reason.as_deref().unwrap().starts_with("too late"));
     // Redelivered, it is a duplicate; the same id from another source is another event.
     let again = b
-        .record_usage(&i, "api", &[ok.clone()], Utc::now())
+        .record_usage(&i, "api", std::slice::from_ref(&ok), Utc::now())
         .await
         .unwrap();
     assert_eq!(again[0].status, Duplicate);
