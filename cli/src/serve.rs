@@ -117,6 +117,8 @@ pub async fn run(
     let funds = Funds::with_default_rules(store.clone())?.with_alarms(alarms.clone());
     // Billing wakes the safety-fund consumer when it issues an invoice funded by safety money.
     let handoff_wake = Arc::new(tokio::sync::Notify::new());
+    let billing =
+        smartsite_billing::Billing::new(store.clone()).with_issue_notify(handoff_wake.clone());
     let state = AppState::new(store, auth, Some(issuer), accounts);
     bootstrap_admin(&state, &args.data_dir).await?;
 
@@ -163,7 +165,11 @@ pub async fn run(
         }));
     }
 
-    tasks.push(tokio::spawn(scheduler(alarms.clone(), stop_rx.clone())));
+    tasks.push(tokio::spawn(scheduler(
+        alarms.clone(),
+        billing.clone(),
+        stop_rx.clone(),
+    )));
     tasks.push(tokio::spawn(handoff_consumer(
         funds.clone(),
         handoff_wake.clone(),
@@ -172,7 +178,11 @@ pub async fn run(
     let app = router(
         state,
         registry,
-        Services { alarms, funds },
+        Services {
+            alarms,
+            funds,
+            billing,
+        },
         format!("mqtts://{mqtts_addr}"),
     );
     let endpoints = Endpoints {
@@ -238,7 +248,11 @@ fn sweep_every() -> Duration {
 }
 
 /// The single-box scheduler (EventBridge Scheduler's job in the AWS edition).
-async fn scheduler(alarms: Alarms, mut stop: watch::Receiver<bool>) {
+async fn scheduler(
+    alarms: Alarms,
+    billing: smartsite_billing::Billing,
+    mut stop: watch::Receiver<bool>,
+) {
     // Devices that went silent while the process was down still need their DU-OFFLINE.
     match alarms.seed_seen().await {
         Ok(n) => tracing::info!(devices = n, "offline sweep seeded from stored device state"),
@@ -246,6 +260,7 @@ async fn scheduler(alarms: Alarms, mut stop: watch::Receiver<bool>) {
     }
     let mut tick = tokio::time::interval(sweep_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closed: Option<smartsite_shared::domain::billing::Period> = None;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -258,6 +273,28 @@ async fn scheduler(alarms: Alarms, mut stop: watch::Receiver<bool>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(escalated = n, "escalation sweep"),
             Err(e) => tracing::warn!(error = %e, "escalation sweep failed"),
+        }
+        // The monthly close: the previous month once its grace window has passed, for every
+        // integrator. Idempotent, so a restart that closes it again changes nothing.
+        if let Some(period) = smartsite_billing::service::due_period(chrono::Utc::now())
+            && closed != Some(period)
+        {
+            match smartsite_billing::close_period_for_all(
+                Arc::clone(billing.store()),
+                period,
+                chrono::Utc::now(),
+            )
+            .await
+            {
+                Ok(r) if r.failed.is_empty() => {
+                    tracing::info!(period = %period, invoices = r.invoices, "billing close");
+                    closed = Some(period);
+                }
+                Ok(r) => {
+                    tracing::warn!(period = %period, failed = ?r.failed, "billing close incomplete; retried next tick")
+                }
+                Err(e) => tracing::warn!(error = %e, "billing close failed; retried next tick"),
+            }
         }
     }
 }
@@ -298,6 +335,7 @@ async fn handoff_consumer(
 pub struct Services {
     pub alarms: Alarms,
     pub funds: Funds,
+    pub billing: smartsite_billing::Billing,
 }
 
 /// Names the broker's server certificate is valid for: the bound IP, and `localhost` when bound
@@ -351,11 +389,19 @@ pub fn router(
         state.auth.clone(),
         services.funds,
     ));
+    let (billing_routes, billing_doc) = smartsite_billing::routes().split_for_parts();
+    doc.merge(billing_doc);
+    let billing_routes = billing_routes.with_state(smartsite_billing::AppState::with_billing(
+        Arc::clone(&state.store),
+        state.auth.clone(),
+        services.billing,
+    ));
     let routes = routes
         .merge(devices)
         .merge(ingest)
         .merge(alarm_routes)
-        .merge(fund_routes);
+        .merge(fund_routes)
+        .merge(billing_routes);
     let doc = smartsite_tenants::openapi::finish(doc);
     let page = smartsite_tenants::openapi::docs_page(&doc);
     let doc = Arc::new(doc);

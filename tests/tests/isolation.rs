@@ -21,7 +21,7 @@ fn bin() -> &'static Path {
 
 /// The id of tenant A's object a path parameter stands for, and an id of the same shape that
 /// exists nowhere.
-fn fixture_for(path: &str, a: &World, alarm: &str) -> (String, String) {
+fn fixture_for(path: &str, a: &World, alarm: &str, billing: &Billing) -> (String, String) {
     let segs: Vec<&str> = path.split('/').collect();
     let mut real = path.to_owned();
     let mut ghost = path.to_owned();
@@ -72,6 +72,18 @@ fn fixture_for(path: &str, a: &World, alarm: &str) -> (String, String) {
             // the customer or project before them decides visibility.
             "safety-fund" => ("2026".to_owned(), "2026".to_owned()),
             "entries" => ("1".to_owned(), "1".to_owned()),
+            "packages" => (
+                billing.package.clone(),
+                "pkg-00000000000000000000000000000000".to_owned(),
+            ),
+            "subscriptions" => (
+                billing.subscription.clone(),
+                "sub-00000000000000000000000000000000".to_owned(),
+            ),
+            "invoices" => (
+                billing.invoice.clone(),
+                "inv-20260100000000000000000000000000000000".to_owned(),
+            ),
             // A's government's region; the ghost is a district no one governs.
             "regions" => ("220100".to_owned(), "220199".to_owned()),
             other => panic!(
@@ -82,6 +94,55 @@ fn fixture_for(path: &str, a: &World, alarm: &str) -> (String, String) {
         ghost = ghost.replacen(seg, &none, 1);
     }
     (real, ghost)
+}
+
+/// Tenant A's billing objects: a package, a subscription of A's project, and the invoice of
+/// closing last month.
+struct Billing {
+    package: String,
+    subscription: String,
+    invoice: String,
+}
+
+async fn billing_of(api: &smartsite_tests::world::Api, a: &World) -> Billing {
+    let ia = a.token("integrator_admin");
+    let package = api
+        .create(
+            "/v1/packages",
+            ia,
+            json!({"name": "基础版", "model": "full_solution", "prices": [{"unit": "project_month", "price_fen": 300_000}]}),
+        )
+        .await
+        .unwrap();
+    let last_month = smartsite_shared::domain::billing::Period::of_date(
+        smartsite_shared::domain::billing::Period::containing(chrono::Utc::now()).first_day()
+            - chrono::Days::new(1),
+    );
+    let subscription = api
+        .create(
+            "/v1/subscriptions",
+            ia,
+            json!({"customer_id": a.enterprise, "project_id": a.project, "package_id": package,
+                "start_date": last_month.first_day(), "funding_source": "safety_fee"}),
+        )
+        .await
+        .unwrap();
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/billing/close",
+            Some(ia),
+            Some(&json!({"period": last_month.to_string()})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    let invoice = v["items"][0]["id"].as_str().unwrap().to_owned();
+    Billing {
+        package,
+        subscription,
+        invoice,
+    }
 }
 
 /// Collections that are not tenant data, with the foreign roles that legitimately read tenant A's
@@ -224,6 +285,8 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
         .unwrap();
     let alarm = alarms["items"][0]["id"].as_str().unwrap().to_owned();
 
+    let billing = billing_of(&api, &a).await;
+
     let (_, doc) = api.call("GET", "/openapi.json", None, None).await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let foreigners = [
@@ -254,7 +317,7 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
             }
             let what = format!("{} {path}", method.to_uppercase());
             let m = method.to_uppercase();
-            let (real, ghost) = fixture_for(path, &a, &alarm);
+            let (real, ghost) = fixture_for(path, &a, &alarm, &billing);
             let body = body_for(&doc, op, &a);
             let has_id = path.contains('{');
 
@@ -352,6 +415,19 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
         "POST /v1/projects/{id}/safety-fund/expenditures",
         "GET /v1/projects/{id}/safety-fund/statement",
         "GET /v1/enterprises/{customer_id}/safety-fund/{year}",
+        "POST /v1/packages",
+        "GET /v1/packages/{id}",
+        "POST /v1/subscriptions",
+        "POST /v1/subscriptions/{id}/suspend",
+        "POST /v1/subscriptions/{id}/resume",
+        "POST /v1/subscriptions/{id}/change-package",
+        "POST /v1/subscriptions/{id}/end",
+        "POST /v1/usage",
+        "POST /v1/billing/close",
+        "GET /v1/invoices",
+        "GET /v1/invoices/{id}",
+        "POST /v1/invoices/{id}/issue",
+        "POST /v1/invoices/{id}/credit-notes",
     ] {
         assert!(
             checked.iter().any(|c| c == must),

@@ -269,6 +269,17 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
+        let keys = keys.to_vec();
+        let now = now_epoch();
+        self.read(move |db, names| {
+            let txn = db.begin_read().map_err(backend)?;
+            let t = txn.open_table(names.main_def()).map_err(backend)?;
+            keys.iter().map(|k| get_in(&t, k, now)).collect()
+        })
+        .await
+    }
+
     async fn delete(&self, key: &Key, cond: Option<Condition>) -> Result<(), StoreError> {
         self.write(WriteOp::Delete(key.clone(), cond))
             .await

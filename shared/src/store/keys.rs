@@ -339,6 +339,104 @@ pub fn handoff_failed_sk(i: &str, invoice: &str) -> String {
 }
 pub const HANDOFF_FAILED_PREFIX: &str = "HANDOFF_FAILED#";
 
+// ---- Billing (issue 5). Packages, subscriptions and invoices live in the integrator's partition;
+// usage has partitions of its own so the hot write path never touches the integrator's.
+
+/// A package version: `(I#{i}#, PACKAGE#{pkg}#{version:010})`, so a package's versions sort by
+/// number and its latest is the last of [`package_versions_prefix`].
+pub fn package_sk(pkg: &str, version: u32) -> String {
+    format!("PACKAGE{DELIM}{pkg}{DELIM}{version:010}")
+}
+pub fn package_versions_prefix(pkg: &str) -> String {
+    format!("PACKAGE{DELIM}{pkg}{DELIM}")
+}
+pub const PACKAGE_PREFIX: &str = "PACKAGE#";
+
+/// A subscription: `(I#{i}#, SUBSCRIPTION#{s})`.
+pub fn subscription_sk(s: &str) -> String {
+    format!("SUBSCRIPTION{DELIM}{s}")
+}
+pub const SUBSCRIPTION_PREFIX: &str = "SUBSCRIPTION#";
+
+/// A subscription's billing state: `I#{i}#SUB#{s}#`, holding what was billed per period
+/// ([`billed_sk`]).
+pub fn subscription(i: &IntegratorId, s: &str) -> Pk {
+    Pk(format!("I#{i}#SUB#{s}#"))
+}
+/// The lines billed for a period (`YYYY-MM`), and the marker that the period is closed for the
+/// subscription: `BILLED#{period}`.
+pub fn billed_sk(period: &str) -> String {
+    format!("{BILLED_PREFIX}{period}")
+}
+pub const BILLED_PREFIX: &str = "BILLED#";
+
+/// The usage ledger and idempotency keys of one source: `I#{i}#USAGE#{source}#`, sort key
+/// `E#{event id}` ([`usage_event_sk`]). Sources and event ids never contain `#`.
+pub fn usage_events(i: &IntegratorId, source: &str) -> Pk {
+    Pk(format!("I#{i}#USAGE#{source}#"))
+}
+pub fn usage_event_sk(id: &str) -> String {
+    format!("E{DELIM}{id}")
+}
+
+/// The usage aggregates of one (subscription, period): `I#{i}#UA#{s}#{period}#`, with
+/// [`AGG_TOTAL`], per-device counters [`agg_device_sk`], category marks [`agg_category_sk`] and
+/// binding transitions [`agg_binding_sk`].
+pub fn usage_aggregate(i: &IntegratorId, s: &str, period: &str) -> Pk {
+    Pk(format!("I#{i}#UA#{s}#{period}#"))
+}
+pub const AGG_TOTAL: &str = "TOTAL";
+pub fn agg_device_sk(d: &str) -> String {
+    format!("{AGG_DEVICE_PREFIX}{d}")
+}
+pub const AGG_DEVICE_PREFIX: &str = "DEV#";
+pub fn agg_category_sk(d: &str, category: &str) -> String {
+    format!("{AGG_CATEGORY_PREFIX}{d}{DELIM}{category}")
+}
+pub const AGG_CATEGORY_PREFIX: &str = "CAT#";
+/// A binding transition: `BIND#{d}#{at_ms:020}#{0 bound|1 unbound}#{source}#{event id}`; one item
+/// per event, so the transitions stay a multiset.
+pub fn agg_binding_sk(d: &str, at_ms: u64, unbound: bool, source: &str, id: &str) -> String {
+    let c = if unbound { '1' } else { '0' };
+    format!("{AGG_BINDING_PREFIX}{d}{DELIM}{at_ms:020}{DELIM}{c}{DELIM}{source}{DELIM}{id}")
+}
+pub const AGG_BINDING_PREFIX: &str = "BIND#";
+
+/// An invoice: `(I#{i}#, INVOICE#{inv})`.
+pub fn invoice_sk(inv: &str) -> String {
+    format!("INVOICE{DELIM}{inv}")
+}
+/// Invoices by period and customer: `(I#{i}#, INVPERIOD#{period}#{customer}#{inv})`.
+pub fn invoice_by_period_sk(period: &str, customer: &str, inv: &str) -> String {
+    format!("INVPERIOD{DELIM}{period}{DELIM}{customer}{DELIM}{inv}")
+}
+pub fn invoices_of_period_prefix(period: &str) -> String {
+    format!("INVPERIOD{DELIM}{period}{DELIM}")
+}
+pub fn invoices_of_period_customer_prefix(period: &str, customer: &str) -> String {
+    format!("INVPERIOD{DELIM}{period}{DELIM}{customer}{DELIM}")
+}
+/// Invoices by customer: `(I#{i}#, INVCUSTOMER#{customer}#{period}#{inv})`.
+pub fn invoice_by_customer_sk(customer: &str, period: &str, inv: &str) -> String {
+    format!("INVCUSTOMER{DELIM}{customer}{DELIM}{period}{DELIM}{inv}")
+}
+pub fn invoices_of_customer_prefix(customer: &str) -> String {
+    format!("INVCUSTOMER{DELIM}{customer}{DELIM}")
+}
+/// All invoices of the integrator, by id: the prefix of [`invoice_sk`].
+pub const INVOICE_PREFIX: &str = "INVOICE#";
+/// The invoice-number counter of a period: `(I#{i}#, INVSEQ#{period})`.
+pub fn invoice_seq_sk(period: &str) -> String {
+    format!("INVSEQ{DELIM}{period}")
+}
+/// A credit note against an invoice: `(I#{i}#, CREDIT#{inv}#{cn})`.
+pub fn credit_note_sk(inv: &str, cn: &str) -> String {
+    format!("CREDIT{DELIM}{inv}{DELIM}{cn}")
+}
+pub fn credit_notes_prefix(inv: &str) -> String {
+    format!("CREDIT{DELIM}{inv}{DELIM}")
+}
+
 /// `{prefix}#{seq:020}`: a sort key whose byte order equals numeric order of `seq`
 /// (zero-padded to the width of u64::MAX).
 pub fn seq_sk(prefix: &str, seq: u64) -> String {
@@ -542,6 +640,70 @@ mod tests {
                 .starts_with(&blacklist_target_prefix("model", "mdl-1"))
         );
         assert!(!blacklist_target_sk("model", "m", "b").starts_with(BLACKLIST_PREFIX));
+    }
+
+    #[test]
+    fn billing_keys_are_byte_exact() {
+        let i = id("ct-jl");
+        assert_eq!(package_sk("pkg-1", 7), "PACKAGE#pkg-1#0000000007");
+        assert!(package_sk("pkg-1", 7).starts_with(&package_versions_prefix("pkg-1")));
+        assert!(!package_sk("pkg-10", 1).starts_with(&package_versions_prefix("pkg-1")));
+        assert!(package_sk("pkg-1", 9) < package_sk("pkg-1", 10));
+        assert!(package_sk("p", 1).starts_with(PACKAGE_PREFIX));
+        assert_eq!(subscription_sk("sub-1"), "SUBSCRIPTION#sub-1");
+        assert!(subscription_sk("s").starts_with(SUBSCRIPTION_PREFIX));
+        assert_eq!(subscription(&i, "sub-1").as_str(), "I#ct-jl#SUB#sub-1#");
+        assert_eq!(billed_sk("2026-11"), "BILLED#2026-11");
+        assert!(billed_sk("2026-11").starts_with(BILLED_PREFIX));
+        assert_eq!(usage_events(&i, "api").as_str(), "I#ct-jl#USAGE#api#");
+        assert_eq!(usage_event_sk("e-1"), "E#e-1");
+        assert_eq!(
+            usage_aggregate(&i, "sub-1", "2026-11").as_str(),
+            "I#ct-jl#UA#sub-1#2026-11#"
+        );
+        assert_eq!(AGG_TOTAL, "TOTAL");
+        assert_eq!(agg_device_sk("crane-1"), "DEV#crane-1");
+        assert!(agg_device_sk("d").starts_with(AGG_DEVICE_PREFIX));
+        assert_eq!(
+            agg_category_sk("crane-1", "tower_crane"),
+            "CAT#crane-1#tower_crane"
+        );
+        assert!(agg_category_sk("d", "c").starts_with(AGG_CATEGORY_PREFIX));
+        assert_eq!(
+            agg_binding_sk("crane-1", 1_764_000_000_000, false, "api", "e1"),
+            "BIND#crane-1#00000001764000000000#0#api#e1"
+        );
+        assert_eq!(
+            agg_binding_sk("d", 5, true, "platform", "x"),
+            "BIND#d#00000000000000000005#1#platform#x"
+        );
+        assert!(agg_binding_sk("d", 5, true, "s", "x").starts_with(AGG_BINDING_PREFIX));
+        // Bound sorts before unbound at the same instant, and time order is byte order.
+        assert!(agg_binding_sk("d", 5, false, "s", "z") < agg_binding_sk("d", 5, true, "s", "a"));
+        assert!(agg_binding_sk("d", 9, true, "s", "a") < agg_binding_sk("d", 10, false, "s", "a"));
+        assert_eq!(invoice_sk("inv-1"), "INVOICE#inv-1");
+        assert!(invoice_sk("inv-1").starts_with(INVOICE_PREFIX));
+        assert_eq!(
+            invoice_by_period_sk("2026-11", "cus-1", "inv-1"),
+            "INVPERIOD#2026-11#cus-1#inv-1"
+        );
+        assert!(
+            invoice_by_period_sk("2026-11", "cus-1", "inv-1")
+                .starts_with(&invoices_of_period_customer_prefix("2026-11", "cus-1"))
+        );
+        assert!(
+            !invoice_by_period_sk("2026-11", "cus-10", "inv-1")
+                .starts_with(&invoices_of_period_customer_prefix("2026-11", "cus-1"))
+        );
+        assert_eq!(invoices_of_period_prefix("2026-11"), "INVPERIOD#2026-11#");
+        assert_eq!(
+            invoice_by_customer_sk("cus-1", "2026-11", "inv-1"),
+            "INVCUSTOMER#cus-1#2026-11#inv-1"
+        );
+        assert_eq!(invoices_of_customer_prefix("cus-1"), "INVCUSTOMER#cus-1#");
+        assert_eq!(invoice_seq_sk("2026-11"), "INVSEQ#2026-11");
+        assert_eq!(credit_note_sk("inv-1", "cn-1"), "CREDIT#inv-1#cn-1");
+        assert_eq!(credit_notes_prefix("inv-1"), "CREDIT#inv-1#");
     }
 
     #[test]

@@ -371,6 +371,17 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError>;
 
+    /// The live items at `keys`, in their order (`None` where absent or expired). Each read is
+    /// consistent on its own; no snapshot across the keys is promised. The default reads one by
+    /// one; an adapter may batch (the embedded one reads all in one read transaction).
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.get(key).await?);
+        }
+        Ok(out)
+    }
+
     async fn delete(&self, key: &Key, cond: Option<Condition>) -> Result<(), StoreError>;
 
     async fn query(&self, query: Query) -> Result<Page, StoreError>;

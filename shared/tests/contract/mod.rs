@@ -45,6 +45,7 @@ macro_rules! store_contract {
             ttl_hides_expired_items,
             batch_write_many_items,
             cursors_are_bound_to_their_query,
+            get_many_answers_in_key_order,
         );
     };
 }
@@ -85,6 +86,26 @@ pub async fn put_get_round_trips_every_attribute_type(s: &dyn Store) {
     let got = s.get(&key(&p, "a")).await.unwrap().unwrap();
     assert_eq!(got.attrs().len(), 1);
     assert_eq!(got.n("only"), Some(1));
+}
+
+pub async fn get_many_answers_in_key_order(s: &dyn Store) {
+    let p = pk("many");
+    for sk in ["a", "c"] {
+        s.put(Item::new(key(&p, sk)).with("v", sk), None)
+            .await
+            .unwrap();
+    }
+    s.put(Item::new(key(&p, "gone")).with_ttl(now_epoch() - 10), None)
+        .await
+        .unwrap();
+    let keys = [key(&p, "c"), key(&p, "b"), key(&p, "a"), key(&p, "gone")];
+    let got = s.get_many(&keys).await.unwrap();
+    let vals: Vec<Option<String>> = got
+        .iter()
+        .map(|i| i.as_ref().and_then(|i| i.s("v")).map(str::to_owned))
+        .collect();
+    assert_eq!(vals, vec![Some("c".into()), None, Some("a".into()), None]);
+    assert!(s.get_many(&[]).await.unwrap().is_empty());
 }
 
 pub async fn conditional_put_conflicts(s: &dyn Store) {
