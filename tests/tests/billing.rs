@@ -356,4 +356,76 @@ async fn three_models_close_issue_and_export_over_http() {
     assert!((amounts - 145.0).abs() < 1e-9, "{amounts}");
     assert_eq!(rows[4][0], Data::String("合计".into()));
     assert_eq!(rows[4][6], Data::Float(145.0));
+
+    // The hand-off, end to end: the issued full-solution invoice (funded by the 安全文明施工费)
+    // reaches the project's civilized ledger as a `smart_site` expenditure of 1,500,213 fen, and
+    // the leasing invoice (funded by the 安全生产费), once issued, its safety ledger under the
+    // 2022 list's `safety_informatisation` (contract signed 2026-03-01: r2022). Each once.
+    let (s, v) = post(format!("/v1/invoices/{lease_id}/issue"), None).await;
+    assert_eq!(s, 200, "{v}");
+    let fund = format!("/v1/projects/{}/safety-fund", w.project);
+    let ea = w.token("enterprise_admin");
+    let mut posted = (Value::Null, Value::Null);
+    for _ in 0..100 {
+        let (_, civ) = api
+            .call(
+                "GET",
+                &format!("{fund}/statement?fund=civilized"),
+                Some(ea),
+                None,
+            )
+            .await
+            .unwrap();
+        let (_, safety) = api
+            .call("GET", &format!("{fund}/statement"), Some(ea), None)
+            .await
+            .unwrap();
+        if !civ["entries"].as_array().is_none_or(Vec::is_empty)
+            && !safety["entries"].as_array().is_none_or(Vec::is_empty)
+        {
+            posted = (civ, safety);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (civ, safety) = posted;
+    assert_eq!(civ["entries"].as_array().map(Vec::len), Some(1), "{civ}");
+    let e = &civ["entries"][0];
+    assert_eq!(
+        (
+            e["kind"].as_str(),
+            e["category"].as_str(),
+            e["spent_fen"].as_i64()
+        ),
+        (Some("expenditure"), Some("smart_site"), Some(1_500_213)),
+        "{e}"
+    );
+    assert_eq!(e["links"]["invoice_id"].as_str(), Some(id));
+    assert_eq!(
+        safety["entries"].as_array().map(Vec::len),
+        Some(1),
+        "{safety}"
+    );
+    let e = &safety["entries"][0];
+    assert_eq!(
+        (e["category"].as_str(), e["spent_fen"].as_i64()),
+        (Some("safety_informatisation"), Some(14_500)),
+        "{e}"
+    );
+    assert_eq!(e["links"]["invoice_id"].as_str(), Some(lease_id.as_str()));
+    // Funded spending beyond what was received or accrued is allowed and shows as a flag.
+    let (_, acct) = api.call("GET", &fund, Some(ea), None).await.unwrap();
+    assert_eq!(
+        acct["civilized"]["spent_fen"].as_i64(),
+        Some(1_500_213),
+        "{acct}"
+    );
+    assert!(
+        acct["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "FEE-OVERSPENT"),
+        "{acct}"
+    );
 }
