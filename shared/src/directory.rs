@@ -551,6 +551,22 @@ impl Directory {
     }
 }
 
+/// The project named by a path id if `caller` may see it, else the 404 a nonexistent id gets
+/// (a malformed id included): what handlers of project-scoped routes start with.
+pub async fn visible_project_or_404(
+    directory: &Directory,
+    caller: &Caller,
+    id: &str,
+) -> Result<Project, crate::http::Problem> {
+    use crate::http::Problem;
+    let id = ProjectId::parse("project_id", id).map_err(|_| Problem::not_found())?;
+    directory
+        .visible_project(caller, &id)
+        .await
+        .map_err(Problem::from)?
+        .ok_or_else(Problem::not_found)
+}
+
 /// A concern's routes as a complete service: the write guard on every route, then the shared
 /// layers of [`crate::http::finish`]. What every concern's `app`/`finish` does.
 pub fn guarded<S>(router: axum::Router<S>, state: S) -> axum::Router

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use smartsite_shared::alarming::{Alarm, AlarmError, Command, RuleView, Status};
 use smartsite_shared::auth::{Caller, Role, roles_json};
 use smartsite_shared::domain::alarms::{Patch, Tier};
-use smartsite_shared::domain::tenancy::{Project, ProjectId, RegionCode};
+use smartsite_shared::domain::tenancy::{Project, RegionCode};
 use smartsite_shared::fleet::visible_device;
 use smartsite_shared::http::{List, ListParams, Problem};
 
@@ -42,13 +42,7 @@ fn err(e: AlarmError) -> Problem {
 }
 
 async fn project(state: &AppState, caller: &Caller, id: &str) -> Result<Project, Problem> {
-    let id = ProjectId::parse("project_id", id).map_err(|_| Problem::not_found())?;
-    state
-        .directory
-        .visible_project(caller, &id)
-        .await
-        .map_err(Problem::from)?
-        .ok_or_else(Problem::not_found)
+    smartsite_shared::directory::visible_project_or_404(&state.directory, caller, id).await
 }
 
 /// Government supervisors see the alarms escalated to government; everyone else who sees the

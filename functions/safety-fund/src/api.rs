@@ -18,7 +18,7 @@ use smartsite_shared::domain::safety_fund::{
     Links, PlanLine, PlanVsActual, STATEMENT_HEADERS, SafetyFundError, Settlement, StatementRow,
     Subcontract, YearMonth,
 };
-use smartsite_shared::domain::tenancy::{CustomerId, Project, ProjectId, RegionCode};
+use smartsite_shared::domain::tenancy::{CustomerId, Project, RegionCode};
 use smartsite_shared::export::{self, Cell, Format, Table};
 use smartsite_shared::funds::{
     AccountView, ChainReport, DrainReport, EnterpriseYear, Fund, FundsError, ProjectUse, today,
@@ -117,13 +117,7 @@ fn rule_err(e: SafetyFundError) -> Problem {
 
 /// The project if the caller sees it; 404 otherwise (as if it did not exist).
 async fn project(state: &AppState, caller: &Caller, id: &str) -> Result<Project, Problem> {
-    let id = ProjectId::parse("project_id", id).map_err(|_| Problem::not_found())?;
-    state
-        .directory
-        .visible_project(caller, &id)
-        .await
-        .map_err(Problem::from)?
-        .ok_or_else(Problem::not_found)
+    smartsite_shared::directory::visible_project_or_404(&state.directory, caller, id).await
 }
 
 /// Role check, then visibility: what every write handler does first.

@@ -1027,6 +1027,40 @@ impl Ledger {
         verify(&self.entries)
     }
 
+    /// Appends an expenditure whose amount and category the account already checked: evidence
+    /// required, an invoice posted at most once, spending beyond the balance allowed and flagged
+    /// `overspent`; `default_summary` when the expenditure has none.
+    fn append_expenditure(
+        &mut self,
+        exp: Expenditure,
+        default_summary: &str,
+    ) -> Result<ExpenditureOutcome> {
+        if exp.evidence_ref.trim().is_empty() {
+            return Err(SafetyFundError::Missing {
+                field: "evidence_ref",
+            });
+        }
+        self.check_invoice_unposted(&exp.links)?;
+        let balance = sub(self.totals().balance_fen, exp.amount_fen)?;
+        let summary = if exp.summary.trim().is_empty() {
+            default_summary.to_owned()
+        } else {
+            exp.summary
+        };
+        let mut e = Entry::draft(exp.date, EntryKind::Expenditure, summary);
+        e.category = Some(exp.category);
+        e.spent_fen = exp.amount_fen;
+        e.overspent = balance < 0;
+        e.links = exp.links;
+        e.evidence_ref = Some(exp.evidence_ref);
+        let entry = self.append(e).clone();
+        Ok(ExpenditureOutcome {
+            overspent: entry.overspent,
+            entry,
+            balance_fen: balance,
+        })
+    }
+
     /// The reversal entry that cancels `seq`, if any.
     pub fn reversed_by(&self, seq: u64) -> Option<u64> {
         self.entries
@@ -1636,30 +1670,7 @@ impl FundAccount {
         self.ensure_open()?;
         check_amount("amount_fen", exp.amount_fen, false)?;
         check_category(self.regime, &exp.category, rules)?;
-        if exp.evidence_ref.trim().is_empty() {
-            return Err(SafetyFundError::Missing {
-                field: "evidence_ref",
-            });
-        }
-        self.ledger.check_invoice_unposted(&exp.links)?;
-        let balance = sub(self.totals().balance_fen, exp.amount_fen)?;
-        let summary = if exp.summary.trim().is_empty() {
-            "安全生产费支出".to_owned()
-        } else {
-            exp.summary
-        };
-        let mut e = Entry::draft(exp.date, EntryKind::Expenditure, summary);
-        e.category = Some(exp.category);
-        e.spent_fen = exp.amount_fen;
-        e.overspent = balance < 0;
-        e.links = exp.links;
-        e.evidence_ref = Some(exp.evidence_ref);
-        let entry = self.ledger.append(e).clone();
-        Ok(ExpenditureOutcome {
-            overspent: entry.overspent,
-            entry,
-            balance_fen: balance,
-        })
+        self.ledger.append_expenditure(exp, "安全生产费支出")
     }
 
     /// The reversal entry that cancels `seq`, if any.
@@ -1869,30 +1880,7 @@ impl CivilizedAccount {
                 category: exp.category,
             });
         }
-        if exp.evidence_ref.trim().is_empty() {
-            return Err(SafetyFundError::Missing {
-                field: "evidence_ref",
-            });
-        }
-        self.ledger.check_invoice_unposted(&exp.links)?;
-        let balance = sub(self.ledger.totals().balance_fen, exp.amount_fen)?;
-        let summary = if exp.summary.trim().is_empty() {
-            "安全文明施工费支出".to_owned()
-        } else {
-            exp.summary
-        };
-        let mut e = Entry::draft(exp.date, EntryKind::Expenditure, summary);
-        e.category = Some(exp.category);
-        e.spent_fen = exp.amount_fen;
-        e.overspent = balance < 0;
-        e.links = exp.links;
-        e.evidence_ref = Some(exp.evidence_ref);
-        let entry = self.ledger.append(e).clone();
-        Ok(ExpenditureOutcome {
-            overspent: entry.overspent,
-            entry,
-            balance_fen: balance,
-        })
+        self.ledger.append_expenditure(exp, "安全文明施工费支出")
     }
 
     /// Cancels entry `seq` with a reversal.
