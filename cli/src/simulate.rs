@@ -13,13 +13,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use bytes::Bytes;
+use rumqttc::TlsConfiguration;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::admin::Client;
+use crate::device_link::{Incoming, Link, LinkOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
@@ -72,6 +74,10 @@ pub struct SimulateArgs {
     /// QoS 1 publishes a device may have unacknowledged.
     #[arg(long, default_value_t = 100)]
     pub inflight: u16,
+    /// With `--broker`: one more connection subscribes to every device's telemetry and counts
+    /// what the broker delivers (pub→sub throughput).
+    #[arg(long, requires = "broker")]
+    pub sink: bool,
 }
 
 /// A simulated device and what it needs to connect.
@@ -93,9 +99,20 @@ struct State {
     devices: Vec<SimDevice>,
 }
 
-/// The rustls client configuration of a device: trust the platform's CA, present the device's
-/// certificate. Shared with the black-box tests.
+/// The rustls client configuration of a device, for rumqttc (the gateway, the black-box tests).
 pub fn device_tls(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<TlsConfiguration> {
+    Ok(TlsConfiguration::Rustls(device_tls_config(
+        ca_pem, cert_pem, key_pem,
+    )?))
+}
+
+/// The rustls client configuration of a device: trust the platform's CA, present the device's
+/// certificate.
+pub fn device_tls_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes())?)?;
@@ -106,7 +123,7 @@ pub fn device_tls(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result
             vec![CertificateDer::from_pem_slice(cert_pem.as_bytes())?],
             PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?,
         )?;
-    Ok(TlsConfiguration::Rustls(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// `host:port` (as endpoints.json and `--broker` give it) into its parts.
@@ -249,7 +266,182 @@ struct Counters {
     sent: AtomicU64,
     acked: AtomicU64,
     commands: AtomicU64,
+    delivered: AtomicU64,
     failed_connections: AtomicU64,
+}
+
+/// What one simulated device does.
+struct Plan {
+    link: LinkOptions,
+    category: String,
+    telemetry_topic: String,
+    cmd_topic: String,
+    n: usize,
+    scenario: Scenario,
+    /// Falls silent (connected, publishing nothing) after this many messages.
+    silent_after: Option<u64>,
+    budget: Option<u64>,
+    deadline: Option<Instant>,
+    interval: Option<Duration>,
+    window: usize,
+}
+
+/// How long a finished device waits for the acknowledgements of what it sent.
+const ACK_WAIT: Duration = Duration::from_secs(60);
+
+impl Plan {
+    fn finished(&self, k: u64) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+            || self.budget.is_some_and(|b| k >= b)
+            // Silent with a message budget and no duration: done.
+            || (self.silent_after.is_some_and(|s| k >= s)
+                && self.budget.is_some()
+                && self.deadline.is_none())
+    }
+
+    fn may_publish(&self, k: u64) -> bool {
+        !self.finished(k) && self.silent_after.is_none_or(|s| k < s)
+    }
+
+    fn payload(&self, k: u64) -> Bytes {
+        Bytes::from(
+            serde_json::to_vec(&reading(&self.category, self.scenario, k, self.n))
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Publishes until the budget or the deadline, reconnecting after a lost connection (what
+    /// was unacknowledged then counts as sent, not acknowledged).
+    async fn drive(self, counters: Arc<Counters>) {
+        let mut k: u64 = 0;
+        let mut next_at = tokio::time::Instant::now();
+        loop {
+            match self.session(&counters, &mut k, &mut next_at).await {
+                Ok(()) => return,
+                Err(e) => {
+                    counters.failed_connections.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "simulated device disconnected");
+                    if self.finished(k) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// One connection: publish (at the rate, or keeping the window full), read acknowledgements
+    /// and commands, ping; `Ok` when finished and acknowledged (or after [`ACK_WAIT`]).
+    async fn session(
+        &self,
+        counters: &Counters,
+        k: &mut u64,
+        next_at: &mut tokio::time::Instant,
+    ) -> anyhow::Result<()> {
+        use tokio::time::Instant as TInstant;
+        let mut link = Link::connect(&self.link).await?;
+        link.subscribe(&self.cmd_topic)?;
+        let mut inflight = 0usize;
+        let mut incoming = Vec::new();
+        let mut ping = tokio::time::interval(self.link.keep_alive / 2);
+        ping.tick().await;
+        let mut drain_until: Option<TInstant> = None;
+        loop {
+            let now = TInstant::now();
+            let mut n = 0;
+            while inflight < self.window
+                && self.may_publish(*k)
+                && self.interval.is_none_or(|_| now >= *next_at)
+            {
+                link.publish(&self.telemetry_topic, self.payload(*k))?;
+                inflight += 1;
+                *k += 1;
+                n += 1;
+                if let Some(i) = self.interval {
+                    *next_at += i;
+                }
+            }
+            counters.sent.fetch_add(n, Ordering::Relaxed);
+            if *next_at < now {
+                // Behind (window full or reconnecting): do not burst to catch up.
+                *next_at = now;
+            }
+            link.flush().await?;
+            let mut wake: Option<TInstant> = None;
+            if self.finished(*k) {
+                let until = *drain_until.get_or_insert(now + ACK_WAIT);
+                if inflight == 0 || now >= until {
+                    break;
+                }
+                wake = Some(until);
+            } else {
+                if self.interval.is_some() && inflight < self.window && self.may_publish(*k) {
+                    wake = Some(*next_at);
+                }
+                if let Some(d) = self.deadline {
+                    let d = TInstant::from_std(d);
+                    wake = Some(wake.map_or(d, |w| w.min(d)));
+                }
+            }
+            tokio::select! {
+                r = link.read(&mut incoming) => {
+                    r?;
+                    let mut acked = 0;
+                    for i in incoming.drain(..) {
+                        match i {
+                            Incoming::PubAck(_) => {
+                                inflight = inflight.saturating_sub(1);
+                                acked += 1;
+                            }
+                            Incoming::Publish { .. } => {
+                                counters.commands.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Incoming::SubAck { .. } | Incoming::Other => {}
+                        }
+                    }
+                    counters.acked.fetch_add(acked, Ordering::Relaxed);
+                }
+                _ = ping.tick() => link.ping()?,
+                _ = tokio::time::sleep_until(wake.unwrap_or(now)), if wake.is_some() => {}
+            }
+        }
+        let _ = link.disconnect().await;
+        Ok(())
+    }
+}
+
+/// `--sink`: one more connection subscribed to every device's telemetry (`bench/+/telemetry`),
+/// counting what the broker delivers: pub→sub throughput of a plain broker.
+async fn sink(link: LinkOptions, counters: Arc<Counters>, ready: tokio::sync::oneshot::Sender<()>) {
+    let mut ready = Some(ready);
+    let r: anyhow::Result<()> = async {
+        let mut l = Link::connect(&link).await?;
+        l.subscribe("bench/+/telemetry")?;
+        l.flush().await?;
+        let mut incoming = Vec::new();
+        loop {
+            l.read(&mut incoming).await?;
+            let mut n = 0;
+            for i in incoming.drain(..) {
+                match i {
+                    Incoming::Publish { .. } => n += 1,
+                    Incoming::SubAck { granted } => {
+                        anyhow::ensure!(granted, "the broker refused the sink's subscription");
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            counters.delivered.fetch_add(n, Ordering::Relaxed);
+            l.flush().await?;
+        }
+    }
+    .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "sink connection ended");
+    }
 }
 
 /// Runs the simulation; returns the summary it also prints.
@@ -294,102 +486,74 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Value> {
         }
         (None, None) => bail!("give --endpoints DIR/endpoints.json (or --broker host:port)"),
     };
+    if args.sink && args.broker.is_none() {
+        bail!("--sink needs --broker (a smartsite server lets no device read another's topics)");
+    }
+    let (host, port) = host_port(&target)?;
+    let anonymous = args.broker.is_some();
     let counters = Arc::new(Counters::default());
+    let mut sink_task = None;
+    if args.sink {
+        let (ready, is_ready) = tokio::sync::oneshot::channel();
+        sink_task = Some(tokio::spawn(sink(
+            LinkOptions {
+                host: host.clone(),
+                port,
+                client_id: "sim-sink".into(),
+                login: None,
+                tls: None,
+                keep_alive: Duration::from_secs(30),
+            },
+            counters.clone(),
+            ready,
+        )));
+        tokio::time::timeout(Duration::from_secs(10), is_ready)
+            .await
+            .context("the sink did not subscribe within 10 s")?
+            .context("the sink's connection failed")?;
+    }
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + Duration::from_secs(d));
-    let per_device_limit = args
+    let budget = args
         .messages
         .map(|m| m.div_ceil(devices.len().max(1) as u64));
     let interval =
         (args.rate > 0.0).then(|| Duration::from_secs_f64(devices.len() as f64 / args.rate));
-    let anonymous = args.broker.is_some();
     let mut tasks = Vec::new();
     for (n, d) in devices.into_iter().enumerate() {
-        let (host, port) = host_port(&target)?;
-        let mut opts = MqttOptions::new(d.device_id.clone(), host, port);
-        opts.set_keep_alive(Duration::from_secs(30));
-        opts.set_inflight(args.inflight.max(1));
-        opts.set_max_packet_size(64 * 1024, 64 * 1024);
-        if !anonymous {
-            if plain {
-                opts.set_credentials(d.device_id.clone(), d.device_token.clone());
-            } else {
-                opts.set_transport(Transport::tls_with_config(device_tls(
+        let (login, tls) = match (anonymous, plain) {
+            (true, _) => (None, None),
+            (false, true) => (Some((d.device_id.clone(), d.device_token.clone())), None),
+            (false, false) => (
+                None,
+                Some(device_tls_config(
                     &d.ca_pem,
                     &d.certificate_pem,
                     &d.private_key_pem,
-                )?));
-            }
-        }
-        let counters = counters.clone();
-        let scenario = args.scenario;
-        let silent_after = (scenario == Scenario::Offline && n % 3 == 0).then_some(5u64);
-        tasks.push(tokio::spawn(async move {
-            let (client, mut eventloop) = AsyncClient::new(opts, 1024);
-            let mine = Arc::new(AtomicU64::new(0));
-            let poller = {
-                let counters = counters.clone();
-                let mine = mine.clone();
-                tokio::spawn(async move {
-                    loop {
-                        match eventloop.poll().await {
-                            Ok(Event::Incoming(Packet::PubAck(_))) => {
-                                counters.acked.fetch_add(1, Ordering::Relaxed);
-                                mine.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(Event::Incoming(Packet::Publish(_))) => {
-                                counters.commands.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                counters.failed_connections.fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!(error = %e, "simulated device disconnected");
-                                tokio::time::sleep(Duration::from_secs(1)).await;
-                            }
-                        }
-                    }
-                })
-            };
-            let _ = client.subscribe(&d.cmd_topic, QoS::AtLeastOnce).await;
-            let mut tick = interval.map(tokio::time::interval);
-            let mut k: u64 = 0;
-            loop {
-                if deadline.is_some_and(|d| Instant::now() >= d)
-                    || per_device_limit.is_some_and(|l| k >= l)
-                {
-                    break;
-                }
-                if let Some(t) = &mut tick {
-                    t.tick().await;
-                }
-                if silent_after.is_some_and(|s| k >= s) {
-                    // Silent but connected; with a message budget and no duration it is done.
-                    if per_device_limit.is_some() && deadline.is_none() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-                let payload =
-                    serde_json::to_vec(&reading(&d.category, scenario, k, n)).unwrap_or_default();
-                if client
-                    .publish(&d.telemetry_topic, QoS::AtLeastOnce, false, payload)
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-                counters.sent.fetch_add(1, Ordering::Relaxed);
-                k += 1;
-            }
-            // Wait for the acknowledgements of what was sent (publish only queues it), up to 60 s.
-            let waited = Instant::now();
-            while mine.load(Ordering::Relaxed) < k && waited.elapsed() < Duration::from_secs(60) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            let _ = client.disconnect().await;
-            poller.abort();
-        }));
+                )?),
+            ),
+        };
+        let plan = Plan {
+            link: LinkOptions {
+                host: host.clone(),
+                port,
+                client_id: d.device_id.clone(),
+                login,
+                tls,
+                keep_alive: Duration::from_secs(30),
+            },
+            category: d.category,
+            telemetry_topic: d.telemetry_topic,
+            cmd_topic: d.cmd_topic,
+            n,
+            scenario: args.scenario,
+            silent_after: (args.scenario == Scenario::Offline && n % 3 == 0).then_some(5),
+            budget,
+            deadline,
+            interval,
+            window: usize::from(args.inflight.max(1)),
+        };
+        tasks.push(tokio::spawn(plan.drive(counters.clone())));
     }
     let progress = {
         let counters = counters.clone();
@@ -415,10 +579,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Value> {
         _ = all => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    progress.abort();
     let secs = started.elapsed().as_secs_f64();
     let acked = counters.acked.load(Ordering::Relaxed);
-    let summary = json!({
+    let mut summary = json!({
         "devices": args.devices,
         "sent": counters.sent.load(Ordering::Relaxed),
         "acked": acked,
@@ -427,6 +590,23 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Value> {
         "acked_per_second": (acked as f64 / secs).round(),
         "connection_errors": counters.failed_connections.load(Ordering::Relaxed),
     });
+    if let Some(task) = sink_task {
+        // Everything acknowledged has been routed; wait until the sink has it (or stalls 5 s).
+        let mut last = (Instant::now(), counters.delivered.load(Ordering::Relaxed));
+        while last.1 < acked && last.0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let d = counters.delivered.load(Ordering::Relaxed);
+            if d != last.1 {
+                last = (Instant::now(), d);
+            }
+        }
+        task.abort();
+        let secs = started.elapsed().as_secs_f64();
+        summary["delivered"] = json!(last.1);
+        summary["delivered_seconds"] = json!((secs * 100.0).round() / 100.0);
+        summary["delivered_per_second"] = json!((last.1 as f64 / secs).round());
+    }
+    progress.abort();
     eprintln!();
     println!("{summary}");
     Ok(summary)

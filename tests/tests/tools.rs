@@ -124,6 +124,72 @@ async fn simulate_provisions_a_fleet_and_its_messages_are_stored() {
     );
 }
 
+/// Without a plain listener the simulator connects each device over TLS with its own client
+/// certificate; at full speed (no rate) it keeps a window of unacknowledged publishes per device,
+/// and every acknowledged message is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_over_tls_at_full_speed_stores_every_acknowledged_message() {
+    let (server, api, admin) = Server::spawn_as_admin_with(bin(), &[], &[]).await.unwrap();
+    assert!(server.endpoints["mqtt"].is_null(), "{}", server.endpoints);
+    let w = onboard(&api, &admin, "simtls", "220100", "220102", 1)
+        .await
+        .unwrap();
+    let ia = w.token("integrator_admin");
+    let (_, d) = api
+        .call("GET", &format!("/v1/devices/{}", w.device), Some(ia), None)
+        .await
+        .unwrap();
+    let out = Command::new(bin())
+        .args(["simulate", "--endpoints"])
+        .arg(server.data_dir.join("endpoints.json"))
+        .args(["--devices", "4", "--rate", "0", "--messages", "400"])
+        .args(["--inflight", "16", "--project-id", &w.project])
+        .args(["--model-id", d["model_id"].as_str().unwrap()])
+        .env("SMARTSITE_TOKEN", ia)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            summary["sent"].as_u64(),
+            summary["acked"].as_u64(),
+            summary["connection_errors"].as_u64()
+        ),
+        (Some(400), Some(400), Some(0)),
+        "{summary}"
+    );
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(server.data_dir.join("simulator-devices.json")).unwrap(),
+    )
+    .unwrap();
+    let so = w.token("safety_officer");
+    for d in state["devices"].as_array().unwrap() {
+        assert!(
+            d["certificate_pem"]
+                .as_str()
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
+        let id = d["device_id"].as_str().unwrap();
+        let (_, series) = api
+            .call(
+                "GET",
+                &format!("/v1/devices/{id}/telemetry?limit=200"),
+                Some(so),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            series["items"].as_array().unwrap().len(),
+            100,
+            "{id}: {series}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hj212_gateway_publishes_frames_as_the_devices_telemetry() {
     let (server, api, admin) = Server::spawn_as_admin_with(bin(), &["--mqtt", "127.0.0.1:0"], &[])

@@ -7,7 +7,11 @@
 //!    stored durably (fsync) with its hourly aggregate, the latest state updated and the alarm
 //!    rules evaluated before its PUBACK.
 //! 2. Starts mosquitto (no persistence) and runs the same simulator against it anonymously: the
-//!    transport limit of this machine with this client.
+//!    transport limit of this machine with this client. Twice: publishers only (pub→ack), then
+//!    with one more connection subscribed to every device's telemetry at QoS 1 (pub→sub, the
+//!    throughput counted at that subscriber).
+//!
+//! The simulator runs in this process: its CPU is reported as the client's.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -67,14 +71,38 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// CPU seconds (user + system) a process used so far, from /proc.
 fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+fn stat_cpu(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     let rest = stat.rsplit_once(')')?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
 }
 
-async fn smartsite_run(args: &Args) -> anyhow::Result<(Value, f64)> {
+/// One measured run: the simulator's summary, the broker's and the client's CPU seconds.
+struct Run {
+    summary: Value,
+    broker_cpu: f64,
+    client_cpu: f64,
+}
+
+async fn measured(broker: u32, sim: SimulateArgs) -> anyhow::Result<Run> {
+    let (b0, c0) = (
+        cpu_seconds(broker).unwrap_or(0.0),
+        stat_cpu("/proc/self/stat").unwrap_or(0.0),
+    );
+    let summary = smartsite::simulate::run(sim).await?;
+    Ok(Run {
+        summary,
+        broker_cpu: cpu_seconds(broker).unwrap_or(0.0) - b0,
+        client_cpu: stat_cpu("/proc/self/stat").unwrap_or(0.0) - c0,
+    })
+}
+
+async fn smartsite_run(args: &Args) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let child = Command::new(&args.smartsite)
         .args(["serve", "--data-dir"])
@@ -130,16 +158,14 @@ async fn smartsite_run(args: &Args) -> anyhow::Result<(Value, f64)> {
         state: None,
         broker: None,
         inflight: args.inflight,
+        sink: false,
     };
     // Provision and warm up, then measure.
     smartsite::simulate::run(sim(args.devices as u64 * 10)).await?;
-    let cpu0 = cpu_seconds(server.0.id()).unwrap_or(0.0);
-    let summary = smartsite::simulate::run(sim(args.messages)).await?;
-    let cpu = cpu_seconds(server.0.id()).unwrap_or(0.0) - cpu0;
-    Ok((summary, cpu))
+    measured(server.0.id(), sim(args.messages)).await
 }
 
-async fn mosquitto_run(args: &Args) -> anyhow::Result<(Value, f64)> {
+async fn mosquitto_run(args: &Args, sink: bool) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let conf = dir.path().join("mosquitto.conf");
@@ -176,12 +202,10 @@ async fn mosquitto_run(args: &Args) -> anyhow::Result<(Value, f64)> {
         state: None,
         broker: Some(format!("127.0.0.1:{port}")),
         inflight: args.inflight,
+        sink,
     };
     smartsite::simulate::run(sim(args.devices as u64 * 10)).await?;
-    let cpu0 = cpu_seconds(broker.0.id()).unwrap_or(0.0);
-    let summary = smartsite::simulate::run(sim(args.messages)).await?;
-    let cpu = cpu_seconds(broker.0.id()).unwrap_or(0.0) - cpu0;
-    Ok((summary, cpu))
+    measured(broker.0.id(), sim(args.messages)).await
 }
 
 #[tokio::main]
@@ -189,21 +213,39 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut rows = Vec::new();
     if !args.mosquitto_only {
-        let (s, cpu) = smartsite_run(&args).await?;
+        let r = smartsite_run(&args).await?;
+        let n = &r.summary["acked"];
+        let rate = &r.summary["acked_per_second"];
         rows.push((
-            "smartsite serve (TLS off, token auth, durable store, alarms on)",
-            s,
-            cpu,
+            "smartsite serve: pub→ack (token auth, durable store, alarms on)",
+            n.clone(),
+            r.summary["seconds"].clone(),
+            rate.clone(),
+            r,
         ));
     }
-    let (m, cpu) = mosquitto_run(&args).await?;
-    rows.push(("mosquitto 2.0 (no persistence), same client", m, cpu));
-    println!("| broker | devices | messages acked | seconds | acked msg/s | broker CPU s |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (name, s, cpu) in rows {
+    let r = mosquitto_run(&args, false).await?;
+    rows.push((
+        "mosquitto 2.0 (no persistence): pub→ack, same client",
+        r.summary["acked"].clone(),
+        r.summary["seconds"].clone(),
+        r.summary["acked_per_second"].clone(),
+        r,
+    ));
+    let r = mosquitto_run(&args, true).await?;
+    rows.push((
+        "mosquitto 2.0 (no persistence): pub→sub, one QoS 1 subscriber to all",
+        r.summary["delivered"].clone(),
+        r.summary["delivered_seconds"].clone(),
+        r.summary["delivered_per_second"].clone(),
+        r,
+    ));
+    println!("| run | devices | messages | seconds | msg/s | broker CPU s | client CPU s |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, n, secs, rate, r) in rows {
         println!(
-            "| {name} | {} | {} | {} | {} | {cpu:.1} |",
-            s["devices"], s["acked"], s["seconds"], s["acked_per_second"]
+            "| {name} | {} | {n} | {secs} | {rate} | {:.1} | {:.1} |",
+            r.summary["devices"], r.broker_cpu, r.client_cpu
         );
     }
     Ok(())
