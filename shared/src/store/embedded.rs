@@ -465,15 +465,26 @@ fn commit_group(
     let mut txn = db.begin_write().map_err(backend)?;
     txn.set_durability(Durability::Immediate).map_err(backend)?;
     let mut results = Vec::with_capacity(group.len());
-    for req in group {
-        match apply(&txn, &req.names, &req.op, req.now) {
-            Ok(done) => results.push(Ok(done)),
-            Err(
-                e @ (StoreError::ConditionFailed
-                | StoreError::TransactionConditionFailed { .. }
-                | StoreError::Invalid(_)),
-            ) => results.push(Err(e)),
-            Err(e) => return Err(e),
+    {
+        // Each logical table's redb tables are opened once per group, not once per request.
+        let mut opened: Vec<Open<'_>> = Vec::new();
+        for req in group {
+            let at = match opened.iter().position(|o| o.names.main == req.names.main) {
+                Some(i) => i,
+                None => {
+                    opened.push(Open::new(&txn, &req.names)?);
+                    opened.len() - 1
+                }
+            };
+            match apply(&mut opened[at], &req.op, req.now) {
+                Ok(done) => results.push(Ok(done)),
+                Err(
+                    e @ (StoreError::ConditionFailed
+                    | StoreError::TransactionConditionFailed { .. }
+                    | StoreError::Invalid(_)),
+                ) => results.push(Err(e)),
+                Err(e) => return Err(e),
+            }
         }
     }
     txn.commit().map_err(backend)?;
@@ -482,6 +493,7 @@ fn commit_group(
 
 /// The redb tables of one logical table, open in a write transaction.
 struct Open<'t> {
+    names: &'t Names,
     main: redb::Table<'t, MainKey, &'static [u8]>,
     idx: Vec<(&'t IndexDef, redb::Table<'t, IdxKey, ()>)>,
     ttl: redb::Table<'t, TtlKey, ()>,
@@ -494,6 +506,7 @@ impl<'t> Open<'t> {
             idx.push((d, txn.open_table(Names::idx_def(n)).map_err(backend)?));
         }
         Ok(Open {
+            names,
             main: txn.open_table(names.main_def()).map_err(backend)?,
             idx,
             ttl: txn.open_table(names.ttl_def()).map_err(backend)?,
@@ -512,10 +525,6 @@ impl<'t> Open<'t> {
         }
     }
 
-    fn live(&self, key: &Key, now: i64) -> Result<Option<Item>, StoreError> {
-        Ok(self.raw(key)?.filter(|i| i.is_live(now)))
-    }
-
     fn unindex(&mut self, old: &Item) -> Result<(), StoreError> {
         let (pk, sk) = (old.key.pk.as_str(), old.key.sk.as_str());
         for (d, t) in &mut self.idx {
@@ -530,24 +539,53 @@ impl<'t> Open<'t> {
     }
 
     fn remove(&mut self, key: &Key) -> Result<(), StoreError> {
-        if let Some(old) = self.raw(key)? {
+        let old = match self
+            .main
+            .remove((key.pk.as_str(), key.sk.as_str()))
+            .map_err(backend)?
+        {
+            Some(v) => Some(decode(key.clone(), v.value())?),
+            None => None,
+        };
+        if let Some(old) = old {
             self.unindex(&old)?;
-            self.main
-                .remove((key.pk.as_str(), key.sk.as_str()))
-                .map_err(backend)?;
         }
         Ok(())
     }
 
+    /// Writes `item`; what it replaces comes back from the insert itself (one B-tree walk).
     fn write(&mut self, item: &Item) -> Result<(), StoreError> {
-        if let Some(old) = self.raw(&item.key)? {
+        let (pk, sk) = (item.key.pk.as_str(), item.key.sk.as_str());
+        let bytes = postcard::to_stdvec(item.attrs()).map_err(|e| StoreError::Backend(e.into()))?;
+        let old = match self
+            .main
+            .insert((pk, sk), bytes.as_slice())
+            .map_err(backend)?
+        {
+            Some(v) => Some(decode(item.key.clone(), v.value())?),
+            None => None,
+        };
+        if let Some(old) = old {
             self.unindex(&old)?;
+        }
+        self.index(item)
+    }
+
+    /// Writes `item` over `old`, the raw item its caller has just read at the same key.
+    fn write_over(&mut self, item: &Item, old: Option<&Item>) -> Result<(), StoreError> {
+        if let Some(old) = old {
+            self.unindex(old)?;
         }
         let (pk, sk) = (item.key.pk.as_str(), item.key.sk.as_str());
         let bytes = postcard::to_stdvec(item.attrs()).map_err(|e| StoreError::Backend(e.into()))?;
         self.main
             .insert((pk, sk), bytes.as_slice())
             .map_err(backend)?;
+        self.index(item)
+    }
+
+    fn index(&mut self, item: &Item) -> Result<(), StoreError> {
+        let (pk, sk) = (item.key.pk.as_str(), item.key.sk.as_str());
         for (d, t) in &mut self.idx {
             if let Some((ipk, isk)) = item.index_key(d) {
                 t.insert((ipk, isk, pk, sk), ()).map_err(backend)?;
@@ -558,97 +596,106 @@ impl<'t> Open<'t> {
         }
         Ok(())
     }
+}
 
-    fn add(&mut self, key: &Key, attr: &str, delta: i64, now: i64) -> Result<i64, StoreError> {
-        let mut item = self
-            .live(key, now)?
-            .unwrap_or_else(|| Item::new(key.clone()));
+/// `deltas` added to the live item (or a new one) at `key`.
+fn added(
+    key: &Key,
+    live: Option<&Item>,
+    deltas: &[(String, i64)],
+) -> Result<(Item, Vec<i64>), StoreError> {
+    let mut item = live.cloned().unwrap_or_else(|| Item::new(key.clone()));
+    let mut values = Vec::with_capacity(deltas.len());
+    for (attr, delta) in deltas {
         let cur = match item.attr(attr) {
             None => 0,
             Some(Attr::N(n)) => *n,
             Some(_) => {
                 return Err(StoreError::Invalid(format!(
-                    "attribute {attr} is not a number"
+                    "attribute {attr} of {key:?} is not a number"
                 )));
             }
         };
         let new = cur
-            .checked_add(delta)
+            .checked_add(*delta)
             .ok_or_else(|| StoreError::Invalid(format!("counter {attr} would overflow")))?;
         item.set(attr, new);
-        self.write(&item)?;
-        Ok(new)
+        values.push(new);
     }
+    Ok((item, values))
 }
 
-fn check(
-    open: &Open<'_>,
-    key: &Key,
-    cond: Option<&Condition>,
-    now: i64,
-) -> Result<bool, StoreError> {
-    match cond {
-        None => Ok(true),
-        Some(c) => Ok(c.holds(open.live(key, now)?.as_ref())),
-    }
+/// The raw item if it is live at `now`.
+fn live(raw: &Option<Item>, now: i64) -> Option<&Item> {
+    raw.as_ref().filter(|i| i.is_live(now))
 }
 
-fn apply(
-    txn: &redb::WriteTransaction,
-    names: &Names,
-    op: &WriteOp,
-    now: i64,
-) -> Result<Done, StoreError> {
-    let mut open = Open::new(txn, names)?;
+fn apply(open: &mut Open<'_>, op: &WriteOp, now: i64) -> Result<Done, StoreError> {
     match op {
-        WriteOp::Put(item, cond) => {
-            if !check(&open, &item.key, cond.as_ref(), now)? {
-                return Err(StoreError::ConditionFailed);
-            }
+        WriteOp::Put(item, None) => {
             open.write(item)?;
             Ok(Done::Unit)
         }
+        WriteOp::Put(item, Some(cond)) => {
+            let raw = open.raw(&item.key)?;
+            if !cond.holds(live(&raw, now)) {
+                return Err(StoreError::ConditionFailed);
+            }
+            open.write_over(item, raw.as_ref())?;
+            Ok(Done::Unit)
+        }
         WriteOp::Delete(key, cond) => {
-            if !check(&open, key, cond.as_ref(), now)? {
+            if let Some(c) = cond
+                && !c.holds(live(&open.raw(key)?, now))
+            {
                 return Err(StoreError::ConditionFailed);
             }
             open.remove(key)?;
             Ok(Done::Unit)
         }
-        WriteOp::Add(key, attr, delta) => Ok(Done::Number(open.add(key, attr, *delta, now)?)),
+        WriteOp::Add(key, attr, delta) => {
+            let raw = open.raw(key)?;
+            let (item, values) = added(key, live(&raw, now), &[(attr.clone(), *delta)])?;
+            open.write_over(&item, raw.as_ref())?;
+            Ok(Done::Number(values.first().copied().unwrap_or(0)))
+        }
         WriteOp::Transact(ops) => {
-            // Check every condition first: one failure aborts all before anything is written.
+            // Read what the conditions and the ADDs need, once; check every condition before
+            // anything is written, so one failure aborts all.
+            let mut raws: Vec<Option<Option<Item>>> = Vec::with_capacity(ops.len());
             for (index, op) in ops.iter().enumerate() {
-                if !check(&open, op.key(), op.cond(), now)? {
+                if op.cond().is_none() && !matches!(op, TxOp::Add { .. }) {
+                    raws.push(None);
+                    continue;
+                }
+                let raw = open.raw(op.key())?;
+                if let Some(c) = op.cond()
+                    && !c.holds(live(&raw, now))
+                {
                     return Err(StoreError::TransactionConditionFailed { index });
                 }
+                raws.push(Some(raw));
             }
-            for op in &ops[..] {
-                if let TxOp::Add { key, deltas, .. } = op {
-                    let live = open.live(key, now)?;
-                    for (attr, _) in deltas {
-                        if live
-                            .as_ref()
-                            .and_then(|i| i.attr(attr))
-                            .is_some_and(|a| !matches!(a, Attr::N(_)))
-                        {
-                            return Err(StoreError::Invalid(format!(
-                                "attribute {attr} of {key:?} is not a number"
-                            )));
-                        }
+            let mut sums = Vec::with_capacity(ops.len());
+            for (op, raw) in ops.iter().zip(&raws) {
+                sums.push(match (op, raw) {
+                    (TxOp::Add { key, deltas, .. }, Some(raw)) => {
+                        Some(added(key, live(raw, now), deltas)?.0)
                     }
-                }
+                    _ => None,
+                });
             }
-            for op in ops {
-                match op {
-                    TxOp::Put { item, .. } => open.write(item)?,
-                    TxOp::Delete { key, .. } => open.remove(key)?,
-                    TxOp::Check { .. } => {}
-                    TxOp::Add { key, deltas, .. } => {
-                        for (attr, delta) in deltas {
-                            open.add(key, attr, *delta, now)?;
-                        }
+            for ((op, raw), sum) in ops.iter().zip(&raws).zip(&sums) {
+                match (op, sum) {
+                    (_, Some(item)) => {
+                        open.write_over(item, raw.as_ref().and_then(Option::as_ref))?
                     }
+                    (TxOp::Put { item, .. }, None) => match raw {
+                        Some(raw) => open.write_over(item, raw.as_ref())?,
+                        None => open.write(item)?,
+                    },
+                    (TxOp::Delete { key, .. }, None) => open.remove(key)?,
+                    (TxOp::Check { .. } | TxOp::Add { .. }, None) => {}
                 }
             }
             Ok(Done::Unit)

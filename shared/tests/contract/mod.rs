@@ -436,6 +436,28 @@ pub async fn index_queries_follow_item_updates(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(sks(&bob.items), ["u1", "u3"]);
+    // So does a conditional move inside a transaction, and a conditional single put.
+    s.transact(vec![TxOp::Put {
+        item: put(&p1, "u1", "USER#carol", "2026-01-04"),
+        cond: Some(Condition::Exists),
+    }])
+    .await
+    .unwrap();
+    s.put(
+        put(&p2, "u3", "USER#carol", "2026-01-05"),
+        Some(Condition::equals("owner", "u3")),
+    )
+    .await
+    .unwrap();
+    assert!(
+        s.query(Query::index("gsi1", "USER#bob"))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let carol = s.query(Query::index("gsi1", "USER#carol")).await.unwrap();
+    assert_eq!(sks(&carol.items), ["u1", "u3"]);
     // Deleting removes it from the index.
     s.delete(&key(&p2, "u2"), None).await.unwrap();
     assert!(
