@@ -1,10 +1,11 @@
 //! The single-box [`Uplink`]: the broker's (and the HJ 212 listener's) way into the ingest
 //! pipeline.
 //!
-//! Messages of all connections meet in one queue; a few workers each take what is waiting (up to
-//! [`BATCH`]) and run it through [`Pipeline::process`], whose transactions share the store's
-//! group commit. Each sender waits for its own message's result, so the broker acknowledges a
-//! QoS 1 publish exactly when that message is durable — batching only amortises the fsync.
+//! Messages of all connections meet in one queue, as the groups a connection read together; a few
+//! workers each take what is waiting (about [`BATCH`] messages) and run it through
+//! [`Pipeline::process`], whose transactions share the store's group commit. Each sender waits for
+//! its own messages' results, so the broker acknowledges a QoS 1 publish exactly when that message
+//! is durable — batching only amortises the fsync and the hand-over.
 
 use std::sync::Arc;
 
@@ -23,7 +24,8 @@ pub const BATCH: usize = 512;
 /// decoded.
 pub const WORKERS: usize = 4;
 
-type Job = (Inbound, oneshot::Sender<Result<(), String>>);
+/// Messages of one connection that arrived together, and where their results go (in order).
+type Job = (Vec<Inbound>, oneshot::Sender<Vec<Result<(), String>>>);
 
 pub struct LocalUplink {
     pipeline: Pipeline,
@@ -33,22 +35,45 @@ pub struct LocalUplink {
 impl LocalUplink {
     /// Starts the workers; they stop when the uplink is dropped.
     pub fn start(pipeline: Pipeline) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel::<Job>(BATCH * WORKERS * 4);
+        let (tx, rx) = mpsc::channel::<Job>(BATCH * WORKERS);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..WORKERS {
             let rx = rx.clone();
             let pipeline = pipeline.clone();
             tokio::spawn(async move {
-                let mut jobs = Vec::with_capacity(BATCH);
+                let mut jobs: Vec<Job> = Vec::with_capacity(BATCH);
+                let mut msgs: Vec<Inbound> = Vec::with_capacity(BATCH);
                 loop {
-                    let n = rx.lock().await.recv_many(&mut jobs, BATCH).await;
-                    if n == 0 {
-                        return;
+                    // Take waiting jobs until about BATCH messages (a job is at least one).
+                    {
+                        let mut rx = rx.lock().await;
+                        let Some(first) = rx.recv().await else {
+                            return;
+                        };
+                        let mut n = first.0.len();
+                        jobs.push(first);
+                        while n < BATCH {
+                            match rx.try_recv() {
+                                Ok(job) => {
+                                    n += job.0.len();
+                                    jobs.push(job);
+                                }
+                                Err(_) => break,
+                            }
+                        }
                     }
-                    let (msgs, replies): (Vec<Inbound>, Vec<_>) = jobs.drain(..).unzip();
-                    let results = pipeline.process(&msgs).await;
-                    for (reply, r) in replies.into_iter().zip(results) {
-                        let _ = reply.send(r.map(|_| ()));
+                    let mut sizes = Vec::with_capacity(jobs.len());
+                    let mut replies = Vec::with_capacity(jobs.len());
+                    for (m, reply) in jobs.drain(..) {
+                        sizes.push(m.len());
+                        replies.push(reply);
+                        msgs.extend(m);
+                    }
+                    let mut results = pipeline.process(&msgs).await.into_iter();
+                    msgs.clear();
+                    for (reply, n) in replies.into_iter().zip(sizes) {
+                        let _ =
+                            reply.send(results.by_ref().take(n).map(|r| r.map(|_| ())).collect());
                     }
                 }
             });
@@ -62,19 +87,32 @@ impl LocalUplink {
 
     /// Stores one message; `Ok` once durable (accepted, duplicate or quarantined).
     pub async fn submit(&self, msg: Inbound) -> Result<(), String> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send((msg, reply))
+        self.submit_all(vec![msg])
             .await
-            .map_err(|_| "ingest is shutting down".to_owned())?;
-        rx.await.map_err(|_| "ingest worker stopped".to_owned())?
+            .pop()
+            .unwrap_or_else(|| Err("ingest answered nothing".to_owned()))
+    }
+
+    /// Stores messages that arrived together; one result per message, in order.
+    pub async fn submit_all(&self, msgs: Vec<Inbound>) -> Vec<Result<(), String>> {
+        let n = msgs.len();
+        let failed = |why: &str| vec![Err(why.to_owned()); n];
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send((msgs, reply)).await.is_err() {
+            return failed("ingest is shutting down");
+        }
+        match rx.await {
+            Ok(results) if results.len() == n => results,
+            Ok(_) => failed("ingest answered a different number of results"),
+            Err(_) => failed("ingest worker stopped"),
+        }
     }
 }
 
 #[async_trait]
 impl Uplink for LocalUplink {
-    async fn accept(&self, msg: Inbound) -> Result<(), String> {
-        self.submit(msg).await
+    async fn accept(&self, msgs: Vec<Inbound>) -> Vec<Result<(), String>> {
+        self.submit_all(msgs).await
     }
 
     async fn presence(&self, device: &DeviceIdentity, online: bool, at: DateTime<Utc>) {

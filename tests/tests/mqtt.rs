@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rumqttc::{ConnectReturnCode, QoS};
 use serde_json::{Value, json};
+use smartsite::simulate::Scenario;
 use smartsite_tests::Server;
 use smartsite_tests::mqtt::{DeviceCreds, Seen, connect};
 use smartsite_tests::world::{Api, World, onboard, provision_crane, provision_dust};
@@ -944,12 +945,38 @@ async fn keep_alive_expiry_and_lost_links_deliver_the_last_will_a_clean_disconne
     let state = format!("/v1/devices/{}/state", creds.device_id);
     let events = format!("/v1/devices/{}/events", creds.device_id);
 
-    // 1. A clean DISCONNECT: the will is discarded (MQTT 3.1.1 §3.14.4).
+    // 1. A clean DISCONNECT: the will is discarded (MQTT 3.1.1 §3.14.4). Three QoS 1 publishes
+    // arrive in the same write as the DISCONNECT: all are stored and acknowledged before the
+    // broker closes.
     let mut sock = raw_session(&addr, &creds, 30, "clean").await;
     eventually(&api, so, &state, |v| v["online"] == true).await;
-    sock.write_all(&[0xE0, 0x00]).await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    for k in 1..=3u16 {
+        let body = smartsite::simulate::reading("tower_crane", Scenario::Normal, u64::from(k), 0);
+        let mut p = rumqttc::mqttbytes::v4::Publish::new(
+            creds.telemetry.clone(),
+            QoS::AtLeastOnce,
+            body.to_string(),
+        );
+        p.pkid = k;
+        p.write(&mut buf).unwrap();
+    }
+    buf.extend_from_slice(&[0xE0, 0x00]);
+    sock.write_all(&buf).await.unwrap();
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut rest)).await;
+    assert_eq!(
+        rest,
+        [0x40, 0x02, 0, 1, 0x40, 0x02, 0, 2, 0x40, 0x02, 0, 3],
+        "three PUBACKs, then the close"
+    );
+    let series = get(
+        &api,
+        so,
+        &format!("/v1/devices/{}/telemetry", creds.device_id),
+    )
+    .await;
+    assert_eq!(series["items"].as_array().unwrap().len(), 3, "{series}");
     eventually(&api, so, &state, |v| v["online"] == false).await;
 
     // 2. Keep-alive 1 s and then silence on an open socket: the broker gives up after 1.5 ×

@@ -64,13 +64,18 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 /// Where the broker hands messages and presence.
 #[async_trait]
 pub trait Uplink: Send + Sync + 'static {
-    /// Stores one message durably. `Ok` ⇒ the broker acknowledges it; `Err` ⇒ it does not.
-    async fn accept(&self, msg: Inbound) -> Result<(), String>;
+    /// Stores messages that arrived together durably; one result per message, in order. `Ok` ⇒
+    /// the broker acknowledges it; `Err` ⇒ it does not.
+    async fn accept(&self, msgs: Vec<Inbound>) -> Vec<Result<(), String>>;
     /// A device came online or went offline.
     async fn presence(&self, device: &DeviceIdentity, online: bool, at: DateTime<Utc>);
     /// A publish the ACL refused (for the device's quarantine).
     async fn refused(&self, device: &DeviceIdentity, topic: &str, payload: Bytes, reason: &str);
 }
+
+/// The outcomes `(packet id, QoS, outcome)` of publishes handed over together.
+type Stored = Vec<(u16, u8, PubOutcome)>;
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Stored> + Send>>;
 
 struct SessionHandle {
     id: u64,
@@ -286,6 +291,29 @@ impl Broker {
         Ok(Authed { identity })
     }
 
+    /// Hands the publishes read together to the uplink; resolves to each one's outcome.
+    fn hand_over(&self, batch: &mut Vec<Inbound>, arrived: &mut Vec<(u16, u8)>) -> Pending {
+        let uplink = self.uplink.clone();
+        let msgs = std::mem::take(batch);
+        let ids = std::mem::take(arrived);
+        Box::pin(async move {
+            let results = uplink.accept(msgs).await;
+            ids.into_iter()
+                .zip(results)
+                .map(|((pkid, qos), r)| {
+                    let outcome = match r {
+                        Ok(()) => PubOutcome::Stored,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "mqtt: message not stored");
+                            PubOutcome::Failed
+                        }
+                    };
+                    (pkid, qos, outcome)
+                })
+                .collect()
+        })
+    }
+
     async fn session<S>(
         self: Arc<Self>,
         stream: S,
@@ -381,9 +409,11 @@ impl Broker {
 
         let keep_alive = Duration::from_millis(u64::from(connect.keep_alive) * 1500);
         let mut deadline = tokio::time::Instant::now() + keep_alive;
-        type Pending =
-            std::pin::Pin<Box<dyn std::future::Future<Output = (u16, u8, PubOutcome)> + Send>>;
+        // Publishes read together are stored together: one hand-over to the uplink per read.
         let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
+        let mut inflight_msgs = 0usize;
+        let mut arrived: Vec<(u16, u8)> = Vec::new();
+        let mut batch: Vec<Inbound> = Vec::new();
         let mut qos2: HashSet<u16> = HashSet::new();
         let mut subscribed = false;
         let mut next_pkid: u16 = 0;
@@ -437,29 +467,18 @@ impl Broker {
                         } else {
                             MessageKind::Events
                         };
-                        let msg = Inbound {
+                        batch.push(Inbound {
                             integrator_id: identity.integrator_id.clone(),
                             project_id: identity.project_id.clone(),
                             device_id: device_id.clone(),
                             kind,
                             payload: p.payload,
                             received_at: Utc::now(),
-                        };
-                        let uplink = self.uplink.clone();
-                        let (pkid, qos) = (p.pkid, p.qos);
-                        if qos == 2 {
-                            qos2.insert(pkid);
+                        });
+                        if p.qos == 2 {
+                            qos2.insert(p.pkid);
                         }
-                        inflight.push_back(Box::pin(async move {
-                            let outcome = match uplink.accept(msg).await {
-                                Ok(()) => PubOutcome::Stored,
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "mqtt: message not stored");
-                                    PubOutcome::Failed
-                                }
-                            };
-                            (pkid, qos, outcome)
-                        }));
+                        arrived.push((p.pkid, p.qos));
                     }
                     In::PubRel(pkid) => {
                         qos2.remove(&pkid);
@@ -498,13 +517,17 @@ impl Broker {
                     }
                 }
             }
+            if !batch.is_empty() {
+                inflight_msgs += arrived.len();
+                inflight.push_back(self.hand_over(&mut batch, &mut arrived));
+            }
             if !out.is_empty() {
                 if wr.write_all(&out).await.is_err() {
                     break 'session;
                 }
                 out.clear();
             }
-            let may_read = inflight.len() < MAX_INFLIGHT;
+            let may_read = inflight_msgs < MAX_INFLIGHT;
             tokio::select! {
                 biased;
                 _ = kick.notified() => {
@@ -515,21 +538,24 @@ impl Broker {
                     abnormal = false;
                     break 'session;
                 }
-                Some((pkid, qos, outcome)) = inflight.next(), if !inflight.is_empty() => {
-                    match (qos, outcome) {
-                        (0, _) => {}
-                        (1, PubOutcome::Stored) => {
-                            let _ = codec::write(version, Out::PubAck { pkid, outcome }, &mut out);
-                        }
-                        (2, PubOutcome::Stored) => {
-                            let _ = codec::write(version, Out::PubRec(pkid), &mut out);
-                        }
-                        (_, _) if version == Version::V5 && qos == 1 => {
-                            let _ = codec::write(version, Out::PubAck { pkid, outcome }, &mut out);
-                        }
-                        _ => {
-                            // 3.1.1 cannot say "not stored": close so the client resends.
-                            break 'session;
+                Some(stored) = inflight.next(), if !inflight.is_empty() => {
+                    inflight_msgs -= stored.len();
+                    for (pkid, qos, outcome) in stored {
+                        match (qos, outcome) {
+                            (0, _) => {}
+                            (1, PubOutcome::Stored) => {
+                                let _ = codec::write(version, Out::PubAck { pkid, outcome }, &mut out);
+                            }
+                            (2, PubOutcome::Stored) => {
+                                let _ = codec::write(version, Out::PubRec(pkid), &mut out);
+                            }
+                            (_, _) if version == Version::V5 && qos == 1 => {
+                                let _ = codec::write(version, Out::PubAck { pkid, outcome }, &mut out);
+                            }
+                            _ => {
+                                // 3.1.1 cannot say "not stored": close so the client resends.
+                                break 'session;
+                            }
                         }
                     }
                 }
@@ -557,10 +583,16 @@ impl Broker {
             }
         }
 
-        // Acknowledge what was stored before the session ended, as far as the socket allows.
-        while let Some((pkid, qos, outcome)) = inflight.next().await {
-            if qos == 1 && outcome == PubOutcome::Stored {
-                let _ = codec::write(version, Out::PubAck { pkid, outcome }, &mut out);
+        // Store what was read before the session ended (publishes followed by DISCONNECT in one
+        // read), and acknowledge what was stored, as far as the socket allows.
+        if !batch.is_empty() {
+            inflight.push_back(self.hand_over(&mut batch, &mut arrived));
+        }
+        while let Some(stored) = inflight.next().await {
+            for (pkid, qos, outcome) in stored {
+                if qos == 1 && outcome == PubOutcome::Stored {
+                    let _ = codec::write(version, Out::PubAck { pkid, outcome }, &mut out);
+                }
             }
         }
         if !out.is_empty() {
@@ -580,7 +612,7 @@ impl Broker {
                 payload: will.payload,
                 received_at: Utc::now(),
             };
-            if let Err(e) = self.uplink.accept(msg).await {
+            if let Some(Err(e)) = self.uplink.accept(vec![msg]).await.pop() {
                 tracing::warn!(device = %device_id, error = %e, "mqtt: last will not stored");
             }
         }
