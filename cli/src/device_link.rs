@@ -200,6 +200,18 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
+    /// Device `dev-1` with `token` on a plain local listener.
+    fn local(port: u16, token: &str) -> LinkOptions {
+        LinkOptions {
+            host: "127.0.0.1".into(),
+            port,
+            client_id: "dev-1".into(),
+            login: Some(("dev-1".into(), token.into())),
+            tls: None,
+            keep_alive: Duration::from_secs(30),
+        }
+    }
+
     /// A scripted broker: answers CONNECT, SUBSCRIBE and every PUBLISH, sends one command.
     #[tokio::test]
     async fn connects_publishes_a_window_and_reads_acks_and_commands() {
@@ -254,16 +266,7 @@ mod tests {
                 }
             }
         });
-        let mut link = Link::connect(&LinkOptions {
-            host: "127.0.0.1".into(),
-            port,
-            client_id: "dev-1".into(),
-            login: Some(("dev-1".into(), "tok".into())),
-            tls: None,
-            keep_alive: Duration::from_secs(30),
-        })
-        .await
-        .unwrap();
+        let mut link = Link::connect(&local(port, "tok")).await.unwrap();
         link.subscribe("t/dev-1/cmd").unwrap();
         let ids: Vec<u16> = (0..5)
             .map(|i| {
@@ -323,17 +326,7 @@ mod tests {
                 .unwrap();
             s.write_all(&out).await.unwrap();
         });
-        let err = Link::connect(&LinkOptions {
-            host: "127.0.0.1".into(),
-            port,
-            client_id: "dev-1".into(),
-            login: Some(("dev-1".into(), "wrong".into())),
-            tls: None,
-            keep_alive: Duration::from_secs(30),
-        })
-        .await
-        .err()
-        .unwrap();
+        let err = Link::connect(&local(port, "wrong")).await.err().unwrap();
         assert!(err.to_string().contains("BadUserNamePassword"), "{err}");
     }
 }
