@@ -13,8 +13,9 @@
 //!   as IoT Core does.
 //! - A QoS 1 PUBLISH is acknowledged only after the [`Uplink`] reports it durably stored, and
 //!   PUBACKs leave in the order the PUBLISHes came (MQTT 3.1.1 §4.6) while up to
-//!   [`MAX_INFLIGHT`] messages of one connection are stored concurrently. QoS 2 is stored before
-//!   PUBREC.
+//!   [`MAX_INFLIGHT`] messages of one connection are stored concurrently. The publishes decoded
+//!   from one read go to the uplink as one group (one hand-over, one reply), including those
+//!   that came in the same read as a DISCONNECT. QoS 2 is stored before PUBREC.
 //! - Presence: online at CONNACK, offline at disconnect, keep-alive expiry (1.5 × keep-alive) or
 //!   takeover; the last will is delivered (as an `events` message, if the ACL allows its topic)
 //!   unless the client disconnected normally.
