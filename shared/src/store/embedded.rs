@@ -129,6 +129,10 @@ pub struct EmbeddedDb {
     _writer: Arc<Writer>,
 }
 
+/// The name of the thread that commits every write (the one part of a write that cannot spread
+/// over cores; benchmarks read its CPU time from /proc by this name).
+pub const WRITER_THREAD: &str = "store-writer";
+
 impl EmbeddedDb {
     /// Opens (or creates) the database file. redb recovers to the last committed transaction if
     /// the previous process died mid-write.
@@ -137,7 +141,7 @@ impl EmbeddedDb {
         let (tx, rx) = mpsc::channel::<WriteReq>();
         let wdb = Arc::clone(&db);
         let thread = std::thread::Builder::new()
-            .name("store-writer".into())
+            .name(WRITER_THREAD.into())
             .spawn(move || writer_loop(&wdb, &rx))
             .map_err(|e| StoreError::Backend(e.into()))?;
         let writer = Writer {
@@ -227,6 +231,14 @@ fn decode(key: Key, bytes: &[u8]) -> Result<Item, StoreError> {
     Ok(Item::from_parts(key, attrs))
 }
 
+/// The item a table handed back at `key` (a get's, an insert's or a remove's guard), decoded.
+fn decoded(
+    key: &Key,
+    raw: Option<redb::AccessGuard<'_, &'static [u8]>>,
+) -> Result<Option<Item>, StoreError> {
+    raw.map(|v| decode(key.clone(), v.value())).transpose()
+}
+
 fn key_of(pk: &str, sk: &str) -> Result<Key, StoreError> {
     let pk = Pk::from_stored(pk).ok_or_else(|| {
         StoreError::Backend(anyhow::anyhow!("stored key {pk:?} lacks the tenant prefix"))
@@ -239,13 +251,8 @@ fn get_in<T: ReadableTable<MainKey, &'static [u8]>>(
     key: &Key,
     now: i64,
 ) -> Result<Option<Item>, StoreError> {
-    match t.get((key.pk.as_str(), key.sk.as_str())).map_err(backend)? {
-        Some(v) => {
-            let item = decode(key.clone(), v.value())?;
-            Ok(item.is_live(now).then_some(item))
-        }
-        None => Ok(None),
-    }
+    let raw = t.get((key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
+    Ok(decoded(key, raw)?.filter(|i| i.is_live(now)))
 }
 
 #[async_trait]
@@ -515,14 +522,11 @@ impl<'t> Open<'t> {
 
     /// The stored item at `key`, live or expired.
     fn raw(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        match self
+        let raw = self
             .main
             .get((key.pk.as_str(), key.sk.as_str()))
-            .map_err(backend)?
-        {
-            Some(v) => Ok(Some(decode(key.clone(), v.value())?)),
-            None => Ok(None),
-        }
+            .map_err(backend)?;
+        decoded(key, raw)
     }
 
     fn unindex(&mut self, old: &Item) -> Result<(), StoreError> {
@@ -539,15 +543,11 @@ impl<'t> Open<'t> {
     }
 
     fn remove(&mut self, key: &Key) -> Result<(), StoreError> {
-        let old = match self
+        let raw = self
             .main
             .remove((key.pk.as_str(), key.sk.as_str()))
-            .map_err(backend)?
-        {
-            Some(v) => Some(decode(key.clone(), v.value())?),
-            None => None,
-        };
-        if let Some(old) = old {
+            .map_err(backend)?;
+        if let Some(old) = decoded(key, raw)? {
             self.unindex(&old)?;
         }
         Ok(())
@@ -555,17 +555,8 @@ impl<'t> Open<'t> {
 
     /// Writes `item`; what it replaces comes back from the insert itself (one B-tree walk).
     fn write(&mut self, item: &Item) -> Result<(), StoreError> {
-        let (pk, sk) = (item.key.pk.as_str(), item.key.sk.as_str());
-        let bytes = postcard::to_stdvec(item.attrs()).map_err(|e| StoreError::Backend(e.into()))?;
-        let old = match self
-            .main
-            .insert((pk, sk), bytes.as_slice())
-            .map_err(backend)?
-        {
-            Some(v) => Some(decode(item.key.clone(), v.value())?),
-            None => None,
-        };
-        if let Some(old) = old {
+        let replaced = self.insert(item)?;
+        if let Some(old) = decoded(&item.key, replaced)? {
             self.unindex(&old)?;
         }
         self.index(item)
@@ -576,12 +567,22 @@ impl<'t> Open<'t> {
         if let Some(old) = old {
             self.unindex(old)?;
         }
-        let (pk, sk) = (item.key.pk.as_str(), item.key.sk.as_str());
+        self.insert(item)?;
+        self.index(item)
+    }
+
+    /// Puts `item`'s attributes in the main table; the guard of what was there.
+    fn insert(
+        &mut self,
+        item: &Item,
+    ) -> Result<Option<redb::AccessGuard<'_, &'static [u8]>>, StoreError> {
         let bytes = postcard::to_stdvec(item.attrs()).map_err(|e| StoreError::Backend(e.into()))?;
         self.main
-            .insert((pk, sk), bytes.as_slice())
-            .map_err(backend)?;
-        self.index(item)
+            .insert(
+                (item.key.pk.as_str(), item.key.sk.as_str()),
+                bytes.as_slice(),
+            )
+            .map_err(backend)
     }
 
     fn index(&mut self, item: &Item) -> Result<(), StoreError> {
@@ -661,7 +662,8 @@ fn apply(open: &mut Open<'_>, op: &WriteOp, now: i64) -> Result<Done, StoreError
         }
         WriteOp::Transact(ops) => {
             // Read what the conditions and the ADDs need, once; check every condition before
-            // anything is written, so one failure aborts all.
+            // anything is written, so one failure aborts all. The keys are distinct
+            // (`validate_transaction`), so what was read is what each write replaces.
             let mut raws: Vec<Option<Option<Item>>> = Vec::with_capacity(ops.len());
             for (index, op) in ops.iter().enumerate() {
                 if op.cond().is_none() && !matches!(op, TxOp::Add { .. }) {
