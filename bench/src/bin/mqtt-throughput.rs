@@ -21,6 +21,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use serde_json::Value;
 use smartsite::simulate::{Scenario, SimulateArgs};
+use smartsite_shared::store::embedded::WRITER_THREAD;
 use smartsite_tests::world::{Api, onboard};
 
 #[derive(Debug, Parser)]
@@ -71,7 +72,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// CPU seconds (user + system) a process used so far, from /proc.
 fn cpu_seconds(pid: u32) -> Option<f64> {
-    stat_cpu(&format!("/proc/{pid}/stat"))
+    stat_cpu(&format!("/proc/{pid}/stat")).map(|(_, cpu)| cpu)
 }
 
 /// CPU seconds of a process's threads named `name` (the store's writer thread: the one part of
@@ -82,20 +83,20 @@ fn thread_cpu_seconds(pid: u32, name: &str) -> f64 {
     };
     tasks
         .flatten()
-        .filter_map(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-            let comm = stat.split_once('(')?.1.rsplit_once(')')?.0;
-            (comm == name).then(|| stat_cpu(&t.path().join("stat").to_string_lossy()))?
-        })
+        .filter_map(|t| stat_cpu(&t.path().join("stat").to_string_lossy()))
+        .filter(|(comm, _)| comm == name)
+        .map(|(_, cpu)| cpu)
         .sum()
 }
 
-fn stat_cpu(path: &str) -> Option<f64> {
+/// A /proc `stat` file's command name and CPU seconds (user + system).
+fn stat_cpu(path: &str) -> Option<(String, f64)> {
     let stat = std::fs::read_to_string(path).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+    Some((comm, ticks / 100.0))
 }
 
 /// One measured run: the simulator's summary, the broker's and the client's CPU seconds.
@@ -110,15 +111,15 @@ struct Run {
 async fn measured(broker: u32, sim: SimulateArgs) -> anyhow::Result<Run> {
     let (b0, c0) = (
         cpu_seconds(broker).unwrap_or(0.0),
-        stat_cpu("/proc/self/stat").unwrap_or(0.0),
+        cpu_seconds(std::process::id()).unwrap_or(0.0),
     );
-    let w0 = thread_cpu_seconds(broker, "store-writer");
+    let w0 = thread_cpu_seconds(broker, WRITER_THREAD);
     let summary = smartsite::simulate::run(sim).await?;
     Ok(Run {
         summary,
         broker_cpu: cpu_seconds(broker).unwrap_or(0.0) - b0,
-        writer_cpu: thread_cpu_seconds(broker, "store-writer") - w0,
-        client_cpu: stat_cpu("/proc/self/stat").unwrap_or(0.0) - c0,
+        writer_cpu: thread_cpu_seconds(broker, WRITER_THREAD) - w0,
+        client_cpu: cpu_seconds(std::process::id()).unwrap_or(0.0) - c0,
     })
 }
 
