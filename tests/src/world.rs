@@ -61,6 +61,19 @@ impl Api {
         Ok((status, ct, res.bytes().await?.to_vec()))
     }
 
+    /// A device's stored telemetry, newest first (up to 200 messages: the tests' whole series).
+    pub async fn telemetry(&self, device: &str, token: &str) -> anyhow::Result<Vec<Value>> {
+        let path = format!("/v1/devices/{device}/telemetry?limit=200");
+        let (s, mut v) = self.call("GET", &path, Some(token), None).await?;
+        if s != 200 {
+            bail!("GET {path} answered {s}: {v}");
+        }
+        match v["items"].take() {
+            Value::Array(items) => Ok(items),
+            _ => bail!("GET {path}: no items in {v}"),
+        }
+    }
+
     /// POST that must answer 201; returns the new id.
     pub async fn create(&self, path: &str, token: &str, body: Value) -> anyhow::Result<String> {
         let (s, v) = self.call("POST", path, Some(token), Some(&body)).await?;

@@ -113,21 +113,12 @@ async fn dust_frames_over_tcp_are_stored_acked_and_bad_ones_quarantined() {
         .unwrap();
     assert_eq!(s, 200, "{state}");
     assert_eq!(state["values"]["pm10_ugm3"], 61.0, "{state}");
-    let (_, series) = api
-        .call(
-            "GET",
-            &format!("/v1/devices/{device}/telemetry"),
-            Some(so),
-            None,
-        )
-        .await
-        .unwrap();
-    let items = series["items"].as_array().unwrap();
-    assert_eq!(items.len(), 2, "{series}");
+    let items = api.telemetry(&device, so).await.unwrap();
+    assert_eq!(items.len(), 2, "{items:?}");
     // Both frames may carry the same second; within an instant the order is the payload digest's.
     assert!(
         items.iter().any(|i| i["values"]["noise_dba"] == 58.3),
-        "the 2017 frame's noise reading is stored: {series}"
+        "the 2017 frame's noise reading is stored: {items:?}"
     );
 
     let (_, q) = api

@@ -75,14 +75,9 @@ async fn telemetry_over_tls_lands_in_state_series_quarantine_and_alarms() {
     .await
     .unwrap();
     // At the ack the message is stored: the series has it.
-    let series = get(
-        &api,
-        so,
-        &format!("/v1/devices/{}/telemetry", creds.device_id),
-    )
-    .await;
-    assert_eq!(series["items"].as_array().unwrap().len(), 1, "{series}");
-    assert_eq!(series["items"][0]["values"]["moment_pct"], 95.0);
+    let series = api.telemetry(&creds.device_id, so).await.unwrap();
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(series[0]["values"]["moment_pct"], 95.0);
     let state = eventually(
         &api,
         so,
@@ -181,16 +176,11 @@ async fn telemetry_over_tls_lands_in_state_series_quarantine_and_alarms() {
         reasons.contains(&"unknown_field") && reasons.contains(&"out_of_range"),
         "{q}"
     );
-    let series = get(
-        &api,
-        so,
-        &format!("/v1/devices/{}/telemetry", creds.device_id),
-    )
-    .await;
+    let series = api.telemetry(&creds.device_id, so).await.unwrap();
     assert_eq!(
-        series["items"].as_array().unwrap().len(),
+        series.len(),
         1,
-        "rejected messages are not data: {series}"
+        "rejected messages are not data: {series:?}"
     );
 
     // Another device's topic: refused (3.1.1 has no negative ack: the connection is closed) and
@@ -220,13 +210,8 @@ async fn telemetry_over_tls_lands_in_state_series_quarantine_and_alarms() {
     )
     .await;
     assert_eq!(q["items"][0]["reason"], "topic_not_allowed", "{q}");
-    let series = get(
-        &api,
-        so,
-        &format!("/v1/devices/{}/telemetry", other.device_id),
-    )
-    .await;
-    assert!(series["items"].as_array().unwrap().is_empty(), "{series}");
+    let series = api.telemetry(&other.device_id, so).await.unwrap();
+    assert!(series.is_empty(), "{series:?}");
 
     // A device may not subscribe to another device's commands.
     let mut dev = connect(&creds, &endpoint(&server, "mqtts"), false, &creds.device_id).unwrap();
@@ -782,18 +767,8 @@ async fn escalation_offline_presence_events_and_untrusted_data() {
         )
         .await
         .unwrap();
-        let series = get(
-            &api,
-            so,
-            &format!("/v1/devices/{}/telemetry", creds.device_id),
-        )
-        .await;
-        if series["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["untrusted"] == true)
-        {
+        let series = api.telemetry(&creds.device_id, so).await.unwrap();
+        if series.iter().any(|p| p["untrusted"] == true) {
             tagged = true;
             break;
         }
@@ -872,20 +847,10 @@ async fn mqtt5_acks_stored_messages_and_refuses_foreign_topics_with_a_reason() {
     assert_eq!(next().await, Ok(PubAckReason::Success));
 
     let so = w.token("safety_officer");
-    let series = get(
-        &api,
-        so,
-        &format!("/v1/devices/{}/telemetry", creds.device_id),
-    )
-    .await;
-    assert_eq!(series["items"].as_array().unwrap().len(), 2, "{series}");
-    let series = get(
-        &api,
-        so,
-        &format!("/v1/devices/{}/telemetry", other.device_id),
-    )
-    .await;
-    assert!(series["items"].as_array().unwrap().is_empty(), "{series}");
+    let series = api.telemetry(&creds.device_id, so).await.unwrap();
+    assert_eq!(series.len(), 2, "{series:?}");
+    let series = api.telemetry(&other.device_id, so).await.unwrap();
+    assert!(series.is_empty(), "{series:?}");
 }
 
 /// A raw MQTT 3.1.1 session over plain TCP with a token: CONNECT with `keep_alive` seconds and a
@@ -970,13 +935,8 @@ async fn keep_alive_expiry_and_lost_links_deliver_the_last_will_a_clean_disconne
         [0x40, 0x02, 0, 1, 0x40, 0x02, 0, 2, 0x40, 0x02, 0, 3],
         "three PUBACKs, then the close"
     );
-    let series = get(
-        &api,
-        so,
-        &format!("/v1/devices/{}/telemetry", creds.device_id),
-    )
-    .await;
-    assert_eq!(series["items"].as_array().unwrap().len(), 3, "{series}");
+    let series = api.telemetry(&creds.device_id, so).await.unwrap();
+    assert_eq!(series.len(), 3, "{series:?}");
     eventually(&api, so, &state, |v| v["online"] == false).await;
 
     // 2. Keep-alive 1 s and then silence on an open socket: the broker gives up after 1.5 ×

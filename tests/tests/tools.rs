@@ -14,25 +14,11 @@ use chrono::{FixedOffset, Utc};
 use serde_json::{Value, json};
 use smartsite_shared::domain::hj212::{self, Splitter};
 use smartsite_tests::Server;
-use smartsite_tests::world::{Api, onboard, provision_dust};
+use smartsite_tests::world::{onboard, provision_dust};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_smartsite-under-test"))
-}
-
-/// How many telemetry messages of `device` are stored (up to 200).
-async fn stored(api: &Api, token: &str, device: &str) -> usize {
-    let (_, series) = api
-        .call(
-            "GET",
-            &format!("/v1/devices/{device}/telemetry?limit=200"),
-            Some(token),
-            None,
-        )
-        .await
-        .unwrap();
-    series["items"].as_array().unwrap().len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +89,7 @@ async fn simulate_provisions_a_fleet_and_its_messages_are_stored() {
     // Every acknowledged message is stored: 2 runs × 30 over 3 devices = 20 each.
     let so = w.token("safety_officer");
     for d in &devices {
-        assert_eq!(stored(&api, so, d).await, 20, "{d}");
+        assert_eq!(api.telemetry(d, so).await.unwrap().len(), 20, "{d}");
     }
     // The crane-overload scenario's climbing moment raised TC-MOMENT.
     let (_, alarms) = api
@@ -174,7 +160,7 @@ async fn simulate_over_tls_at_full_speed_stores_every_acknowledged_message() {
                 .contains("BEGIN CERTIFICATE")
         );
         let id = d["device_id"].as_str().unwrap();
-        assert_eq!(stored(&api, so, id).await, 100, "{id}");
+        assert_eq!(api.telemetry(id, so).await.unwrap().len(), 100, "{id}");
     }
 }
 
