@@ -18,7 +18,7 @@ use smartsite_shared::domain::tenancy::UserId;
 use smartsite_shared::iot::DeviceRegistry;
 use smartsite_shared::iot::local::LocalRegistry;
 use smartsite_shared::store::TableDef;
-use smartsite_shared::store::embedded::{EmbeddedDb, EmbeddedStore};
+use smartsite_shared::store::embedded::{DbOptions, EmbeddedDb, EmbeddedStore};
 use smartsite_shared::{fsutil, password};
 use smartsite_tenants::AppState;
 use tokio::net::TcpListener;
@@ -49,6 +49,26 @@ pub struct ServeArgs {
     /// HJ 212 TCP listener (off unless given).
     #[arg(long)]
     pub hj212: Option<SocketAddr>,
+    /// HTTP: a request's headers must arrive within this many seconds (also between keep-alive
+    /// requests), or the connection is closed.
+    #[arg(long, env = "SMARTSITE_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub http_header_timeout_secs: u64,
+    /// HTTP: connections open at once; beyond it new ones are closed.
+    #[arg(long, env = "SMARTSITE_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub http_max_connections: usize,
+    /// HTTP: the largest request body, in bytes (413 beyond).
+    #[arg(long, env = "SMARTSITE_HTTP_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub http_max_body_bytes: usize,
+    /// HTTP: the longest a request may take, in seconds (503 beyond).
+    #[arg(
+        long,
+        env = "SMARTSITE_HTTP_REQUEST_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub http_request_timeout_secs: u64,
+    /// Memory the store may use to cache pages, in MiB.
+    #[arg(long, env = "SMARTSITE_STORE_CACHE_MB", default_value_t = 64)]
+    pub store_cache_mb: usize,
 }
 
 /// The addresses actually bound, written to `DIR/endpoints.json`.
@@ -82,12 +102,20 @@ pub async fn run(
     args: ServeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
+    // The store, keys, CA and passwords live here: owner-only, also for a dir that existed.
+    fsutil::private_dir(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    smartsite_shared::http::set_edge_limits(smartsite_shared::http::EdgeLimits {
+        max_body_bytes: args.http_max_body_bytes,
+        request_timeout: Duration::from_secs(args.http_request_timeout_secs.max(1)),
+    });
     #[cfg(feature = "profile")]
     let profile = crate::profile::Profile::from_env(499)?;
     let store_path = args.data_dir.join(STORE_FILE);
-    let db = EmbeddedDb::open(&store_path).with_context(|| {
+    let options = DbOptions {
+        cache_bytes: args.store_cache_mb.max(1) * 1024 * 1024,
+    };
+    let db = EmbeddedDb::open_with(&store_path, options).with_context(|| {
         format!(
             "cannot open the store {} (is another smartsite serve using this data dir?)",
             store_path.display()
@@ -203,9 +231,11 @@ pub async fn run(
     tracing::info!(http = %http_addr, mqtts = %mqtts_addr, data_dir = %args.data_dir.display(), "ready");
 
     let purger = tokio::spawn(purge_loop(main));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = crate::http_server::HttpLimits {
+        header_timeout: Duration::from_secs(args.http_header_timeout_secs.max(1)),
+        max_connections: args.http_max_connections,
+    };
+    let served = crate::http_server::serve(listener, app, limits, shutdown).await;
     // Stop the device listeners; sessions acknowledge what they stored and close.
     let _ = stop_tx.send(true);
     for t in tasks {
@@ -492,9 +522,10 @@ async fn healthz() -> Json<Healthz> {
 
 /// Writes the file atomically (temp file + rename) so readers never see half of it.
 fn write_endpoints(dir: &Path, endpoints: &Endpoints) -> anyhow::Result<()> {
-    let tmp = dir.join(format!("{ENDPOINTS_FILE}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(endpoints)?)?;
-    std::fs::rename(&tmp, dir.join(ENDPOINTS_FILE))?;
+    fsutil::write_private(
+        &dir.join(ENDPOINTS_FILE),
+        &serde_json::to_vec_pretty(endpoints)?,
+    )?;
     Ok(())
 }
 

@@ -257,6 +257,22 @@ async fn telemetry_over_tls_lands_in_state_series_quarantine_and_alarms() {
     );
     let v = get(&api, ia, &path).await;
     assert_eq!(v["telemetry_retention_days"], 90);
+    // A role that may not touch settings learns nothing about which integrators exist: the same
+    // 403 for this one, a made-up one and a malformed one, before the body is looked at.
+    let ops = w.token("integrator_ops");
+    for p in [
+        path.clone(),
+        "/v1/integrators/int-nosuchintegrator/ingest-settings".to_owned(),
+        "/v1/integrators/!!/ingest-settings".to_owned(),
+    ] {
+        for (method, body) in [("GET", None), ("PUT", Some(json!({"x": "not settings"})))] {
+            let (s, v) = api
+                .call(method, &p, Some(ops), body.as_ref())
+                .await
+                .unwrap();
+            assert_eq!(s, 403, "{method} {p}: {v}");
+        }
+    }
 
     // Another tenant cannot read this device's data.
     let w2 = onboard(&api, &admin, "m2", "220200", "220202", 2)

@@ -256,11 +256,13 @@ pub async fn lift(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiJson(req): ApiJson<LiftEntry>,
+    body: axum::body::Bytes,
 ) -> Result<Json<BlacklistEntry>, Problem> {
-    // Existence first (404 for anything not visible), then the role (403).
-    let current = load(&state, &caller, &id).await?;
+    // The role first, whatever the id (a caller without it gets the same 403 for a real entry and
+    // a made-up one), then existence (404 for anything not visible), then the body.
     caller.require(LIFT_ROLES)?;
+    let current = load(&state, &caller, &id).await?;
+    let req: LiftEntry = smartsite_shared::http::parse_json(&body)?;
     let issuer = current.issued_by_integrator_id.is_some()
         && caller.integrator == current.issued_by_integrator_id
         && caller.customer == current.issued_by_customer_id;

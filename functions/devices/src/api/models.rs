@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use smartsite_shared::auth::{Caller, Role, roles_json};
 use smartsite_shared::domain::devices::{
-    Category, ComplianceMark, DeviceModel, ModelId, Protocol, SupplierId,
+    Category, ComplianceMark, DeviceModel, ModelId, Protocol, SupplierId, sees_creator,
 };
 use smartsite_shared::domain::tenancy::{self, FieldError};
 use smartsite_shared::http::{ApiJson, List, ListParams, Problem};
@@ -81,7 +81,19 @@ fn parse_cert(v: Option<String>) -> Result<Option<String>, FieldError> {
     }
 }
 
-async fn view(state: &AppState, caller: &Caller, model: DeviceModel) -> Result<ModelView, Problem> {
+async fn view(
+    state: &AppState,
+    caller: &Caller,
+    mut model: DeviceModel,
+) -> Result<ModelView, Problem> {
+    if !sees_creator(
+        caller.integrator.as_ref(),
+        caller.is_platform_admin(),
+        model.created_by_integrator_id.as_ref(),
+    ) {
+        model.created_by = None;
+    }
+    model.created_by_integrator_id = None;
     let compliant_for_you = match caller.staff_of() {
         Some(i) => Some(
             state
@@ -124,7 +136,8 @@ pub async fn create(
         protocol: req.protocol,
         access_cert_no: parse_cert(req.access_cert_no)?,
         created_at: now_rfc3339(),
-        created_by: caller.user_id.clone(),
+        created_by: Some(caller.user_id.clone()),
+        created_by_integrator_id: caller.integrator.clone(),
     };
     state.catalog.create_model(&model).await.map_err(cat_err)?;
     tracing::info!(model_id = %model.id, supplier_id = %model.supplier_id, by = %caller.user_id,

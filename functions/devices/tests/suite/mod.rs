@@ -312,6 +312,37 @@ pub async fn suppliers_and_models_registry(t: T) {
         )
     );
     assert_eq!(m["compliant_for_you"], false);
+    // Who registered a shared entry is the registering integrator's business (and the
+    // platform's): another integrator's users see `null`, never a foreign user id.
+    let m_path = format!("/v1/device-models/{m_id}");
+    let sup_path = format!("/v1/suppliers/{sup_id}");
+    for (reader, sees) in [(&a_admin, true), (&t.platform(), true), (&b_ops, false)] {
+        for path in [&sup_path, &m_path] {
+            let (s, v) = t.get(path, reader).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let want = if sees {
+                json!("usr-integratoradmin-int-a")
+            } else {
+                Value::Null
+            };
+            assert_eq!(v["created_by"], want, "{path}: {v}");
+            assert!(v.get("created_by_integrator_id").is_none(), "{v}");
+        }
+        for list in ["/v1/suppliers", "/v1/device-models"] {
+            let (_, v) = t.get(list, reader).await;
+            for item in v["items"].as_array().unwrap() {
+                if item["id"] == json!(sup_id) || item["id"] == json!(m_id) {
+                    let want = if sees {
+                        json!("usr-integratoradmin-int-a")
+                    } else {
+                        Value::Null
+                    };
+                    assert_eq!(item["created_by"], want, "{list}: {item}");
+                }
+                assert!(item.get("created_by_integrator_id").is_none(), "{item}");
+            }
+        }
+    }
     let m2 = t.model(&b_ops, &other_sup, None).await;
     assert_422(
         &t.post(
@@ -839,6 +870,14 @@ pub async fn lifting_is_recorded_and_unblocks(t: T) {
         StatusCode::NOT_FOUND
     );
     assert_422(&t.post(&lift, &gov, json!({"reason": ""})).await, "reason");
+    // A role that may never lift gets the same answer for a real entry and a made-up one (no
+    // existence oracle), and nothing about its body.
+    let fake = "/v1/blacklist/blk-00000000000000000000000000000000/lift";
+    for path in [lift.as_str(), fake, "/v1/blacklist/nonsense/lift"] {
+        let (s, v) = t.post(path, &a_admin, json!({"reason": 42})).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {v}");
+        assert_eq!(v["type"], "https://smartsite.dev/problems/forbidden", "{v}");
+    }
 
     let (s, lifted) = t.post(&lift, &gov, reason.clone()).await;
     assert_eq!(s, StatusCode::OK, "{lifted}");
