@@ -572,7 +572,7 @@ impl Alarms {
                 .map_err(|e| to_store(e.to_string()))?;
             for i in &page.items {
                 let devices = fleet
-                    .devices_of(&i.id, false)
+                    .devices_of(&i.id)
                     .await
                     .map_err(|e| to_store(e.to_string()))?;
                 for d in devices

@@ -133,4 +133,34 @@ impl RouterClient {
     pub async fn get(&self, path: &str, token: &str) -> (http::StatusCode, serde_json::Value) {
         self.call(http::Method::GET, path, Some(token), None).await
     }
+
+    /// Every item of a `{items, next}` list, read `limit` at a time by following `next`.
+    /// Panics unless every page answers 200 with at most `limit` items.
+    pub async fn walk(&self, path: &str, token: &str, limit: u32) -> Vec<serde_json::Value> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..10_000 {
+            let url = match &cursor {
+                None => format!("{path}{sep}limit={limit}"),
+                Some(c) => format!("{path}{sep}limit={limit}&cursor={c}"),
+            };
+            let (status, v) = self.get(&url, token).await;
+            assert_eq!(status, http::StatusCode::OK, "GET {url}: {v}");
+            let items = v["items"]
+                .as_array()
+                .unwrap_or_else(|| panic!("GET {url}: no items: {v}"));
+            assert!(
+                items.len() <= limit as usize,
+                "GET {url}: {} items on a page of {limit}",
+                items.len()
+            );
+            out.extend(items.iter().cloned());
+            match v["next"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+        panic!("GET {path}: more than 10,000 pages")
+    }
 }

@@ -192,6 +192,11 @@ pub fn blacklist_target_sk(scope: &str, target: &str, b: &str) -> String {
 pub fn blacklist_target_prefix(scope: &str, target: &str) -> String {
     format!("BLTARGET{DELIM}{scope}{DELIM}{target}{DELIM}")
 }
+/// The blacklist version of a target: `(I#_platform#, BLVER#{scope}#{target})`, a counter of the
+/// entries ever issued against it, which a binding conditions its transaction on.
+pub fn blacklist_version_sk(scope: &str, target: &str) -> String {
+    format!("BLVER{DELIM}{scope}{DELIM}{target}")
+}
 
 /// A bound device, in its integrator's partition: `(I#{i}#, DEVICE#{d})`.
 pub fn device_sk(d: &str) -> String {
@@ -626,6 +631,8 @@ mod tests {
             blacklist_target_prefix("model", "mdl-1"),
             "BLTARGET#model#mdl-1#"
         );
+        assert_eq!(blacklist_version_sk("model", "mdl-1"), "BLVER#model#mdl-1");
+        assert!(!blacklist_version_sk("model", "mdl-1").starts_with(BLACKLIST_PREFIX));
         assert!(
             blacklist_target_sk("model", "mdl-1", "blk-2")
                 .starts_with(&blacklist_target_prefix("model", "mdl-1"))
