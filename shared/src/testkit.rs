@@ -5,6 +5,11 @@ use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::directory::Directory;
+use crate::domain::tenancy::{
+    Customer, CustomerId, CustomerKind, Integrator, Operator, RegionCode, Status,
+};
+use crate::ids::IntegratorId;
 use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{Store, TableDef};
@@ -53,6 +58,44 @@ pub async fn dynamo() -> StoreFixture {
         store: Arc::new(DynamoStore::new(client, name, main_table())),
         guard: Box::new(()),
     }
+}
+
+/// An active integrator `id` (a Jilin telecom, province 220000) in the directory.
+pub async fn integrator(dir: &Directory, id: &IntegratorId) {
+    dir.create_integrator(&Integrator {
+        id: id.clone(),
+        name: "Telecom Jilin".into(),
+        operator: Operator::ChinaTelecom,
+        province_code: region("220000"),
+        status: Status::Active,
+        created_at: chrono::Utc::now().to_rfc3339(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("create integrator {id}: {e}"));
+}
+
+/// A new active customer of `i`, of `kind`, in Changchun's Chaoyang district (220102).
+pub async fn customer(dir: &Directory, i: &IntegratorId, kind: CustomerKind) -> CustomerId {
+    let id = CustomerId::generate();
+    dir.create_customer(&Customer {
+        id: id.clone(),
+        integrator_id: i.clone(),
+        kind,
+        name: "一建".into(),
+        region_code: region("220102"),
+        uscc: None,
+        status: Status::Active,
+        created_at: chrono::Utc::now().to_rfc3339(),
+        status_changed_at: None,
+        status_changed_by: None,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("create customer: {e}"));
+    id
+}
+
+fn region(code: &str) -> RegionCode {
+    RegionCode::parse("region_code", code).unwrap_or_else(|e| panic!("{code}: {}", e.message))
 }
 
 fn main_table() -> &'static TableDef {

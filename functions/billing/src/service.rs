@@ -34,7 +34,7 @@ use smartsite_shared::domain::billing::{
 };
 use smartsite_shared::domain::tenancy::ProjectId;
 use smartsite_shared::fleet::{Fleet, FleetError};
-use smartsite_shared::handoff::InvoiceIssued;
+use smartsite_shared::handoff::{InvoiceChange, InvoiceIssued};
 use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::store::keys::{self, EntityKind};
 use smartsite_shared::store::records::{decode, record};
@@ -410,8 +410,8 @@ impl Billing {
         }
     }
 
-    /// Notified after an issue committed a hand-off event (the single-box edition wakes the
-    /// safety-fund consumer with it).
+    /// Notified after a hand-off event committed: the issue, a credit note or the void of a
+    /// funded invoice (the single-box edition wakes the safety-fund consumer with it).
     pub fn with_issue_notify(mut self, n: Arc<Notify>) -> Self {
         self.issued = Some(n);
         self
@@ -1352,8 +1352,8 @@ impl Billing {
         Ok((out, page.next.map(|c| c.as_str().to_owned())))
     }
 
-    /// Moves an invoice from one of `from` to `to`. Issuing a subscription funded by safety
-    /// money records the hand-off event in the same transaction.
+    /// Moves an invoice from one of `from` to `to`. Issuing or voiding an invoice of a
+    /// subscription funded by safety money records the hand-off event in the same transaction.
     async fn transition(
         &self,
         i: &IntegratorId,
@@ -1384,22 +1384,21 @@ impl Billing {
             item: invoice_item(i, &inv)?,
             cond: Some(Condition::equals("status", was.as_str())),
         }];
-        let handoff =
-            to == InvoiceStatus::Issued && InvoiceIssued::funds(inv.funding_source.as_str());
-        if handoff {
-            let event = InvoiceIssued {
-                integrator_id: inv.integrator_id.clone(),
-                customer_id: inv.customer_id.clone(),
-                project_id: inv.project_id.clone(),
-                subscription_id: inv.subscription_id.clone(),
-                invoice_id: inv.id.clone(),
-                invoice_no: inv.number.clone(),
-                period: inv.period.clone(),
-                funding_source: inv.funding_source.as_str().to_owned(),
-                total_fen: inv.total_fen,
-                issued_on: smartsite_shared::domain::billing::shanghai_date(now),
-            };
-            ops.push(event.put_op()?);
+        // The ledger hears of an issue, and of the void of an issued invoice (a draft was never
+        // booked), in the same transaction.
+        let change = match (was, to) {
+            (_, InvoiceStatus::Issued) => Some(InvoiceChange::Issued),
+            (InvoiceStatus::Issued, InvoiceStatus::Void) => Some(InvoiceChange::Voided {
+                on: smartsite_shared::domain::billing::shanghai_date(now),
+            }),
+            _ => None,
+        };
+        let handoff = match change {
+            Some(change) => self.handoff_event(&inv, change)?,
+            None => None,
+        };
+        if let Some(op) = &handoff {
+            ops.push(op.clone());
         }
         match self.store.transact(ops).await {
             Ok(()) => {}
@@ -1410,10 +1409,46 @@ impl Billing {
             }
             Err(e) => return Err(e.into()),
         }
-        if handoff && let Some(n) = &self.issued {
-            n.notify_one();
+        if handoff.is_some() {
+            self.wake_handoff();
         }
         Ok(inv)
+    }
+
+    /// The outbox put of `change` to a funded invoice (`None` when its funding source does not
+    /// hand invoices to the safety fund). The issue date is the Asia/Shanghai date it was issued.
+    fn handoff_event(&self, inv: &Invoice, change: InvoiceChange) -> Result<Option<TxOp>> {
+        if !InvoiceIssued::funds(inv.funding_source.as_str()) {
+            return Ok(None);
+        }
+        let issued_on = inv
+            .issued_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| smartsite_shared::domain::billing::shanghai_date(t.with_timezone(&Utc)))
+            .ok_or_else(|| {
+                ServiceError::Conflict("a funded invoice changed before it was issued".into())
+            })?;
+        let issued = InvoiceIssued {
+            integrator_id: inv.integrator_id.clone(),
+            customer_id: inv.customer_id.clone(),
+            project_id: inv.project_id.clone(),
+            subscription_id: inv.subscription_id.clone(),
+            invoice_id: inv.id.clone(),
+            invoice_no: inv.number.clone(),
+            period: inv.period.clone(),
+            funding_source: inv.funding_source.as_str().to_owned(),
+            total_fen: inv.total_fen,
+            issued_on,
+        };
+        Ok(Some(issued.event(change).put_op()?))
+    }
+
+    /// Wakes the single-box safety-fund consumer after a hand-off event committed.
+    fn wake_handoff(&self) {
+        if let Some(n) = &self.issued {
+            n.notify_one();
+        }
     }
 
     pub async fn issue(&self, i: &IntegratorId, id: &str, now: DateTime<Utc>) -> Result<Invoice> {
@@ -1480,7 +1515,7 @@ impl Billing {
         let rev = inv.rev;
         inv.credited_fen += amount_fen;
         inv.rev = rev + 1;
-        let ops = vec![
+        let mut ops = vec![
             TxOp::Put {
                 item: invoice_item(i, &inv)?,
                 cond: Some(Condition::equals("rev", rev)),
@@ -1493,8 +1528,23 @@ impl Billing {
                 cond: Some(Condition::NotExists),
             },
         ];
+        // The ledger takes the credited amount back, through the outbox, in this transaction.
+        let handoff = self.handoff_event(
+            &inv,
+            InvoiceChange::Credited {
+                credit_note_id: note.id.clone(),
+                amount_fen,
+                on: smartsite_shared::domain::billing::shanghai_date(now),
+            },
+        )?;
+        ops.extend(handoff.clone());
         match self.store.transact(ops).await {
-            Ok(()) => Ok((inv, note)),
+            Ok(()) => {
+                if handoff.is_some() {
+                    self.wake_handoff();
+                }
+                Ok((inv, note))
+            }
             Err(e) if is_condition(&e) => Err(ServiceError::Conflict(
                 "the invoice changed concurrently; retry".into(),
             )),

@@ -333,14 +333,25 @@ pub fn fund_entries_prefix(fund: &str) -> String {
 pub fn fund_entry_sk(fund: &str, seq: u64) -> String {
     seq_sk(&format!("SF{DELIM}{fund}"), seq)
 }
-/// A pending billing hand-off event, platform-wide: `(I#_platform#, HANDOFF#{i}#{invoice})`.
-pub fn handoff_sk(i: &str, invoice: &str) -> String {
-    format!("{HANDOFF_PREFIX}{i}{DELIM}{invoice}")
+/// A pending billing hand-off event, platform-wide: `(I#_platform#, HANDOFF#{i}#{event})`, where
+/// the event is the invoice id for its issue, or one of [`handoff_credit_event`] and
+/// [`handoff_void_event`]. An invoice's issue sorts before its credit notes, and those before its
+/// void, so a consumer reading in key order books them in the order they can happen.
+pub fn handoff_sk(i: &str, event: &str) -> String {
+    format!("{HANDOFF_PREFIX}{i}{DELIM}{event}")
 }
 pub const HANDOFF_PREFIX: &str = "HANDOFF#";
-/// A hand-off event that could not be posted: `(I#_platform#, HANDOFF_FAILED#{i}#{invoice})`.
-pub fn handoff_failed_sk(i: &str, invoice: &str) -> String {
-    format!("{HANDOFF_FAILED_PREFIX}{i}{DELIM}{invoice}")
+/// The hand-off event of a credit note against an invoice: `{invoice}#CN#{note}`.
+pub fn handoff_credit_event(invoice: &str, note: &str) -> String {
+    format!("{invoice}{DELIM}CN{DELIM}{note}")
+}
+/// The hand-off event of an issued invoice's void: `{invoice}#VOID`.
+pub fn handoff_void_event(invoice: &str) -> String {
+    format!("{invoice}{DELIM}VOID")
+}
+/// A hand-off event that could not be posted: `(I#_platform#, HANDOFF_FAILED#{i}#{event})`.
+pub fn handoff_failed_sk(i: &str, event: &str) -> String {
+    format!("{HANDOFF_FAILED_PREFIX}{i}{DELIM}{event}")
 }
 pub const HANDOFF_FAILED_PREFIX: &str = "HANDOFF_FAILED#";
 
@@ -465,6 +476,13 @@ mod tests {
         );
         // A pending-event scan never sees failed ones.
         assert!(!handoff_failed_sk("a", "b").starts_with(HANDOFF_PREFIX));
+        let credit = handoff_sk("acme", &handoff_credit_event("inv-1", "cn-9"));
+        let void = handoff_sk("acme", &handoff_void_event("inv-1"));
+        assert_eq!(credit, "HANDOFF#acme#inv-1#CN#cn-9");
+        assert_eq!(void, "HANDOFF#acme#inv-1#VOID");
+        // Issue, then credit notes, then the void; another invoice's events never interleave.
+        assert!(handoff_sk("acme", "inv-1") < credit && credit < void);
+        assert!(void < handoff_sk("acme", "inv-10"));
     }
 
     #[test]

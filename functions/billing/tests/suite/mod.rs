@@ -18,7 +18,7 @@ use smartsite_billing::service::{
 use smartsite_shared::domain::billing::{
     ChangeKind, InvoiceLine, Model, PausePolicy, Period, PriceLine, Tier, Unit, shanghai_date,
 };
-use smartsite_shared::handoff;
+use smartsite_shared::handoff::{self, InvoiceChange};
 use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::testkit::StoreFixture;
 
@@ -30,6 +30,7 @@ macro_rules! billing_suite {
             mid_month_start_suspension_and_upgrade_are_prorated_by_day,
             late_usage_after_close_becomes_a_correction_in_the_next_period,
             issuing_a_funded_invoice_hands_it_off_exactly_once,
+            credit_notes_and_voids_reach_the_safety_fund_ledger_once,
             usage_events_are_checked_one_by_one,
             packages_are_versioned_and_subscriptions_keep_theirs,
             platform_usage_comes_from_the_fleet_and_ingest_counts,
@@ -523,30 +524,22 @@ pub async fn issuing_a_funded_invoice_hands_it_off_exactly_once(fx: StoreFixture
     )
     .await;
     let invoices = b.close(&i, m, Utc::now()).await.unwrap();
-    let inv = |sub: &str| {
-        invoices
-            .iter()
-            .find(|v| v.subscription_id == sub)
-            .unwrap()
-            .clone()
-    };
-    let (funded, other) = (inv(&funded), inv(&other));
+    let (funded, other) = (
+        invoice_of(&invoices, &funded).clone(),
+        invoice_of(&invoices, &other).clone(),
+    );
 
     // Issuing the other-funded invoice records nothing and wakes nobody.
     b.issue(&i, &other.id, Utc::now()).await.unwrap();
-    assert!(
-        handoff::pending(fx.store.as_ref(), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(pending(&fx).await.is_empty());
     assert!(notify.notified().now_or_never().is_none());
 
     let issued = b.issue(&i, &funded.id, Utc::now()).await.unwrap();
     assert_eq!(issued.status, InvoiceStatus::Issued);
-    let events = handoff::pending(fx.store.as_ref(), 10).await.unwrap();
+    let events = pending(&fx).await;
     assert_eq!(events.len(), 1);
-    let e = &events[0];
+    assert_eq!(events[0].change, InvoiceChange::Issued);
+    let e = &events[0].invoice;
     assert_eq!(
         (
             e.invoice_id.as_str(),
@@ -568,22 +561,34 @@ pub async fn issuing_a_funded_invoice_hands_it_off_exactly_once(fx: StoreFixture
         b.issue(&i, &funded.id, Utc::now()).await,
         Err(ServiceError::Conflict(_))
     ));
-    assert_eq!(
-        handoff::pending(fx.store.as_ref(), 10).await.unwrap().len(),
-        1
-    );
+    assert_eq!(pending(&fx).await.len(), 1);
 
-    // Paid, then final; credits never exceed the total.
+    // Paid, then final; credits never exceed the total. A credit note of a funded invoice is
+    // handed over in its transaction too; a refused one records nothing.
     let (after, note) = b
         .credit_note(&i, &funded.id, 100_000, "停工补偿", "usr-1", Utc::now())
         .await
         .unwrap();
     assert_eq!((after.credited_fen, note.amount_fen), (100_000, 100_000));
+    assert!(notify.notified().now_or_never().is_some());
     assert!(matches!(
         b.credit_note(&i, &funded.id, 200_001, "x", "usr-1", Utc::now())
             .await,
         Err(ServiceError::Invalid(_))
     ));
+    let events = pending(&fx).await;
+    assert_eq!(
+        events.iter().map(|e| e.change.clone()).collect::<Vec<_>>(),
+        vec![
+            InvoiceChange::Issued,
+            InvoiceChange::Credited {
+                credit_note_id: note.id.clone(),
+                amount_fen: 100_000,
+                on: shanghai_date(Utc::now()),
+            }
+        ]
+    );
+    assert_eq!(events[1].invoice, events[0].invoice);
     assert_eq!(b.credit_notes(&i, &funded.id).await.unwrap(), vec![note]);
     assert_eq!(
         b.pay(&i, &funded.id, Utc::now()).await.unwrap().status,
@@ -602,6 +607,193 @@ pub async fn issuing_a_funded_invoice_hands_it_off_exactly_once(fx: StoreFixture
         InvoiceStatus::Void
     );
     assert!(b.issue(&i, &draft.id, Utc::now()).await.is_err());
+    // A draft was never booked: its void hands nothing over.
+    assert_eq!(pending(&fx).await.len(), 2);
+}
+
+/// `acme` in the directory, with the customers and projects the cases need.
+struct Dir(smartsite_shared::directory::Directory);
+
+impl Dir {
+    async fn new(fx: &StoreFixture) -> Dir {
+        let dir = smartsite_shared::directory::Directory::new(Arc::clone(&fx.store));
+        smartsite_shared::testkit::integrator(&dir, &acme()).await;
+        Dir(dir)
+    }
+
+    async fn customer(
+        &self,
+        kind: smartsite_shared::domain::tenancy::CustomerKind,
+    ) -> smartsite_shared::domain::tenancy::CustomerId {
+        smartsite_shared::testkit::customer(&self.0, &acme(), kind).await
+    }
+
+    /// A project under the 2022 rules.
+    async fn project(
+        &self,
+        contractor: &smartsite_shared::domain::tenancy::CustomerId,
+        owner: Option<&smartsite_shared::domain::tenancy::CustomerId>,
+    ) -> smartsite_shared::domain::tenancy::Project {
+        use smartsite_shared::domain::tenancy::{Project, ProjectId, ProjectType, RegionCode};
+        let p = Project {
+            id: ProjectId::generate(),
+            integrator_id: acme(),
+            name: "长春一号楼".into(),
+            contractor_customer_id: contractor.clone(),
+            owner_customer_id: owner.cloned(),
+            region_code: RegionCode::parse("r", "220102").unwrap(),
+            project_type: ProjectType::Building,
+            contract_value_fen: 10_000_000_000,
+            contract_signed_date: d(2023, 3, 1),
+            tender_completed_date: Some(d(2023, 1, 5)),
+            start_date: Some(d(2026, 1, 10)),
+            planned_end_date: None,
+            created_at: Utc::now().to_rfc3339(),
+        };
+        self.0.create_project(&p).await.unwrap();
+        p
+    }
+}
+
+/// A project of `acme` in the directory (the safety-fund consumer books only known projects).
+async fn directory_project(fx: &StoreFixture) -> smartsite_shared::domain::tenancy::Project {
+    let dir = Dir::new(fx).await;
+    let contractor = dir
+        .customer(smartsite_shared::domain::tenancy::CustomerKind::Enterprise)
+        .await;
+    dir.project(&contractor, None).await
+}
+
+/// Billing's credit notes and voids of funded invoices reach the project's ledger through the
+/// outbox, each booked once, never by editing the expenditure: a partial credit note takes its
+/// amount back, the void what is left; a void with nothing credited reverses the expenditure.
+pub async fn credit_notes_and_voids_reach_the_safety_fund_ledger_once(fx: StoreFixture) {
+    use smartsite_shared::domain::safety_fund::EntryKind::{Correction, Expenditure, Reversal};
+    use smartsite_shared::funds::{Fund, Funds};
+    let b = Billing::new(Arc::clone(&fx.store));
+    let funds = Funds::with_default_rules(Arc::clone(&fx.store)).unwrap();
+    let i = acme();
+    let m = last_month();
+    let project = directory_project(&fx).await;
+    let pkg = b
+        .create_package(&i, project_fee("基础版", 300_000), Utc::now())
+        .await
+        .unwrap();
+    let pid = project.id.as_str();
+    let safety = subscribe(
+        &b,
+        &pkg.package.id,
+        pid,
+        m.first_day(),
+        FundingSource::SafetyFee,
+    )
+    .await;
+    let civilized = subscribe(
+        &b,
+        &pkg.package.id,
+        pid,
+        m.first_day(),
+        FundingSource::CivilizedFee,
+    )
+    .await;
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap();
+    let s_inv = invoice_of(&invoices, &safety).id.clone();
+    let c_inv = invoice_of(&invoices, &civilized).id.clone();
+    let today = shanghai_date(Utc::now());
+    let consumer = &funds;
+    let drain = || async move {
+        let r = consumer.drain_handoffs().await.unwrap();
+        (r.posted, r.already_posted, r.failed)
+    };
+    let ledger = |fund| {
+        let (funds, project) = (funds.clone(), project.clone());
+        async move { funds.load(&project).await.unwrap().ledger(fund).to_vec() }
+    };
+
+    for inv in [&s_inv, &c_inv] {
+        b.issue(&i, inv, Utc::now()).await.unwrap();
+    }
+    assert_eq!(drain().await, (2, 0, 0));
+
+    // The 安全生产费 invoice: two partial credit notes (1,000.00 and 500.00 yuan), then its void
+    // takes back the 1,500.00 left.
+    let (_, n1) = b
+        .credit_note(&i, &s_inv, 100_000, "停工补偿", "usr-1", Utc::now())
+        .await
+        .unwrap();
+    let (_, n2) = b
+        .credit_note(&i, &s_inv, 50_000, "少计设备", "usr-1", Utc::now())
+        .await
+        .unwrap();
+    let credit_event = pending(&fx).await.remove(0);
+    assert_eq!(drain().await, (2, 0, 0));
+    assert_eq!(drain().await, (0, 0, 0));
+    b.void(&i, &s_inv, Utc::now()).await.unwrap();
+    let void_event = pending(&fx).await.remove(0);
+    assert_eq!(drain().await, (1, 0, 0));
+    let s = ledger(Fund::Safety).await;
+    let shape: Vec<_> = s.iter().map(|e| (e.kind, e.spent_fen)).collect();
+    assert_eq!(
+        shape,
+        vec![
+            (Expenditure, 300_000),
+            (Correction, -100_000),
+            (Correction, -50_000),
+            (Correction, -150_000)
+        ]
+    );
+    for e in &s {
+        assert_eq!(e.links.invoice_id.as_deref(), Some(s_inv.as_str()));
+        assert_eq!(e.category, s[0].category);
+    }
+    assert_eq!(s[1].evidence_ref.as_deref(), Some(n1.id.as_str()));
+    assert_eq!(s[2].evidence_ref.as_deref(), Some(n2.id.as_str()));
+    assert!(
+        s[1..]
+            .iter()
+            .all(|e| e.date == today && e.reverses.is_none())
+    );
+    assert_eq!(s.iter().map(|e| e.spent_fen).sum::<i64>(), 0);
+
+    // The 安全文明施工费 invoice, voided with nothing credited: the expenditure's reversal.
+    b.void(&i, &c_inv, Utc::now()).await.unwrap();
+    assert_eq!(drain().await, (1, 0, 0));
+    let c = ledger(Fund::Civilized).await;
+    let shape: Vec<_> = c
+        .iter()
+        .map(|e| (e.kind, e.spent_fen, e.reverses))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![(Expenditure, 300_000, None), (Reversal, -300_000, Some(1))]
+    );
+
+    // A credit note or a void delivered again (billing's outbox written twice) is consumed
+    // without a second entry.
+    for e in [credit_event, void_event] {
+        fx.store.transact(vec![e.put_op().unwrap()]).await.unwrap();
+    }
+    assert_eq!(drain().await, (0, 2, 0));
+    assert_eq!(ledger(Fund::Safety).await, s);
+    assert_eq!(ledger(Fund::Civilized).await, c);
+    assert!(funds.verify(&project).await.unwrap().iter().all(|r| r.ok));
+}
+
+/// The invoice of subscription `sub` among `invoices`.
+fn invoice_of<'a>(invoices: &'a [Invoice], sub: &str) -> &'a Invoice {
+    invoices
+        .iter()
+        .find(|v| v.subscription_id == sub)
+        .unwrap_or_else(|| panic!("no invoice of {sub}"))
+}
+
+/// The pending hand-off events, in the order the consumer reads them.
+async fn pending(fx: &StoreFixture) -> Vec<handoff::HandoffEvent> {
+    let (events, next) = handoff::pending(fx.store.as_ref(), 100, None)
+        .await
+        .unwrap();
+    assert!(next.is_none());
+    events
 }
 
 pub async fn usage_events_are_checked_one_by_one(fx: StoreFixture) {
@@ -1003,7 +1195,7 @@ pub async fn platform_usage_comes_from_the_fleet_and_ingest_counts(fx: StoreFixt
     )
     .await;
     let invoices = b.close(&i, m, Utc::now()).await.unwrap();
-    let of = |s: &str| invoices.iter().find(|v| v.subscription_id == s).unwrap();
+    let of = |s: &str| invoice_of(&invoices, s);
     // Leasing: dev-a 10 days × 800 (tower_crane) = 8,000.
     assert_eq!(
         summary(&of(&l).lines),
