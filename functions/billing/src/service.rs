@@ -1138,7 +1138,8 @@ impl Billing {
         }
     }
 
-    /// Everything a (subscription, period) is rated on: posted usage and platform usage.
+    /// Everything a (subscription, period) is rated on: posted usage with the platform's own
+    /// usage laid over it, each device counted once ([`Aggregates::overlay_platform`]).
     pub async fn rated_usage(
         &self,
         i: &IntegratorId,
@@ -1147,7 +1148,7 @@ impl Billing {
     ) -> Result<Aggregates> {
         let mut agg = self.usage(i, &s.id, period).await?;
         let platform = self.platform_usage(i, &s.project_id, period).await?;
-        agg.merge(&platform);
+        agg.overlay_platform(&platform, period);
         Ok(agg)
     }
 

@@ -31,6 +31,7 @@ macro_rules! billing_suite {
             late_usage_after_close_becomes_a_correction_in_the_next_period,
             issuing_a_funded_invoice_hands_it_off_exactly_once,
             credit_notes_and_voids_reach_the_safety_fund_ledger_once,
+            a_device_the_platform_reports_and_usage_posts_is_counted_once,
             usage_events_are_checked_one_by_one,
             packages_are_versioned_and_subscriptions_keep_theirs,
             platform_usage_comes_from_the_fleet_and_ingest_counts,
@@ -779,6 +780,63 @@ pub async fn credit_notes_and_voids_reach_the_safety_fund_ledger_once(fx: StoreF
     assert!(funds.verify(&project).await.unwrap().iter().all(|r| r.ok));
 }
 
+/// A device the platform knows (bound to the project, messages counted by ingest) that the
+/// integrator also posts usage for is rated once: the platform's messages win for it, a bound
+/// day counts once whichever source has it, the platform's category prices it.
+pub async fn a_device_the_platform_reports_and_usage_posts_is_counted_once(fx: StoreFixture) {
+    let b = Billing::new(Arc::clone(&fx.store));
+    let i = acme();
+    let m = last_month();
+    platform_dev_a(&fx, m).await;
+    let lease = b.create_package(&i, leasing(), Utc::now()).await.unwrap();
+    let l = subscribe(
+        &b,
+        &lease.package.id,
+        "prj-1",
+        m.first_day(),
+        FundingSource::Other,
+    )
+    .await;
+    // Posted: dev-a again (5,000 messages, bound days 1–6, another category), a device the
+    // platform does not know, and messages without a device.
+    let a = Some(("dev-a", "hoist"));
+    let events = vec![
+        ev("u1".into(), &l, "messages", 5_000, at(m, 6, "11:00"), a),
+        ev("u2".into(), &l, "device_bound", 1, at(m, 1, "00:00"), a),
+        ev("u3".into(), &l, "device_unbound", 1, at(m, 7, "00:00"), a),
+        ev(
+            "u4".into(),
+            &l,
+            "messages",
+            300,
+            at(m, 8, "09:00"),
+            Some(("cam-1", "camera")),
+        ),
+        ev("u5".into(), &l, "messages", 50, at(m, 9, "09:00"), None),
+    ];
+    assert!(
+        post(&b, &events)
+            .await
+            .iter()
+            .all(|s| *s == UsageStatus::Accepted)
+    );
+
+    let sub = b.subscription(&i, &l).await.unwrap().unwrap();
+    let rated = b.rated_usage(&i, &sub, m).await.unwrap();
+    // 300 (the platform's dev-a) + 300 (cam-1) + 50, never 5,000 + 300 for dev-a.
+    assert_eq!(rated.messages, 650);
+    // Events: u4 and u5, plus the platform's 300 (it counts each message as one).
+    assert_eq!(rated.message_events, 302);
+    assert_eq!(rated.devices["dev-a"].messages, 300);
+    assert_eq!(rated.devices["cam-1"].messages, 300);
+    // dev-a: days 1–6 (posted) ∪ 5–14 (platform) = 1–14, each once, at the tower-crane price.
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap();
+    assert_eq!(
+        summary(&invoices[0].lines),
+        vec![("device_day:tower_crane", 14_000, 800, 11_200)]
+    );
+}
+
 /// The invoice of subscription `sub` among `invoices`.
 fn invoice_of<'a>(invoices: &'a [Invoice], sub: &str) -> &'a Invoice {
     invoices
@@ -1131,24 +1189,35 @@ async fn hourly(fx: &StoreFixture, device: &str, hour: DateTime<Utc>, msgs: i64)
     fx.store.add(&key, "msgs", msgs).await.unwrap();
 }
 
+/// The instant of `hm` on day `day` of `p`, Shanghai time.
+fn shanghai(p: Period, day: u32, hm: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&at(p, day, hm))
+        .unwrap()
+        .to_utc()
+}
+
+/// The platform's dev-a (tower_crane) in month `m`: bound to prj-1 on day 5 00:00 and
+/// decommissioned on day 15 00:00 (Shanghai: days 5–14, 10 days), with 100 + 200 messages
+/// counted by ingest in the month.
+async fn platform_dev_a(fx: &StoreFixture, m: Period) {
+    bound_device(
+        fx,
+        "dev-a",
+        "prj-1",
+        &shanghai(m, 5, "00:00").to_rfc3339(),
+        Some(&shanghai(m, 15, "00:00").to_rfc3339()),
+    )
+    .await;
+    hourly(fx, "dev-a", shanghai(m, 6, "10:00"), 100).await;
+    hourly(fx, "dev-a", shanghai(m, 14, "23:00"), 200).await;
+}
+
 pub async fn platform_usage_comes_from_the_fleet_and_ingest_counts(fx: StoreFixture) {
     let b = Billing::new(Arc::clone(&fx.store));
     let i = acme();
     let m = last_month();
-    let utc = |day: u32, hm: &str| {
-        DateTime::parse_from_rfc3339(&at(m, day, hm))
-            .unwrap()
-            .to_utc()
-    };
-    // dev-a: bound on day 5 00:00, decommissioned on day 15 00:00 (Shanghai): days 5–14 = 10.
-    bound_device(
-        &fx,
-        "dev-a",
-        "prj-1",
-        &utc(5, "00:00").to_rfc3339(),
-        Some(&utc(15, "00:00").to_rfc3339()),
-    )
-    .await;
+    let utc = |day: u32, hm: &str| shanghai(m, day, hm);
+    platform_dev_a(&fx, m).await;
     // dev-b: bound after the month: not billed in it.
     bound_device(
         &fx,
@@ -1160,10 +1229,8 @@ pub async fn platform_usage_comes_from_the_fleet_and_ingest_counts(fx: StoreFixt
     .await;
     // dev-c: another project's.
     bound_device(&fx, "dev-c", "prj-2", &utc(1, "00:00").to_rfc3339(), None).await;
-    // Messages ingest counted: 100 + 200 in the month; 999 the hour before it began (the last
-    // hour of the previous month, Shanghai time) does not count.
-    hourly(&fx, "dev-a", utc(6, "10:00"), 100).await;
-    hourly(&fx, "dev-a", utc(14, "23:00"), 200).await;
+    // 999 messages counted the hour before the month began (the last hour of the previous
+    // month, Shanghai time) do not count.
     hourly(&fx, "dev-a", m.start() - TimeDelta::hours(1), 999).await;
     let usage = b.platform_usage(&i, "prj-1", m).await.unwrap();
     assert_eq!(usage.messages, 300);
