@@ -27,6 +27,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Days, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
+use smartsite_shared::directory::{Directory, DirectoryError};
 use smartsite_shared::domain::billing::{
     Aggregates, BillingError, Binding, BindingChange, ChangeKind, DeviceUsage, InvoiceLine, Metric,
     Model, Package, PackageChange, PausePolicy, Period, PriceLine, Suspension, Timeline,
@@ -37,9 +38,10 @@ use smartsite_shared::fleet::{Fleet, FleetError};
 use smartsite_shared::handoff::{InvoiceChange, InvoiceIssued};
 use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::store::keys::{self, EntityKind};
-use smartsite_shared::store::records::{decode, record};
+use smartsite_shared::store::records::{self, ListPage, decode, record};
 use smartsite_shared::store::{
     Condition, Cursor, Item, Key, MAX_TRANSACT_ITEMS, Query, SkCond, Store, StoreError, TxOp,
+    prefix_successor,
 };
 use tokio::sync::Notify;
 
@@ -393,11 +395,24 @@ fn is_condition(e: &StoreError) -> bool {
     )
 }
 
+/// Whose invoices a listing reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvoiceScope<'a> {
+    /// Every invoice of the integrator.
+    All,
+    /// Those billed to a customer.
+    Customer(&'a str),
+    /// Those of the projects a customer owned (建设单位) when they were closed, whoever they are
+    /// billed to.
+    Owner(&'a str),
+}
+
 /// The billing service. Cheap to clone.
 #[derive(Clone)]
 pub struct Billing {
     store: Arc<dyn Store>,
     fleet: Fleet,
+    directory: Directory,
     issued: Option<Arc<Notify>>,
 }
 
@@ -405,6 +420,7 @@ impl Billing {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Billing {
             fleet: Fleet::new(Arc::clone(&store)),
+            directory: Directory::new(Arc::clone(&store)),
             store,
             issued: None,
         }
@@ -546,20 +562,49 @@ impl Billing {
         }
     }
 
-    /// The latest version of every package of the integrator, by id.
-    pub async fn list_packages(&self, i: &IntegratorId) -> Result<Vec<StoredPackage>> {
-        let items = self
-            .query_all(
-                Query::partition(&keys::integrator(i))
-                    .sk(SkCond::BeginsWith(keys::PACKAGE_PREFIX.into())),
-            )
-            .await?;
-        let mut latest: BTreeMap<String, StoredPackage> = BTreeMap::new();
-        for item in &items {
-            let p: StoredPackage = decode(item)?;
-            latest.insert(p.package.id.clone(), p);
+    /// The latest version of each package of the integrator, by id: up to `limit` packages
+    /// after the package `after` (the `next` of the previous page, which is the last package id
+    /// it held), and the `next` of this page when more packages follow.
+    pub async fn list_packages(
+        &self,
+        i: &IntegratorId,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(Vec<StoredPackage>, Option<String>)> {
+        let from = match after {
+            None => keys::PACKAGE_PREFIX.to_owned(),
+            Some(id) if valid_id("pkg-", id) => {
+                prefix_successor(&keys::package_versions_prefix(id)).ok_or(StoreError::BadCursor)?
+            }
+            Some(_) => return Err(StoreError::BadCursor.into()),
+        };
+        let to = prefix_successor(keys::PACKAGE_PREFIX).ok_or(StoreError::BadCursor)?;
+        let q = Query::partition(&keys::integrator(i)).sk(SkCond::Between(from, to));
+        let limit = limit.max(1) as usize;
+        let mut out: Vec<StoredPackage> = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .query(q.clone().limit(200).after(cursor.take()))
+                .await?;
+            for item in &page.items {
+                let p: StoredPackage = decode(item)?;
+                // A package's versions sort in order: the last one read is the latest.
+                if let Some(last) = out.last_mut().filter(|l| l.package.id == p.package.id) {
+                    *last = p;
+                } else if out.len() == limit {
+                    let next = out.last().map(|l| l.package.id.clone());
+                    return Ok((out, next));
+                } else {
+                    out.push(p);
+                }
+            }
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => return Ok((out, None)),
+            }
         }
-        Ok(latest.into_values().collect())
     }
 
     // ---- subscriptions
@@ -621,6 +666,20 @@ impl Billing {
             return Ok(None);
         }
         self.get_json(Self::subscription_key(i, id)).await
+    }
+
+    /// A page of the integrator's subscriptions (by id) that `keep` accepts; a page may be
+    /// short while `next` says more may follow.
+    pub async fn list_subscriptions_page(
+        &self,
+        i: &IntegratorId,
+        limit: u32,
+        cursor: Option<String>,
+        keep: impl Fn(&Subscription) -> bool,
+    ) -> Result<ListPage<Subscription>> {
+        let q = Query::partition(&keys::integrator(i))
+            .sk(SkCond::BeginsWith(keys::SUBSCRIPTION_PREFIX.into()));
+        records::page_filtered(self.store.as_ref(), q, limit, cursor, keep).await
     }
 
     /// Every subscription of the integrator, by id.
@@ -1295,6 +1354,13 @@ impl Billing {
                 &inv.period,
                 &inv.id,
             )));
+            if let Some(owner) = self.project_owner(i, &inv.project_id).await? {
+                ops.push(pointer(keys::invoice_by_owner_sk(
+                    &owner,
+                    &inv.period,
+                    &inv.id,
+                )));
+            }
             invoice = Some(inv);
         }
         match self.store.transact(ops).await {
@@ -1307,6 +1373,20 @@ impl Billing {
 
     // ---- invoices
 
+    /// The owner (建设单位) of a project, if it has one.
+    async fn project_owner(&self, i: &IntegratorId, project: &str) -> Result<Option<String>> {
+        let Ok(pid) = ProjectId::parse("project_id", project) else {
+            return Ok(None);
+        };
+        let p = self.directory.project(i, &pid).await.map_err(|e| match e {
+            DirectoryError::Store(s) => ServiceError::Store(s),
+            DirectoryError::Corrupt(j) => ServiceError::Corrupt(j),
+            other @ DirectoryError::Exists(_) => ServiceError::Conflict(other.to_string()),
+        })?;
+        Ok(p.and_then(|p| p.owner_customer_id)
+            .map(|c| c.as_str().to_owned()))
+    }
+
     pub async fn invoice(&self, i: &IntegratorId, id: &str) -> Result<Option<Invoice>> {
         if !valid_id("inv-", id) {
             return Ok(None);
@@ -1315,22 +1395,25 @@ impl Billing {
             .await
     }
 
-    /// Invoices by customer and/or period, a page at a time (by period then id, or by id).
+    /// Invoices of a scope and/or period, a page at a time (by period then id, or by id).
     pub async fn list_invoices(
         &self,
         i: &IntegratorId,
-        customer: Option<&str>,
+        scope: InvoiceScope<'_>,
         period: Option<Period>,
         limit: u32,
         cursor: Option<String>,
     ) -> Result<(Vec<Invoice>, Option<String>)> {
-        let prefix = match (customer, period) {
-            (Some(c), Some(p)) => keys::invoices_of_period_customer_prefix(&p.to_string(), c),
-            (None, Some(p)) => keys::invoices_of_period_prefix(&p.to_string()),
-            (Some(c), None) => keys::invoices_of_customer_prefix(c),
-            (None, None) => keys::INVOICE_PREFIX.to_owned(),
+        let period = period.map(|p| p.to_string());
+        let prefix = match (scope, period.as_deref()) {
+            (InvoiceScope::Customer(c), Some(p)) => keys::invoices_of_period_customer_prefix(p, c),
+            (InvoiceScope::Customer(c), None) => keys::invoices_of_customer_prefix(c),
+            (InvoiceScope::Owner(o), Some(p)) => keys::invoices_of_owner_period_prefix(o, p),
+            (InvoiceScope::Owner(o), None) => keys::invoices_of_owner_prefix(o),
+            (InvoiceScope::All, Some(p)) => keys::invoices_of_period_prefix(p),
+            (InvoiceScope::All, None) => keys::INVOICE_PREFIX.to_owned(),
         };
-        let direct = customer.is_none() && period.is_none();
+        let direct = matches!(scope, InvoiceScope::All) && period.is_none();
         let page = self
             .store
             .query(

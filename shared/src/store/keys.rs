@@ -439,6 +439,17 @@ pub fn invoice_by_customer_sk(customer: &str, period: &str, inv: &str) -> String
 pub fn invoices_of_customer_prefix(customer: &str) -> String {
     format!("INVCUSTOMER{DELIM}{customer}{DELIM}")
 }
+/// Invoices by the owner (建设单位) of their project at close, whoever they are billed to:
+/// `(I#{i}#, INVOWNER#{owner}#{period}#{inv})`.
+pub fn invoice_by_owner_sk(owner: &str, period: &str, inv: &str) -> String {
+    format!("INVOWNER{DELIM}{owner}{DELIM}{period}{DELIM}{inv}")
+}
+pub fn invoices_of_owner_prefix(owner: &str) -> String {
+    format!("INVOWNER{DELIM}{owner}{DELIM}")
+}
+pub fn invoices_of_owner_period_prefix(owner: &str, period: &str) -> String {
+    format!("INVOWNER{DELIM}{owner}{DELIM}{period}{DELIM}")
+}
 /// All invoices of the integrator, by id: the prefix of [`invoice_sk`].
 pub const INVOICE_PREFIX: &str = "INVOICE#";
 /// The invoice-number counter of a period: `(I#{i}#, INVSEQ#{period})`.
@@ -726,6 +737,19 @@ mod tests {
             "INVCUSTOMER#cus-1#2026-11#inv-1"
         );
         assert_eq!(invoices_of_customer_prefix("cus-1"), "INVCUSTOMER#cus-1#");
+        assert_eq!(
+            invoice_by_owner_sk("cus-2", "2026-11", "inv-1"),
+            "INVOWNER#cus-2#2026-11#inv-1"
+        );
+        assert!(
+            invoice_by_owner_sk("cus-2", "2026-11", "inv-1")
+                .starts_with(&invoices_of_owner_period_prefix("cus-2", "2026-11"))
+        );
+        assert!(
+            invoices_of_owner_period_prefix("cus-2", "2026-11")
+                .starts_with(&invoices_of_owner_prefix("cus-2"))
+        );
+        assert!(!invoice_by_owner_sk("cus-2", "2026-11", "inv-1").starts_with(INVOICE_PREFIX));
         assert_eq!(invoice_seq_sk("2026-11"), "INVSEQ#2026-11");
         assert_eq!(credit_note_sk("inv-1", "cn-1"), "CREDIT#inv-1#cn-1");
         assert_eq!(credit_notes_prefix("inv-1"), "CREDIT#inv-1#");

@@ -4,7 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
@@ -12,8 +12,8 @@ use futures::FutureExt as _;
 use serde_json::{Value, json};
 use smartsite_billing::Billing;
 use smartsite_billing::service::{
-    FundingSource, Invoice, InvoiceStatus, NewPackage, NewSubscription, ServiceError, UsageStatus,
-    previous,
+    FundingSource, Invoice, InvoiceScope, InvoiceStatus, NewPackage, NewSubscription, ServiceError,
+    UsageStatus, previous,
 };
 use smartsite_shared::domain::billing::{
     ChangeKind, InvoiceLine, Model, PausePolicy, Period, PriceLine, Tier, Unit, shanghai_date,
@@ -32,6 +32,7 @@ macro_rules! billing_suite {
             issuing_a_funded_invoice_hands_it_off_exactly_once,
             credit_notes_and_voids_reach_the_safety_fund_ledger_once,
             a_device_the_platform_reports_and_usage_posts_is_counted_once,
+            owner_reps_read_their_projects_invoices_and_every_list_pages,
             usage_events_are_checked_one_by_one,
             packages_are_versioned_and_subscriptions_keep_theirs,
             platform_usage_comes_from_the_fleet_and_ingest_counts,
@@ -149,10 +150,21 @@ pub async fn subscribe(
     start: NaiveDate,
     funding: FundingSource,
 ) -> String {
+    subscribe_for(b, package, project, "cus-1", start, funding).await
+}
+
+pub async fn subscribe_for(
+    b: &Billing,
+    package: &str,
+    project: &str,
+    customer: &str,
+    start: NaiveDate,
+    funding: FundingSource,
+) -> String {
     b.create_subscription(
         &acme(),
         NewSubscription {
-            customer_id: "cus-1".into(),
+            customer_id: customer.into(),
             project_id: project.into(),
             package_id: package.into(),
             package_version: None,
@@ -339,7 +351,7 @@ pub async fn the_same_usage_rated_under_the_three_models(fx: StoreFixture) {
     // Re-running the close answers the same invoices, and the list finds them.
     assert_eq!(b.close(&i, m, now).await.unwrap(), invoices);
     let (listed, _) = b
-        .list_invoices(&i, Some("cus-1"), Some(m), 50, None)
+        .list_invoices(&i, InvoiceScope::Customer("cus-1"), Some(m), 50, None)
         .await
         .unwrap();
     assert_eq!(listed.len(), 3);
@@ -837,6 +849,221 @@ pub async fn a_device_the_platform_reports_and_usage_posts_is_counted_once(fx: S
     );
 }
 
+/// The billing router over the fixture's store, with tokens of `acme`'s users.
+struct Api {
+    client: smartsite_shared::testkit::RouterClient,
+    issuer: Arc<smartsite_shared::auth::LocalIssuer>,
+    billing: Billing,
+    _keys: tempfile::TempDir,
+}
+
+impl Api {
+    fn new(fx: &StoreFixture) -> Api {
+        use smartsite_shared::auth::{Authenticator, LocalIssuer};
+        let keys = tempfile::tempdir().unwrap();
+        let issuer =
+            Arc::new(LocalIssuer::load_or_create(keys.path(), "test-issuer", 900).unwrap());
+        let auth = Authenticator::Bearer(Arc::new(issuer.verifier().unwrap()));
+        let state = smartsite_billing::AppState::new(Arc::clone(&fx.store), auth);
+        let billing = state.billing.clone();
+        Api {
+            client: smartsite_shared::testkit::RouterClient::new(smartsite_billing::app(state)),
+            issuer,
+            billing,
+            _keys: keys,
+        }
+    }
+
+    fn token(
+        &self,
+        role: &str,
+        customer: Option<&smartsite_shared::domain::tenancy::CustomerId>,
+    ) -> String {
+        let claims = smartsite_shared::auth::Claims {
+            sub: "usr-test".into(),
+            integrator_id: Some("acme".into()),
+            customer_id: customer.map(|c| c.as_str().to_owned()),
+            roles: vec![role.into()],
+        };
+        self.issuer
+            .issue(claims, smartsite_shared::store::now_epoch())
+            .unwrap()
+    }
+
+    /// The ids a list answers, walked `limit` at a time; no id twice.
+    async fn ids(&self, path: &str, token: &str, limit: u32) -> BTreeSet<String> {
+        let items = self.client.walk(path, token, limit).await;
+        let ids: Vec<String> = items
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_owned())
+            .collect();
+        let set: BTreeSet<String> = ids.iter().cloned().collect();
+        assert_eq!(
+            set.len(),
+            ids.len(),
+            "GET {path}: an item came twice: {ids:?}"
+        );
+        set
+    }
+}
+
+/// An owner's representative (建设单位) reads the invoices of the projects its customer owns,
+/// whoever they are billed to, and nothing else; every billing list pages with a real cursor,
+/// each item once.
+pub async fn owner_reps_read_their_projects_invoices_and_every_list_pages(fx: StoreFixture) {
+    use smartsite_shared::domain::tenancy::CustomerKind::{Enterprise, ProjectOwner};
+    let api = Api::new(&fx);
+    let b = &api.billing;
+    let i = acme();
+    let m = last_month();
+    let dir = Dir::new(&fx).await;
+    let contractor = dir.customer(Enterprise).await;
+    let (o1, o2) = (
+        dir.customer(ProjectOwner).await,
+        dir.customer(ProjectOwner).await,
+    );
+    let p1 = dir.project(&contractor, Some(&o1)).await;
+    let p2 = dir.project(&contractor, Some(&o2)).await;
+
+    // Five packages, the first in three versions.
+    let mut packages = BTreeSet::new();
+    for n in 0..5 {
+        let p = b
+            .create_package(
+                &i,
+                project_fee(&format!("套餐{n}"), 100_000 + n),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        packages.insert(p.package.id.clone());
+    }
+    let first = packages.first().unwrap().clone();
+    for fee in [200_000, 300_000] {
+        b.create_version(&i, &first, project_fee("基础版", fee), Utc::now())
+            .await
+            .unwrap();
+    }
+    // p1: three subscriptions billed to the contractor and one to the owner; p2: one.
+    let c = contractor.as_str();
+    let mut mine = Vec::new();
+    for customer in [c, c, c, o1.as_str()] {
+        mine.push(
+            subscribe_for(
+                b,
+                &first,
+                p1.id.as_str(),
+                customer,
+                m.first_day(),
+                FundingSource::Other,
+            )
+            .await,
+        );
+    }
+    let theirs = subscribe_for(
+        b,
+        &first,
+        p2.id.as_str(),
+        c,
+        m.first_day(),
+        FundingSource::Other,
+    )
+    .await;
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap();
+    assert_eq!(invoices.len(), 5);
+    let inv_of = |sub: &String| invoice_of(&invoices, sub).id.clone();
+    let my_invoices: BTreeSet<String> = mine.iter().map(inv_of).collect();
+    let all_invoices: BTreeSet<String> = invoices.iter().map(|v| v.id.clone()).collect();
+
+    let o1_rep = api.token("owner_rep", Some(&o1));
+    for limit in [1, 3, 50] {
+        assert_eq!(api.ids("/v1/invoices", &o1_rep, limit).await, my_invoices);
+    }
+    let this_month = format!("/v1/invoices?period={m}");
+    assert_eq!(api.ids(&this_month, &o1_rep, 2).await, my_invoices);
+    let before = format!("/v1/invoices?period={}", previous(m));
+    assert!(api.ids(&before, &o1_rep, 2).await.is_empty());
+    let o2_rep = api.token("owner_rep", Some(&o2));
+    assert_eq!(
+        api.ids("/v1/invoices", &o2_rep, 1).await,
+        BTreeSet::from([inv_of(&theirs)])
+    );
+    // By id: its own projects' invoices, whoever pays them; another's answers like none.
+    let (s, v) = api
+        .client
+        .get(&format!("/v1/invoices/{}", inv_of(&mine[0])), &o1_rep)
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["project_id"].as_str()),
+        (200, Some(p1.id.as_str()))
+    );
+    assert!(v["credit_notes"].is_array());
+    let (s, v) = api
+        .client
+        .get(&format!("/v1/invoices/{}", inv_of(&theirs)), &o1_rep)
+        .await;
+    let (gs, gv) = api
+        .client
+        .get(
+            &format!("/v1/invoices/inv-202001{}", "f".repeat(32)),
+            &o1_rep,
+        )
+        .await;
+    assert_eq!((s, &v["type"]), (gs, &gv["type"]));
+    assert_eq!(s, 404);
+    // Asking for the contractor's invoices is a 404; writes stay with the integrator's staff.
+    let (s, _) = api
+        .client
+        .get(&format!("/v1/invoices?customer_id={c}"), &o1_rep)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = api
+        .client
+        .post(
+            &format!("/v1/invoices/{}/issue", inv_of(&mine[0])),
+            &o1_rep,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    // The contractor's administrator reads what is billed to it; staff read everything.
+    let ea = api.token("enterprise_admin", Some(&contractor));
+    let billed_to_c: BTreeSet<String> = invoices
+        .iter()
+        .filter(|v| v.customer_id == c)
+        .map(|v| v.id.clone())
+        .collect();
+    assert_eq!(billed_to_c.len(), 4);
+    assert_eq!(api.ids("/v1/invoices", &ea, 3).await, billed_to_c);
+    let staff = api.token("integrator_ops", None);
+    assert_eq!(api.ids("/v1/invoices", &staff, 2).await, all_invoices);
+    assert_eq!(api.ids(&this_month, &staff, 4).await, all_invoices);
+
+    // Packages: each once, at its latest version, across pages.
+    let listed = api.client.walk("/v1/packages", &staff, 2).await;
+    let ids: Vec<&str> = listed.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, packages.iter().map(String::as_str).collect::<Vec<_>>());
+    let first_listed = listed.iter().find(|p| p["id"] == first.as_str()).unwrap();
+    assert_eq!(first_listed["version"], 3);
+    let (s, _) = api
+        .client
+        .get("/v1/packages?cursor=not-a-package", &staff)
+        .await;
+    assert_eq!(s, 400);
+
+    // Subscriptions: staff all five, the contractor's administrator its four, by project too.
+    let all_subs: BTreeSet<String> = mine.iter().chain([&theirs]).cloned().collect();
+    assert_eq!(api.ids("/v1/subscriptions", &staff, 2).await, all_subs);
+    let c_subs: BTreeSet<String> = mine[..3].iter().chain([&theirs]).cloned().collect();
+    assert_eq!(api.ids("/v1/subscriptions", &ea, 1).await, c_subs);
+    let of_p2 = format!("/v1/subscriptions?project_id={}", p2.id.as_str());
+    assert_eq!(
+        api.ids(&of_p2, &staff, 1).await,
+        BTreeSet::from([theirs.clone()])
+    );
+}
+
 /// The invoice of subscription `sub` among `invoices`.
 fn invoice_of<'a>(invoices: &'a [Invoice], sub: &str) -> &'a Invoice {
     invoices
@@ -975,7 +1202,10 @@ pub async fn packages_are_versioned_and_subscriptions_keep_theirs(fx: StoreFixtu
             .unwrap(),
         v1
     );
-    assert_eq!(b.list_packages(&i).await.unwrap(), vec![latest]);
+    assert_eq!(
+        b.list_packages(&i, 50, None).await.unwrap(),
+        (vec![latest], None)
+    );
     // The subscription still bills version 1's fee.
     let inv = b.close(&i, m, Utc::now()).await.unwrap();
     assert_eq!(
@@ -993,7 +1223,13 @@ pub async fn packages_are_versioned_and_subscriptions_keep_theirs(fx: StoreFixtu
     }
     // Another integrator sees none of it.
     let other = IntegratorId::parse("acme-corp").unwrap();
-    assert!(b.list_packages(&other).await.unwrap().is_empty());
+    assert!(
+        b.list_packages(&other, 50, None)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
     assert!(
         b.package(&other, &v1.package.id, None)
             .await
