@@ -726,13 +726,13 @@ macro_rules! on_both {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn embedded() {
-                let fx = testkit::embedded().await;
+                let fx = smartsite_shared::testkit::embedded().await;
                 super::$name(fx.store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn dynamo() {
-                let fx = testkit::dynamo().await;
+                let fx = smartsite_shared::testkit::dynamo().await;
                 super::$name(fx.store).await;
             }
         }
