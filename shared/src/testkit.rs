@@ -5,6 +5,11 @@ use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::directory::Directory;
+use crate::domain::tenancy::{
+    Customer, CustomerId, CustomerKind, Integrator, Operator, RegionCode, Status,
+};
+use crate::ids::IntegratorId;
 use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{Store, TableDef};
@@ -53,6 +58,44 @@ pub async fn dynamo() -> StoreFixture {
         store: Arc::new(DynamoStore::new(client, name, main_table())),
         guard: Box::new(()),
     }
+}
+
+/// An active integrator `id` (a Jilin telecom, province 220000) in the directory.
+pub async fn integrator(dir: &Directory, id: &IntegratorId) {
+    dir.create_integrator(&Integrator {
+        id: id.clone(),
+        name: "Telecom Jilin".into(),
+        operator: Operator::ChinaTelecom,
+        province_code: region("220000"),
+        status: Status::Active,
+        created_at: chrono::Utc::now().to_rfc3339(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("create integrator {id}: {e}"));
+}
+
+/// A new active customer of `i`, of `kind`, in Changchun's Chaoyang district (220102).
+pub async fn customer(dir: &Directory, i: &IntegratorId, kind: CustomerKind) -> CustomerId {
+    let id = CustomerId::generate();
+    dir.create_customer(&Customer {
+        id: id.clone(),
+        integrator_id: i.clone(),
+        kind,
+        name: "一建".into(),
+        region_code: region("220102"),
+        uscc: None,
+        status: Status::Active,
+        created_at: chrono::Utc::now().to_rfc3339(),
+        status_changed_at: None,
+        status_changed_by: None,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("create customer: {e}"));
+    id
+}
+
+fn region(code: &str) -> RegionCode {
+    RegionCode::parse("region_code", code).unwrap_or_else(|e| panic!("{code}: {}", e.message))
 }
 
 fn main_table() -> &'static TableDef {
@@ -132,5 +175,35 @@ impl RouterClient {
 
     pub async fn get(&self, path: &str, token: &str) -> (http::StatusCode, serde_json::Value) {
         self.call(http::Method::GET, path, Some(token), None).await
+    }
+
+    /// Every item of a `{items, next}` list, read `limit` at a time by following `next`.
+    /// Panics unless every page answers 200 with at most `limit` items.
+    pub async fn walk(&self, path: &str, token: &str, limit: u32) -> Vec<serde_json::Value> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..10_000 {
+            let url = match &cursor {
+                None => format!("{path}{sep}limit={limit}"),
+                Some(c) => format!("{path}{sep}limit={limit}&cursor={c}"),
+            };
+            let (status, v) = self.get(&url, token).await;
+            assert_eq!(status, http::StatusCode::OK, "GET {url}: {v}");
+            let items = v["items"]
+                .as_array()
+                .unwrap_or_else(|| panic!("GET {url}: no items: {v}"));
+            assert!(
+                items.len() <= limit as usize,
+                "GET {url}: {} items on a page of {limit}",
+                items.len()
+            );
+            out.extend(items.iter().cloned());
+            match v["next"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+        panic!("GET {path}: more than 10,000 pages")
     }
 }

@@ -368,6 +368,10 @@ pub async fn commands(
         .await
         .map_err(|e| Problem::internal(&e))?
         .ok_or_else(Problem::not_found)?;
-    let items = state.alarms.commands(&d, page.limit()).await.map_err(err)?;
-    Ok(Json(List { items, next: None }))
+    let (items, next) = state
+        .alarms
+        .commands(&d, page.limit(), page.cursor.clone())
+        .await
+        .map_err(err)?;
+    Ok(Json(List { items, next }))
 }

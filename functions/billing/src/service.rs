@@ -27,6 +27,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Days, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
+use smartsite_shared::directory::{Directory, DirectoryError};
 use smartsite_shared::domain::billing::{
     Aggregates, BillingError, Binding, BindingChange, ChangeKind, DeviceUsage, InvoiceLine, Metric,
     Model, Package, PackageChange, PausePolicy, Period, PriceLine, Suspension, Timeline,
@@ -34,12 +35,13 @@ use smartsite_shared::domain::billing::{
 };
 use smartsite_shared::domain::tenancy::ProjectId;
 use smartsite_shared::fleet::{Fleet, FleetError};
-use smartsite_shared::handoff::InvoiceIssued;
+use smartsite_shared::handoff::{InvoiceChange, InvoiceIssued};
 use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::store::keys::{self, EntityKind};
-use smartsite_shared::store::records::{decode, record};
+use smartsite_shared::store::records::{self, ListPage, decode, record};
 use smartsite_shared::store::{
     Condition, Cursor, Item, Key, MAX_TRANSACT_ITEMS, Query, SkCond, Store, StoreError, TxOp,
+    prefix_successor,
 };
 use tokio::sync::Notify;
 
@@ -393,11 +395,24 @@ fn is_condition(e: &StoreError) -> bool {
     )
 }
 
+/// Whose invoices a listing reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvoiceScope<'a> {
+    /// Every invoice of the integrator.
+    All,
+    /// Those billed to a customer.
+    Customer(&'a str),
+    /// Those of the projects a customer owned (建设单位) when they were closed, whoever they are
+    /// billed to.
+    Owner(&'a str),
+}
+
 /// The billing service. Cheap to clone.
 #[derive(Clone)]
 pub struct Billing {
     store: Arc<dyn Store>,
     fleet: Fleet,
+    directory: Directory,
     issued: Option<Arc<Notify>>,
 }
 
@@ -405,13 +420,14 @@ impl Billing {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Billing {
             fleet: Fleet::new(Arc::clone(&store)),
+            directory: Directory::new(Arc::clone(&store)),
             store,
             issued: None,
         }
     }
 
-    /// Notified after an issue committed a hand-off event (the single-box edition wakes the
-    /// safety-fund consumer with it).
+    /// Notified after a hand-off event committed: the issue, a credit note or the void of a
+    /// funded invoice (the single-box edition wakes the safety-fund consumer with it).
     pub fn with_issue_notify(mut self, n: Arc<Notify>) -> Self {
         self.issued = Some(n);
         self
@@ -546,20 +562,49 @@ impl Billing {
         }
     }
 
-    /// The latest version of every package of the integrator, by id.
-    pub async fn list_packages(&self, i: &IntegratorId) -> Result<Vec<StoredPackage>> {
-        let items = self
-            .query_all(
-                Query::partition(&keys::integrator(i))
-                    .sk(SkCond::BeginsWith(keys::PACKAGE_PREFIX.into())),
-            )
-            .await?;
-        let mut latest: BTreeMap<String, StoredPackage> = BTreeMap::new();
-        for item in &items {
-            let p: StoredPackage = decode(item)?;
-            latest.insert(p.package.id.clone(), p);
+    /// The latest version of each package of the integrator, by id: up to `limit` packages
+    /// after the package `after` (the `next` of the previous page, which is the last package id
+    /// it held), and the `next` of this page when more packages follow.
+    pub async fn list_packages(
+        &self,
+        i: &IntegratorId,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(Vec<StoredPackage>, Option<String>)> {
+        let from = match after {
+            None => keys::PACKAGE_PREFIX.to_owned(),
+            Some(id) if valid_id("pkg-", id) => {
+                prefix_successor(&keys::package_versions_prefix(id)).ok_or(StoreError::BadCursor)?
+            }
+            Some(_) => return Err(StoreError::BadCursor.into()),
+        };
+        let to = prefix_successor(keys::PACKAGE_PREFIX).ok_or(StoreError::BadCursor)?;
+        let q = Query::partition(&keys::integrator(i)).sk(SkCond::Between(from, to));
+        let limit = limit.max(1) as usize;
+        let mut out: Vec<StoredPackage> = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .query(q.clone().limit(200).after(cursor.take()))
+                .await?;
+            for item in &page.items {
+                let p: StoredPackage = decode(item)?;
+                // A package's versions sort in order: the last one read is the latest.
+                if let Some(last) = out.last_mut().filter(|l| l.package.id == p.package.id) {
+                    *last = p;
+                } else if out.len() == limit {
+                    let next = out.last().map(|l| l.package.id.clone());
+                    return Ok((out, next));
+                } else {
+                    out.push(p);
+                }
+            }
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => return Ok((out, None)),
+            }
         }
-        Ok(latest.into_values().collect())
     }
 
     // ---- subscriptions
@@ -621,6 +666,20 @@ impl Billing {
             return Ok(None);
         }
         self.get_json(Self::subscription_key(i, id)).await
+    }
+
+    /// A page of the integrator's subscriptions (by id) that `keep` accepts; a page may be
+    /// short while `next` says more may follow.
+    pub async fn list_subscriptions_page(
+        &self,
+        i: &IntegratorId,
+        limit: u32,
+        cursor: Option<String>,
+        keep: impl Fn(&Subscription) -> bool,
+    ) -> Result<ListPage<Subscription>> {
+        let q = Query::partition(&keys::integrator(i))
+            .sk(SkCond::BeginsWith(keys::SUBSCRIPTION_PREFIX.into()));
+        records::page_filtered(self.store.as_ref(), q, limit, cursor, keep).await
     }
 
     /// Every subscription of the integrator, by id.
@@ -1138,7 +1197,8 @@ impl Billing {
         }
     }
 
-    /// Everything a (subscription, period) is rated on: posted usage and platform usage.
+    /// Everything a (subscription, period) is rated on: posted usage with the platform's own
+    /// usage laid over it, each device counted once ([`Aggregates::overlay_platform`]).
     pub async fn rated_usage(
         &self,
         i: &IntegratorId,
@@ -1147,7 +1207,7 @@ impl Billing {
     ) -> Result<Aggregates> {
         let mut agg = self.usage(i, &s.id, period).await?;
         let platform = self.platform_usage(i, &s.project_id, period).await?;
-        agg.merge(&platform);
+        agg.overlay_platform(&platform, period);
         Ok(agg)
     }
 
@@ -1294,6 +1354,13 @@ impl Billing {
                 &inv.period,
                 &inv.id,
             )));
+            if let Some(owner) = self.project_owner(i, &inv.project_id).await? {
+                ops.push(pointer(keys::invoice_by_owner_sk(
+                    &owner,
+                    &inv.period,
+                    &inv.id,
+                )));
+            }
             invoice = Some(inv);
         }
         match self.store.transact(ops).await {
@@ -1306,6 +1373,20 @@ impl Billing {
 
     // ---- invoices
 
+    /// The owner (建设单位) of a project, if it has one.
+    async fn project_owner(&self, i: &IntegratorId, project: &str) -> Result<Option<String>> {
+        let Ok(pid) = ProjectId::parse("project_id", project) else {
+            return Ok(None);
+        };
+        let p = self.directory.project(i, &pid).await.map_err(|e| match e {
+            DirectoryError::Store(s) => ServiceError::Store(s),
+            DirectoryError::Corrupt(j) => ServiceError::Corrupt(j),
+            other @ DirectoryError::Exists(_) => ServiceError::Conflict(other.to_string()),
+        })?;
+        Ok(p.and_then(|p| p.owner_customer_id)
+            .map(|c| c.as_str().to_owned()))
+    }
+
     pub async fn invoice(&self, i: &IntegratorId, id: &str) -> Result<Option<Invoice>> {
         if !valid_id("inv-", id) {
             return Ok(None);
@@ -1314,22 +1395,25 @@ impl Billing {
             .await
     }
 
-    /// Invoices by customer and/or period, a page at a time (by period then id, or by id).
+    /// Invoices of a scope and/or period, a page at a time (by period then id, or by id).
     pub async fn list_invoices(
         &self,
         i: &IntegratorId,
-        customer: Option<&str>,
+        scope: InvoiceScope<'_>,
         period: Option<Period>,
         limit: u32,
         cursor: Option<String>,
     ) -> Result<(Vec<Invoice>, Option<String>)> {
-        let prefix = match (customer, period) {
-            (Some(c), Some(p)) => keys::invoices_of_period_customer_prefix(&p.to_string(), c),
-            (None, Some(p)) => keys::invoices_of_period_prefix(&p.to_string()),
-            (Some(c), None) => keys::invoices_of_customer_prefix(c),
-            (None, None) => keys::INVOICE_PREFIX.to_owned(),
+        let period = period.map(|p| p.to_string());
+        let prefix = match (scope, period.as_deref()) {
+            (InvoiceScope::Customer(c), Some(p)) => keys::invoices_of_period_customer_prefix(p, c),
+            (InvoiceScope::Customer(c), None) => keys::invoices_of_customer_prefix(c),
+            (InvoiceScope::Owner(o), Some(p)) => keys::invoices_of_owner_period_prefix(o, p),
+            (InvoiceScope::Owner(o), None) => keys::invoices_of_owner_prefix(o),
+            (InvoiceScope::All, Some(p)) => keys::invoices_of_period_prefix(p),
+            (InvoiceScope::All, None) => keys::INVOICE_PREFIX.to_owned(),
         };
-        let direct = customer.is_none() && period.is_none();
+        let direct = matches!(scope, InvoiceScope::All) && period.is_none();
         let page = self
             .store
             .query(
@@ -1352,8 +1436,8 @@ impl Billing {
         Ok((out, page.next.map(|c| c.as_str().to_owned())))
     }
 
-    /// Moves an invoice from one of `from` to `to`. Issuing a subscription funded by safety
-    /// money records the hand-off event in the same transaction.
+    /// Moves an invoice from one of `from` to `to`. Issuing or voiding an invoice of a
+    /// subscription funded by safety money records the hand-off event in the same transaction.
     async fn transition(
         &self,
         i: &IntegratorId,
@@ -1384,22 +1468,21 @@ impl Billing {
             item: invoice_item(i, &inv)?,
             cond: Some(Condition::equals("status", was.as_str())),
         }];
-        let handoff =
-            to == InvoiceStatus::Issued && InvoiceIssued::funds(inv.funding_source.as_str());
-        if handoff {
-            let event = InvoiceIssued {
-                integrator_id: inv.integrator_id.clone(),
-                customer_id: inv.customer_id.clone(),
-                project_id: inv.project_id.clone(),
-                subscription_id: inv.subscription_id.clone(),
-                invoice_id: inv.id.clone(),
-                invoice_no: inv.number.clone(),
-                period: inv.period.clone(),
-                funding_source: inv.funding_source.as_str().to_owned(),
-                total_fen: inv.total_fen,
-                issued_on: smartsite_shared::domain::billing::shanghai_date(now),
-            };
-            ops.push(event.put_op()?);
+        // The ledger hears of an issue, and of the void of an issued invoice (a draft was never
+        // booked), in the same transaction.
+        let change = match (was, to) {
+            (_, InvoiceStatus::Issued) => Some(InvoiceChange::Issued),
+            (InvoiceStatus::Issued, InvoiceStatus::Void) => Some(InvoiceChange::Voided {
+                on: smartsite_shared::domain::billing::shanghai_date(now),
+            }),
+            _ => None,
+        };
+        let handoff = match change {
+            Some(change) => self.handoff_event(&inv, change)?,
+            None => None,
+        };
+        if let Some(op) = &handoff {
+            ops.push(op.clone());
         }
         match self.store.transact(ops).await {
             Ok(()) => {}
@@ -1410,10 +1493,46 @@ impl Billing {
             }
             Err(e) => return Err(e.into()),
         }
-        if handoff && let Some(n) = &self.issued {
-            n.notify_one();
+        if handoff.is_some() {
+            self.wake_handoff();
         }
         Ok(inv)
+    }
+
+    /// The outbox put of `change` to a funded invoice (`None` when its funding source does not
+    /// hand invoices to the safety fund). The issue date is the Asia/Shanghai date it was issued.
+    fn handoff_event(&self, inv: &Invoice, change: InvoiceChange) -> Result<Option<TxOp>> {
+        if !InvoiceIssued::funds(inv.funding_source.as_str()) {
+            return Ok(None);
+        }
+        let issued_on = inv
+            .issued_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| smartsite_shared::domain::billing::shanghai_date(t.with_timezone(&Utc)))
+            .ok_or_else(|| {
+                ServiceError::Conflict("a funded invoice changed before it was issued".into())
+            })?;
+        let issued = InvoiceIssued {
+            integrator_id: inv.integrator_id.clone(),
+            customer_id: inv.customer_id.clone(),
+            project_id: inv.project_id.clone(),
+            subscription_id: inv.subscription_id.clone(),
+            invoice_id: inv.id.clone(),
+            invoice_no: inv.number.clone(),
+            period: inv.period.clone(),
+            funding_source: inv.funding_source.as_str().to_owned(),
+            total_fen: inv.total_fen,
+            issued_on,
+        };
+        Ok(Some(issued.event(change).put_op()?))
+    }
+
+    /// Wakes the single-box safety-fund consumer after a hand-off event committed.
+    fn wake_handoff(&self) {
+        if let Some(n) = &self.issued {
+            n.notify_one();
+        }
     }
 
     pub async fn issue(&self, i: &IntegratorId, id: &str, now: DateTime<Utc>) -> Result<Invoice> {
@@ -1480,7 +1599,7 @@ impl Billing {
         let rev = inv.rev;
         inv.credited_fen += amount_fen;
         inv.rev = rev + 1;
-        let ops = vec![
+        let mut ops = vec![
             TxOp::Put {
                 item: invoice_item(i, &inv)?,
                 cond: Some(Condition::equals("rev", rev)),
@@ -1493,8 +1612,23 @@ impl Billing {
                 cond: Some(Condition::NotExists),
             },
         ];
+        // The ledger takes the credited amount back, through the outbox, in this transaction.
+        let handoff = self.handoff_event(
+            &inv,
+            InvoiceChange::Credited {
+                credit_note_id: note.id.clone(),
+                amount_fen,
+                on: smartsite_shared::domain::billing::shanghai_date(now),
+            },
+        )?;
+        ops.extend(handoff.clone());
         match self.store.transact(ops).await {
-            Ok(()) => Ok((inv, note)),
+            Ok(()) => {
+                if handoff.is_some() {
+                    self.wake_handoff();
+                }
+                Ok((inv, note))
+            }
             Err(e) if is_condition(&e) => Err(ServiceError::Conflict(
                 "the invoice changed concurrently; retry".into(),
             )),

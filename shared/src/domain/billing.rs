@@ -875,6 +875,31 @@ fn interval_days(start: i64, end: i64, a: i64, b: i64) -> u32 {
     day_bits(first as u32, last as u32)
 }
 
+// Transitions that bind exactly the days of `mask` (see `DeviceUsage::bound_days`): one bound
+// interval per run of consecutive days, from the first day's start to the last day's end.
+fn bindings_of_days(start: i64, mask: u32) -> Vec<Binding> {
+    let mut out = Vec::new();
+    let mut day = 0i64;
+    let mut rest = mask;
+    while rest != 0 {
+        let skip = i64::from(rest.trailing_zeros());
+        rest >>= skip;
+        day += skip;
+        let run = i64::from(rest.trailing_ones());
+        out.push(Binding {
+            at_ms: start + day * DAY_MS,
+            change: BindingChange::Bound,
+        });
+        out.push(Binding {
+            at_ms: start + (day + run) * DAY_MS,
+            change: BindingChange::Unbound,
+        });
+        rest = rest.checked_shr(run as u32).unwrap_or(0);
+        day += run;
+    }
+    out
+}
+
 // Bits of days first..=last (1-based, at most 31).
 fn day_bits(first: u32, last: u32) -> u32 {
     if first > last || first == 0 {
@@ -950,6 +975,49 @@ impl Aggregates {
                     self.devices.insert(id.clone(), dev.clone());
                 }
             }
+        }
+    }
+
+    /// Adds the platform's own measurements of `period` (the devices bound to the project, the
+    /// messages ingest counted for them) to posted usage, counting each device once. The rule,
+    /// per device the platform knows in the period (bound to the project at any time in it):
+    /// - messages and activity: the platform's figure wins for the whole period, and whatever
+    ///   was posted for that device is dropped from the device and from the totals (posted usage
+    ///   is kept per device and period, not per day, so the period is the finest common grain);
+    /// - bound days: per day, a day counts once if the platform or the posted transitions have
+    ///   the device bound on it;
+    /// - category: the platform's (its device record), else the posted one.
+    ///
+    /// Devices the platform does not know, and messages posted without a device, count as
+    /// posted.
+    pub fn overlay_platform(&mut self, platform: &Aggregates, period: Period) {
+        self.messages = self.messages.saturating_add(platform.messages);
+        self.message_events = self.message_events.saturating_add(platform.message_events);
+        for (id, plat) in &platform.devices {
+            let Some(posted) = self.devices.remove(id) else {
+                self.devices.insert(id.clone(), plat.clone());
+                continue;
+            };
+            self.messages = self.messages.saturating_sub(posted.messages);
+            self.message_events = self.message_events.saturating_sub(posted.message_events);
+            let bindings = if posted.bindings.is_empty() {
+                plat.bindings.clone()
+            } else {
+                bindings_of_days(
+                    period.start_ms(),
+                    plat.bound_days(period) | posted.bound_days(period),
+                )
+            };
+            self.devices.insert(
+                id.clone(),
+                DeviceUsage {
+                    category: plat.category.clone().or(posted.category),
+                    messages: plat.messages,
+                    message_events: plat.message_events,
+                    active: plat.active,
+                    bindings,
+                },
+            );
         }
     }
 
@@ -2197,6 +2265,155 @@ mod tests {
         (1..=31)
             .filter(|day| mask & (1 << (day - 1)) != 0)
             .collect()
+    }
+
+    fn fold_events(events: &[UsageEvent]) -> Aggregates {
+        let mut a = Aggregates::default();
+        for e in events {
+            a.add(e).unwrap();
+        }
+        a
+    }
+
+    fn days_of(mask: u32) -> Vec<u32> {
+        (1..=31)
+            .filter(|day| mask & (1 << (day - 1)) != 0)
+            .collect()
+    }
+
+    /// A device the platform knows and the integrator also posts is counted once: the
+    /// platform's messages and activity win, a bound day counts once whichever source has it.
+    #[test]
+    fn platform_usage_overlays_posted_usage_of_the_same_device_once() {
+        let tc = Some("tower_crane");
+        let posted = fold_events(&[
+            // The device the platform knows: 100 messages in 2 events, bound on the 1st–5th,
+            // then an unbind on the 12th the platform never saw.
+            ev(
+                "p1",
+                Messages,
+                60,
+                "2026-11-02T10:00:00+08:00",
+                Some("crane-1"),
+                Some("hoist"),
+            ),
+            ev(
+                "p2",
+                Messages,
+                40,
+                "2026-11-03T10:00:00+08:00",
+                Some("crane-1"),
+                None,
+            ),
+            ev(
+                "p3",
+                Bound,
+                1,
+                "2026-11-01T00:00:00+08:00",
+                Some("crane-1"),
+                None,
+            ),
+            ev(
+                "p4",
+                Unbound,
+                1,
+                "2026-11-06T00:00:00+08:00",
+                Some("crane-1"),
+                None,
+            ),
+            ev(
+                "p5",
+                Unbound,
+                1,
+                "2026-11-12T12:00:00+08:00",
+                Some("crane-1"),
+                None,
+            ),
+            // A device only the integrator reports, and messages without a device.
+            ev(
+                "p6",
+                Messages,
+                7,
+                "2026-11-02T10:00:00+08:00",
+                Some("dust-9"),
+                None,
+            ),
+            ev("p7", Messages, 3, "2026-11-02T10:00:00+08:00", None, None),
+        ]);
+        // The platform: crane-1 bound from the 10th on (still bound), 40 messages counted.
+        let platform = fold_events(&[
+            ev(
+                "f1",
+                Bound,
+                1,
+                "2026-11-10T09:00:00+08:00",
+                Some("crane-1"),
+                tc,
+            ),
+            ev(
+                "f2",
+                Messages,
+                40,
+                "2026-11-10T10:00:00+08:00",
+                Some("crane-1"),
+                tc,
+            ),
+        ]);
+
+        let mut rated = posted.clone();
+        rated.overlay_platform(&platform, nov());
+        // 40 (platform, crane-1) + 7 (dust-9) + 3 (no device); never 100 + 40.
+        assert_eq!(rated.messages, 50);
+        assert_eq!(rated.message_events, 3);
+        let crane = &rated.devices["crane-1"];
+        assert_eq!(
+            (crane.messages, crane.active, crane.category.as_deref()),
+            (40, true, tc)
+        );
+        // Days 1–5 (posted) and 10–30 (platform): 26, each once. A plain merge of the
+        // transitions would let the posted unbind on the 12th cut the platform's binding short.
+        let mut days: Vec<u32> = (1..=5).collect();
+        days.extend(10..=30);
+        assert_eq!(days_of(crane.bound_days(nov())), days);
+        assert_eq!(rated.device_days(nov())[&tc.map(str::to_owned)], 26);
+        assert_eq!(rated.devices["dust-9"].messages, 7);
+
+        // A device the platform knows and nobody posted keeps the platform's transitions.
+        let mut only = fold_events(&[ev(
+            "q",
+            Messages,
+            3,
+            "2026-11-02T10:00:00+08:00",
+            None,
+            None,
+        )]);
+        only.overlay_platform(&platform, nov());
+        assert_eq!(only.devices["crane-1"], platform.devices["crane-1"]);
+        assert_eq!(only.messages, 43);
+    }
+
+    #[test]
+    fn bindings_of_days_bind_exactly_those_days() {
+        for mask in [
+            0u32,
+            1,
+            0b1011,
+            1 << 29,
+            (1 << 30) - 1,
+            0x5555_5555 & ((1 << 30) - 1),
+        ] {
+            let dev = DeviceUsage {
+                bindings: bindings_of_days(nov().start_ms(), mask),
+                ..DeviceUsage::default()
+            };
+            assert_eq!(dev.bound_days(nov()), mask, "{mask:#b}");
+        }
+        let dec_all = (1u32 << 31) - 1;
+        let dev = DeviceUsage {
+            bindings: bindings_of_days(dec().start_ms(), dec_all),
+            ..DeviceUsage::default()
+        };
+        assert_eq!(dev.bound_days(dec()), dec_all);
     }
 
     #[test]

@@ -95,6 +95,12 @@ pub enum SafetyFundError {
     NotReversible { seq: u64, kind: EntryKind },
     #[error("invoice {invoice_id} is already posted as entry {seq}")]
     InvoiceAlreadyPosted { invoice_id: String, seq: u64 },
+    #[error("invoice {invoice_id} has no expenditure in this ledger to take back from")]
+    InvoiceNotPosted { invoice_id: String },
+    #[error("credit note {note_id} is already posted as entry {seq}")]
+    CreditNoteAlreadyPosted { note_id: String, seq: u64 },
+    #[error("invoice {invoice_id} holds nothing more in this ledger (already voided or credited)")]
+    NothingToTakeBack { invoice_id: String },
     #[error(
         "category `{category}` is not an allowed use of the 安全文明施工费 (diversion, 挪用, is refused)"
     )]
@@ -1087,6 +1093,113 @@ impl Ledger {
         }
     }
 
+    /// What the entries booked for invoice `invoice_id` still spend: its expenditure less what
+    /// credit notes, voids and reversals took back.
+    pub fn invoice_net_fen(&self, invoice_id: &str) -> i64 {
+        self.entries
+            .iter()
+            .filter(|e| e.links.invoice_id.as_deref() == Some(invoice_id))
+            .fold(0i64, |acc, e| acc.saturating_add(e.spent_fen))
+    }
+
+    /// The draft that takes back (part of) what invoice `invoice_id` booked, after billing
+    /// credited or voided it (see [`TakeBack`]). Never edits the expenditure: a credit note is a
+    /// `correction` entry of minus its amount; a void is the `reversal` of the expenditure when
+    /// nothing was credited yet, else a `correction` of minus what the invoice still holds. Both
+    /// keep the expenditure's category and links. Each credit note and the void are taken at
+    /// most once ([`SafetyFundError::CreditNoteAlreadyPosted`],
+    /// [`SafetyFundError::NothingToTakeBack`]).
+    fn take_back_draft(&self, invoice_id: &str, take: &TakeBack, date: NaiveDate) -> Result<Entry> {
+        let booked = self.entries.iter().rev().find(|e| {
+            e.kind == EntryKind::Expenditure
+                && e.links.invoice_id.as_deref() == Some(invoice_id)
+                && self.reversed_by(e.seq).is_none()
+        });
+        let linked = || {
+            self.entries
+                .iter()
+                .filter(|e| e.links.invoice_id.as_deref() == Some(invoice_id))
+        };
+        let Some(booked) = booked else {
+            // A void booked as the expenditure's reversal leaves no expenditure standing.
+            if linked().any(|e| e.kind == EntryKind::Expenditure) {
+                return Err(SafetyFundError::NothingToTakeBack {
+                    invoice_id: invoice_id.to_owned(),
+                });
+            }
+            return Err(SafetyFundError::InvoiceNotPosted {
+                invoice_id: invoice_id.to_owned(),
+            });
+        };
+        let invoice_no = booked.evidence_ref.clone().unwrap_or_default();
+        let net = self.invoice_net_fen(invoice_id);
+        let (amount, summary, evidence) = match take {
+            TakeBack::Credit {
+                note_id,
+                amount_fen,
+            } => {
+                if let Some(e) = linked().find(|e| {
+                    e.kind == EntryKind::Correction && e.evidence_ref.as_ref() == Some(note_id)
+                }) {
+                    return Err(SafetyFundError::CreditNoteAlreadyPosted {
+                        note_id: note_id.clone(),
+                        seq: e.seq,
+                    });
+                }
+                check_amount("amount_fen", *amount_fen, false)?;
+                if *amount_fen > net {
+                    return Err(SafetyFundError::InvalidAmount {
+                        field: "amount_fen",
+                        amount_fen: *amount_fen,
+                        expected: "at most what the invoice still holds in the ledger",
+                    });
+                }
+                (
+                    *amount_fen,
+                    format!("红字冲减：发票 {invoice_no}，红字发票 {note_id}"),
+                    note_id.clone(),
+                )
+            }
+            TakeBack::Void => {
+                if net <= 0 {
+                    return Err(SafetyFundError::NothingToTakeBack {
+                        invoice_id: invoice_id.to_owned(),
+                    });
+                }
+                if net == booked.spent_fen && linked().count() == 1 {
+                    return self.reversal_draft(
+                        booked.seq,
+                        date,
+                        &format!("发票 {invoice_no} 作废"),
+                    );
+                }
+                (
+                    net,
+                    format!("发票 {invoice_no} 作废：冲减未红冲余额"),
+                    invoice_no.clone(),
+                )
+            }
+        };
+        let mut e = Entry::draft(date, EntryKind::Correction, summary);
+        e.category = booked.category.clone();
+        e.spent_fen = -amount;
+        e.links = booked.links.clone();
+        e.evidence_ref = Some(evidence);
+        Ok(e)
+    }
+
+    /// Appends the entry that takes back (part of) invoice `invoice_id` (see
+    /// [`Ledger::take_back_draft`]).
+    pub fn take_back(
+        &mut self,
+        invoice_id: &str,
+        take: &TakeBack,
+        date: NaiveDate,
+    ) -> Result<&Entry> {
+        let e = self.take_back_draft(invoice_id, take, date)?;
+        Ok(self.append(e))
+    }
+
     /// The reversal draft of entry `seq`: its amounts negated, its month, progress, category and
     /// links kept (so per-month and per-line sums stay right). Reversals and settlements cannot
     /// be reversed; an entry is reversed at most once.
@@ -1351,6 +1464,16 @@ pub struct Expenditure {
     pub evidence_ref: String,
     #[serde(default)]
     pub links: Links,
+}
+
+/// What billing takes back of an invoice it booked as an expenditure (the hand-off of credit
+/// notes and voids, see `crate::handoff`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TakeBack {
+    /// A credit note (红字发票) of `amount_fen` against the invoice.
+    Credit { note_id: String, amount_fen: i64 },
+    /// The invoice's void: whatever it still holds.
+    Void,
 }
 
 /// The result of recording an expenditure.
@@ -1676,6 +1799,18 @@ impl FundAccount {
     /// The reversal entry that cancels `seq`, if any.
     pub fn reversed_by(&self, seq: u64) -> Option<u64> {
         self.ledger.reversed_by(seq)
+    }
+
+    /// Takes back (part of) an invoice's expenditure after a credit note or its void (see
+    /// [`Ledger::take_back_draft`]); a settled account takes nothing more.
+    pub fn take_back(
+        &mut self,
+        invoice_id: &str,
+        take: &TakeBack,
+        date: NaiveDate,
+    ) -> Result<&Entry> {
+        self.ensure_open()?;
+        self.ledger.take_back(invoice_id, take, date)
     }
 
     /// Cancels entry `seq` with a reversal entry carrying its amounts negated (see
@@ -2821,6 +2956,109 @@ mod tests {
         acc.reverse(3, d("2024-02-03"), "发票作废").unwrap();
         assert_eq!(acc.totals().balance_fen, 10_000);
         assert!(acc.record_expenditure(e, &r).is_ok());
+    }
+
+    fn invoice_spend(date: &str, amount_fen: i64, invoice: &str) -> Expenditure {
+        let mut e = spend(date, amount_fen, "safety_informatisation");
+        e.evidence_ref = format!("NO-{invoice}");
+        e.links.invoice_id = Some(invoice.into());
+        e.links.subscription_id = Some("sub-1".into());
+        e
+    }
+
+    #[test]
+    fn credit_notes_and_a_void_take_an_invoice_back_once_each() {
+        let r = rules();
+        let mut acc = building(10_000_000);
+        acc.report_progress(ym("2024-01"), 1_000_000, d("2024-01-31"), false)
+            .unwrap(); // 30 000 accrued
+        acc.record_expenditure(invoice_spend("2024-02-01", 10_000, "inv-7"), &r)
+            .unwrap();
+        let credit = |note: &str, amount_fen| TakeBack::Credit {
+            note_id: note.into(),
+            amount_fen,
+        };
+        // A partial credit note: a correction of minus its amount, the expenditure untouched.
+        let e = acc
+            .take_back("inv-7", &credit("cn-1", 3_000), d("2024-02-05"))
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (e.kind, e.spent_fen, e.category.as_deref(), e.reverses),
+            (
+                EntryKind::Correction,
+                -3_000,
+                Some("safety_informatisation"),
+                None
+            )
+        );
+        assert_eq!(e.links.invoice_id.as_deref(), Some("inv-7"));
+        assert_eq!(e.evidence_ref.as_deref(), Some("cn-1"));
+        assert_eq!(acc.entries()[1].spent_fen, 10_000);
+        assert_eq!(acc.ledger.invoice_net_fen("inv-7"), 7_000);
+        assert_eq!(acc.totals().balance_fen, 23_000);
+        // The same note again, or more than the invoice still holds, is refused.
+        assert_eq!(
+            acc.take_back("inv-7", &credit("cn-1", 3_000), d("2024-02-06"))
+                .unwrap_err(),
+            SafetyFundError::CreditNoteAlreadyPosted {
+                note_id: "cn-1".into(),
+                seq: 3
+            }
+        );
+        assert!(matches!(
+            acc.take_back("inv-7", &credit("cn-2", 7_001), d("2024-02-06")),
+            Err(SafetyFundError::InvalidAmount { .. })
+        ));
+        // The void takes back the 7 000 left, as a correction (the expenditure was partly
+        // credited, so a reversal of all of it would take too much).
+        let e = acc
+            .take_back("inv-7", &TakeBack::Void, d("2024-02-07"))
+            .unwrap()
+            .clone();
+        assert_eq!((e.kind, e.spent_fen), (EntryKind::Correction, -7_000));
+        assert_eq!(acc.ledger.invoice_net_fen("inv-7"), 0);
+        assert_eq!(acc.totals().balance_fen, 30_000);
+        assert_eq!(
+            acc.take_back("inv-7", &TakeBack::Void, d("2024-02-08"))
+                .unwrap_err(),
+            SafetyFundError::NothingToTakeBack {
+                invoice_id: "inv-7".into()
+            }
+        );
+        assert!(matches!(
+            acc.take_back("inv-7", &credit("cn-3", 1), d("2024-02-08")),
+            Err(SafetyFundError::InvalidAmount { .. })
+        ));
+
+        // An invoice voided with nothing credited: the expenditure's reversal, once.
+        acc.record_expenditure(invoice_spend("2024-03-01", 4_000, "inv-8"), &r)
+            .unwrap();
+        let e = acc
+            .take_back("inv-8", &TakeBack::Void, d("2024-03-02"))
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (e.kind, e.spent_fen, e.reverses),
+            (EntryKind::Reversal, -4_000, Some(5))
+        );
+        for take in [TakeBack::Void, credit("cn-4", 1)] {
+            assert_eq!(
+                acc.take_back("inv-8", &take, d("2024-03-03")).unwrap_err(),
+                SafetyFundError::NothingToTakeBack {
+                    invoice_id: "inv-8".into()
+                }
+            );
+        }
+        assert_eq!(
+            acc.take_back("inv-9", &TakeBack::Void, d("2024-03-03"))
+                .unwrap_err(),
+            SafetyFundError::InvoiceNotPosted {
+                invoice_id: "inv-9".into()
+            }
+        );
+        assert_eq!(acc.totals().balance_fen, 30_000);
+        acc.ledger.verify().unwrap();
     }
 
     #[test]

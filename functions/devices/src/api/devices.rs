@@ -29,8 +29,9 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use smartsite_shared::auth::{Caller, Role, roles_json};
+use smartsite_shared::catalog::BlacklistVersions;
 use smartsite_shared::domain::devices::{
-    Candidate, Category, DeviceId, Mn, ModelId, SerialNo, blocking_entry, parse_config,
+    Candidate, Category, DeviceId, Mn, ModelId, SerialNo, SupplierId, blocking_entry, parse_config,
 };
 use smartsite_shared::domain::tenancy::{Project, ProjectId};
 use smartsite_shared::fleet::{Device, DeviceStatus, Flag, FleetError};
@@ -120,6 +121,10 @@ pub struct RetireCredentials {
 pub struct FleetParams {
     /// `true`: only devices carrying a blacklist flag.
     pub flagged: Option<bool>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
 }
 
 fn identity(d: &Device) -> DeviceIdentity {
@@ -185,6 +190,9 @@ pub fn fleet_err(e: FleetError) -> Problem {
             Problem::conflict("the device is already decommissioned")
         }
         FleetError::Exists(what) => Problem::conflict(format!("{what} already exists")),
+        e @ (FleetError::BlacklistChanged | FleetError::Contention) => {
+            Problem::conflict(e.to_string())
+        }
         FleetError::Store(s) => s.into(),
         FleetError::Corrupt(c) => Problem::internal(&c),
     }
@@ -240,6 +248,41 @@ async fn writable_project(state: &AppState, caller: &Caller, id: &str) -> Result
 
 /// Why a device was not provisioned: a problem, or its serial is bound already (to a device of
 /// this project, the bulk import's "exists", or elsewhere).
+/// How often a binding checks the blacklist when entries keep being issued against the device's
+/// supplier, model or serial while it binds.
+const MAX_BLACKLIST_CHECKS: u32 = 4;
+
+/// The binding check: refused (409 `blacklisted`) if an active entry covers the candidate in the
+/// project's region; otherwise the blacklist versions the binding must still find.
+async fn unbanned(
+    state: &AppState,
+    candidate: &Candidate<'_>,
+    supplier: &SupplierId,
+    model: &ModelId,
+    serial: &SerialNo,
+) -> Result<BlacklistVersions, Refusal> {
+    let (bans, versions) = state
+        .catalog
+        .active_bans_for(supplier, model, serial)
+        .await
+        .map_err(cat_err)?;
+    if let Some(ban) = blocking_entry(candidate, &bans) {
+        return Err(
+            Problem::new(StatusCode::CONFLICT, "blacklisted", "Blacklisted")
+                .detail(format!(
+                    "blacklist entry {} ({} {}) covers region {}",
+                    ban.id,
+                    ban.scope.as_str(),
+                    ban.target,
+                    ban.region
+                ))
+                .extension("blacklist_entry_id", ban.id.clone())
+                .into(),
+        );
+    }
+    Ok(versions)
+}
+
 enum Refusal {
     Problem(Problem),
     Bound(smartsite_shared::fleet::SerialHolder),
@@ -318,31 +361,14 @@ async fn provision_into(
         )
         .into());
     }
-    let bans = state
-        .catalog
-        .active_bans_for(&model.supplier_id, &model_id, &serial_no)
-        .await
-        .map_err(cat_err)?;
     let candidate = Candidate {
         supplier_id: model.supplier_id.as_str(),
         model_id: model_id.as_str(),
         serial_no: serial_no.as_str(),
         project_region: &project.region_code,
     };
-    if let Some(ban) = blocking_entry(&candidate, &bans) {
-        return Err(
-            Problem::new(StatusCode::CONFLICT, "blacklisted", "Blacklisted")
-                .detail(format!(
-                    "blacklist entry {} ({} {}) covers region {}",
-                    ban.id,
-                    ban.scope.as_str(),
-                    ban.target,
-                    ban.region
-                ))
-                .extension("blacklist_entry_id", ban.id.clone())
-                .into(),
-        );
-    }
+    let mut versions =
+        unbanned(state, &candidate, &model.supplier_id, &model_id, &serial_no).await?;
     // Fail fast before issuing credentials; the transaction below is the guarantee.
     if let Some(holder) = state
         .fleet
@@ -357,10 +383,10 @@ async fn provision_into(
         integrator_id: integrator.clone(),
         project_id: project.id.clone(),
         region_code: project.region_code.clone(),
-        model_id,
+        model_id: model_id.clone(),
         supplier_id: model.supplier_id.clone(),
         category,
-        serial_no,
+        serial_no: serial_no.clone(),
         mn,
         config,
         status: DeviceStatus::Active,
@@ -374,15 +400,36 @@ async fn provision_into(
     let ident = identity(&device);
     let creds = state.registry.provision(&ident).await.map_err(reg_err)?;
     device.certificate_id = creds.certificate_id.clone();
-    if let Err(e) = state.fleet.bind(&integrator, &device).await {
+    let mut checks = 1;
+    let bound = loop {
+        match state.fleet.bind(&integrator, &device, &versions).await {
+            // An entry was issued since the check: check again (it may now refuse the device).
+            Err(FleetError::BlacklistChanged) if checks < MAX_BLACKLIST_CHECKS => {
+                checks += 1;
+                match unbanned(
+                    state,
+                    &candidate,
+                    &model.supplier_id,
+                    &device.model_id,
+                    &device.serial_no,
+                )
+                .await
+                {
+                    Ok(v) => versions = v,
+                    Err(refused) => break Err(refused),
+                }
+            }
+            Err(FleetError::SerialBound(h)) => break Err(Refusal::Bound(h)),
+            Err(other) => break Err(fleet_err(other).into()),
+            Ok(()) => break Ok(()),
+        }
+    };
+    if let Err(refused) = bound {
         // Compensation: the credentials just issued must not outlive the failed binding.
         if let Err(r) = state.registry.revoke(&ident).await {
             tracing::error!(device_id = %device.id, error = %r, "could not revoke credentials of a failed binding");
         }
-        return Err(match e {
-            FleetError::SerialBound(h) => Refusal::Bound(h),
-            other => fleet_err(other).into(),
-        });
+        return Err(refused);
     }
     tracing::info!(device_id = %device.id, project_id = %device.project_id, integrator_id = %integrator,
         by = %caller.user_id, "device provisioned");
@@ -793,7 +840,7 @@ pub async fn rotate(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Provisioned>, Problem> {
-    let mut d = load_for_write(&state, &caller, &id).await?;
+    let d = load_for_write(&state, &caller, &id).await?;
     if d.status != DeviceStatus::Active {
         return Err(Problem::conflict("the device is decommissioned"));
     }
@@ -802,13 +849,15 @@ pub async fn rotate(
         .rotate(&identity(&d))
         .await
         .map_err(reg_err)?;
-    d.certificate_id = creds.certificate_id.clone();
-    let integrator = d.integrator_id.clone();
-    state
+    let d = state
         .fleet
-        .update(&integrator, &d)
+        .modify(&d.integrator_id, &d.id, |d| {
+            d.certificate_id = creds.certificate_id.clone();
+            true
+        })
         .await
-        .map_err(fleet_err)?;
+        .map_err(fleet_err)?
+        .ok_or_else(Problem::not_found)?;
     tracing::info!(device_id = %d.id, by = %caller.user_id, "device credentials rotated");
     Ok(Json(provisioned(&state, &d, creds, Vec::new())))
 }
@@ -827,7 +876,7 @@ pub async fn retire(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<RetireCredentials>,
 ) -> Result<Json<DeviceView>, Problem> {
-    let mut d = load_for_write(&state, &caller, &id).await?;
+    let d = load_for_write(&state, &caller, &id).await?;
     if d.status != DeviceStatus::Active {
         return Err(Problem::conflict("the device is decommissioned"));
     }
@@ -845,15 +894,16 @@ pub async fn retire(
         }
         Err(e) => return Err(reg_err(e)),
     }
-    if d.certificate_id != req.keep_certificate_id {
-        d.certificate_id = req.keep_certificate_id.clone();
-        let integrator = d.integrator_id.clone();
-        state
-            .fleet
-            .update(&integrator, &d)
-            .await
-            .map_err(fleet_err)?;
-    }
+    let d = state
+        .fleet
+        .modify(&d.integrator_id, &d.id, |d| {
+            let changed = d.certificate_id != req.keep_certificate_id;
+            d.certificate_id.clone_from(&req.keep_certificate_id);
+            changed
+        })
+        .await
+        .map_err(fleet_err)?
+        .ok_or_else(Problem::not_found)?;
     tracing::info!(device_id = %d.id, by = %caller.user_id, "previous device credentials retired");
     Ok(Json(view(d)))
 }
@@ -872,13 +922,17 @@ pub async fn fleet(
         return Err(Problem::forbidden("integrator staff only"));
     };
     let flagged = params.flagged.unwrap_or(false);
-    let items = state
+    let page = ListParams {
+        limit: params.limit,
+        cursor: params.cursor,
+    };
+    let got = state
         .fleet
-        .devices_of(integrator, flagged)
+        .list_devices(integrator, flagged, page.limit(), page.cursor.clone())
         .await
         .map_err(fleet_err)?;
     Ok(Json(List {
-        items: items.into_iter().map(view).collect(),
-        next: None,
+        items: got.items.into_iter().map(view).collect(),
+        next: got.next,
     }))
 }

@@ -49,6 +49,8 @@ macro_rules! catalog_suite {
             decommissioning_revokes_and_keeps_history,
             rotation_and_retirement,
             blacklisting_flags_bound_devices,
+            binding_racing_a_blacklist_entry_never_misses_its_flag,
+            fleet_and_blacklist_lists_page,
             bulk_provisioning_from_csv,
         );
     };
@@ -687,7 +689,8 @@ pub async fn blacklist_blocks_across_the_region_hierarchy(t: T) {
         .catalog
         .active_bans_for(&sid(&sup), &mid(&model), &serial("SN-1"))
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(bans.len(), 1, "{bans:?}");
     let cand = |region: &RegionCode, s: &str, m: &str, n: &'static str| {
         (s.to_owned(), m.to_owned(), n, region.clone())
@@ -718,7 +721,8 @@ pub async fn blacklist_blocks_across_the_region_hierarchy(t: T) {
         .catalog
         .active_bans_for(&sid(&clean_sup), &mid(&clean_model), &serial("sn-9"))
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(bans.len(), 1, "{bans:?}");
     assert_eq!(
         blocked(
@@ -740,6 +744,7 @@ pub async fn blacklist_blocks_across_the_region_hierarchy(t: T) {
             .active_bans_for(&sid(&clean_sup), &mid(&clean_model), &serial("SN-1"))
             .await
             .unwrap()
+            .0
             .is_empty()
     );
     // A model entry is found through the model.
@@ -754,7 +759,8 @@ pub async fn blacklist_blocks_across_the_region_hierarchy(t: T) {
         .catalog
         .active_bans_for(&sid(&clean_sup), &mid(&clean_model), &serial("SN-1"))
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(
         blocked(
             cand(&region("220102"), &clean_sup, &clean_model, "SN-1"),
@@ -925,7 +931,7 @@ pub async fn lifting_is_recorded_and_unblocks(t: T) {
     let sid = SupplierId::parse("s", &sup).unwrap();
     let mid = ModelId::parse("m", &model).unwrap();
     let sn = SerialNo::parse("n", "SN-1").unwrap();
-    let bans = t.catalog.active_bans_for(&sid, &mid, &sn).await.unwrap();
+    let bans = t.catalog.active_bans_for(&sid, &mid, &sn).await.unwrap().0;
     assert_eq!(
         bans.iter().map(|b| b.id.clone()).collect::<Vec<_>>(),
         vec![other_id.clone()]
@@ -943,6 +949,7 @@ pub async fn lifting_is_recorded_and_unblocks(t: T) {
             .active_bans_for(&sid, &mid, &sn)
             .await
             .unwrap()
+            .0
             .is_empty()
     );
     let r = region("220102");
@@ -1003,6 +1010,28 @@ impl T {
         };
         self.directory.create_project(&p).await.unwrap();
         (p.id.to_string(), c.id.to_string())
+    }
+}
+
+impl T {
+    /// Integrator A's ops staff, a Changchun (220100) government, a supplier with a certified
+    /// model, and the devices path of a Chaoyang (220102) project of A.
+    pub async fn scene(&self) -> (String, String, String, String, String) {
+        let a_ops = self.staff(A, "integrator_ops");
+        let (prj, _) = self.project(A, "220102").await;
+        let (_, gov) = self.gov(A, "220100").await;
+        let sup = self.supplier(&a_ops, 1).await;
+        let model = self.model(&a_ops, &sup, Some("C-1")).await;
+        let path = format!("/v1/projects/{prj}/devices");
+        (a_ops, gov, sup, model, path)
+    }
+
+    /// Provisions a crane of `model` with `serial` under `path`; answers its id.
+    pub async fn crane(&self, path: &str, token: &str, model: &str, serial: &str) -> String {
+        self.create(path, token, crane(model, serial)).await["device_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 }
 
@@ -1418,20 +1447,9 @@ pub async fn rotation_and_retirement(t: T) {
 }
 
 pub async fn blacklisting_flags_bound_devices(t: T) {
-    let a_ops = t.staff(A, "integrator_ops");
-    let (prj, _) = t.project(A, "220102").await;
-    let (_, gov) = t.gov(A, "220100").await;
-    let sup = t.supplier(&a_ops, 1).await;
-    let model = t.model(&a_ops, &sup, Some("C-1")).await;
-    let path = format!("/v1/projects/{prj}/devices");
-    let dev = t.create(&path, &a_ops, crane(&model, "S-1")).await["device_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let other = t.create(&path, &a_ops, crane(&model, "S-2")).await["device_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (a_ops, gov, _, model, path) = t.scene().await;
+    let dev = t.crane(&path, &a_ops, &model, "S-1").await;
+    let other = t.crane(&path, &a_ops, &model, "S-2").await;
     let (_, l) = t.get("/v1/devices?flagged=true", &a_ops).await;
     assert_eq!(ids(&l), Vec::<String>::new());
 
@@ -1654,4 +1672,151 @@ pub async fn bulk_provisioning_from_csv(t: T) {
     );
     let (s, v) = t.post_csv(&path, &a_admin, &huge).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+}
+
+/// Rounds of each race below.
+const RACE_ROUNDS: usize = 16;
+/// How long the second request of a race waits: spread so that on either store some rounds
+/// start it inside the first one's window (the embedded store answers in microseconds, the
+/// emulator in milliseconds).
+const RACE_DELAYS_MS: [u64; 16] = [0, 1, 2, 3, 5, 8, 12, 17, 23, 30, 40, 55, 75, 100, 130, 170];
+
+/// Runs two requests at once, on two tasks, the second after `delay_ms`.
+async fn race(
+    t: &T,
+    a: (String, String, Value),
+    b: (String, String, Value),
+    delay_ms: u64,
+) -> ((StatusCode, Value), (StatusCode, Value)) {
+    let (ca, cb) = (t.client.clone(), t.client.clone());
+    let first = tokio::spawn(async move { ca.post(&a.0, &a.1, a.2).await });
+    let second = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        cb.post(&b.0, &b.1, b.2).await
+    });
+    (first.await.unwrap(), second.await.unwrap())
+}
+
+fn flag_ids(d: &Value) -> std::collections::BTreeSet<String> {
+    d["flags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no flags: {d}"))
+        .iter()
+        .map(|f| f["entry_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A binding racing the issue of a blacklist entry that covers it (two tasks, repeated, at
+/// staggered starts) either is refused as blacklisted or ends bound *with* the entry's flag —
+/// never bound and unflagged. And two entries flagging one bound device at once both stay.
+pub async fn binding_racing_a_blacklist_entry_never_misses_its_flag(t: T) {
+    let (a_ops, gov, sup, model, path) = t.scene().await;
+    let (mut refused, mut flagged) = (0, 0);
+    for n in 0..RACE_ROUNDS {
+        let serial = format!("RACE-{n}");
+        let (bound, entry) = race(
+            &t,
+            (path.clone(), a_ops.clone(), crane(&model, &serial)),
+            (
+                "/v1/blacklist".into(),
+                gov.clone(),
+                entry_body("device", &serial, "220100"),
+            ),
+            RACE_DELAYS_MS[n % RACE_DELAYS_MS.len()],
+        )
+        .await;
+        assert_eq!(entry.0, StatusCode::CREATED, "{}", entry.1);
+        let entry_id = entry.1["id"].as_str().unwrap().to_owned();
+        match bound.0 {
+            StatusCode::CONFLICT => {
+                assert_eq!(
+                    bound.1["type"], "https://smartsite.dev/problems/blacklisted",
+                    "{}",
+                    bound.1
+                );
+                refused += 1;
+            }
+            StatusCode::CREATED => {
+                let dev = bound.1["device_id"].as_str().unwrap();
+                let (_, d) = t.get(&format!("/v1/devices/{dev}"), &a_ops).await;
+                assert!(
+                    flag_ids(&d).contains(&entry_id),
+                    "round {n}: {dev} bound without the flag of {entry_id}: {d}"
+                );
+                flagged += 1;
+            }
+            other => panic!("round {n}: provisioning answered {other}: {}", bound.1),
+        }
+    }
+    eprintln!("binding vs blacklisting: {refused} refused, {flagged} bound and flagged");
+
+    for n in 0..RACE_ROUNDS / 2 {
+        let model = t.model(&a_ops, &sup, Some("C-1")).await;
+        let serial = format!("TWO-{n}");
+        let dev = t.crane(&path, &a_ops, &model, &serial).await;
+        let (x, y) = race(
+            &t,
+            (
+                "/v1/blacklist".into(),
+                gov.clone(),
+                entry_body("model", &model, "220100"),
+            ),
+            (
+                "/v1/blacklist".into(),
+                gov.clone(),
+                entry_body("device", &serial, "220100"),
+            ),
+            0,
+        )
+        .await;
+        assert_eq!((x.0, y.0), (StatusCode::CREATED, StatusCode::CREATED));
+        let (_, d) = t.get(&format!("/v1/devices/{dev}"), &a_ops).await;
+        let want: std::collections::BTreeSet<String> = [&x.1, &y.1]
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(flag_ids(&d), want, "round {n}: {d}");
+    }
+}
+
+/// `/v1/devices` (with and without `?flagged=true`) and `/v1/blacklist` page with a real
+/// cursor: walked a few at a time, every item comes once.
+pub async fn fleet_and_blacklist_lists_page(t: T) {
+    let (a_ops, gov, _, model, path) = t.scene().await;
+    let mut devices = std::collections::BTreeSet::new();
+    for n in 0..7 {
+        devices.insert(t.crane(&path, &a_ops, &model, &format!("PG-{n}")).await);
+    }
+    let mut entries = std::collections::BTreeSet::new();
+    for n in [1, 4, 6] {
+        let e = t
+            .create(
+                "/v1/blacklist",
+                &gov,
+                entry_body("device", &format!("PG-{n}"), "220100"),
+            )
+            .await;
+        entries.insert(e["id"].as_str().unwrap().to_owned());
+    }
+    let walked = |path: &'static str, token: String, limit: u32| {
+        let client = t.client.clone();
+        async move {
+            let items = client.walk(path, &token, limit).await;
+            let ids: Vec<String> = items
+                .iter()
+                .map(|v| v["id"].as_str().unwrap().to_owned())
+                .collect();
+            let set: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+            assert_eq!(set.len(), ids.len(), "{path}: an item came twice: {ids:?}");
+            set
+        }
+    };
+    for limit in [1, 2, 5] {
+        assert_eq!(walked("/v1/devices", a_ops.clone(), limit).await, devices);
+        let flagged = walked("/v1/devices?flagged=true", a_ops.clone(), limit).await;
+        assert_eq!(flagged.len(), 3);
+        assert!(flagged.is_subset(&devices));
+        assert_eq!(walked("/v1/blacklist", a_ops.clone(), limit).await, entries);
+        assert_eq!(walked("/v1/blacklist", gov.clone(), limit).await, entries);
+    }
 }
