@@ -363,6 +363,7 @@ pub enum Authenticator {
     /// Verify the bearer token here (single-box edition).
     Bearer(Arc<JwtVerifier>),
     /// Trust the claims API Gateway's JWT authorizer verified (AWS edition).
+    #[cfg(feature = "aws")]
     ApiGateway,
 }
 
@@ -391,6 +392,7 @@ impl Caller {
                 let claims: Claims = v.verify(token)?;
                 Caller::from_claims(&claims)
             }
+            #[cfg(feature = "aws")]
             Authenticator::ApiGateway => {
                 use lambda_http::request::RequestContext;
                 let claims = match parts.extensions.get::<RequestContext>() {
