@@ -343,10 +343,18 @@ impl JwtVerifier {
             let mut v = Validation::new(k.alg);
             v.leeway = 30;
             v.set_issuer(&[&self.issuer]);
-            v.set_required_spec_claims(&["exp", "iss", "sub"]);
+            // With an audience to check, `aud` is required: jsonwebtoken skips the audience
+            // check when the claim does not parse (a number, an object, invalid UTF-8) as if it
+            // were absent (found by the jwt fuzz target).
             match &self.audience {
-                Some(a) => v.set_audience(&[a]),
-                None => v.validate_aud = false,
+                Some(a) => {
+                    v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+                    v.set_audience(&[a]);
+                }
+                None => {
+                    v.set_required_spec_claims(&["exp", "iss", "sub"]);
+                    v.validate_aud = false;
+                }
             }
             match jsonwebtoken::decode::<T>(token, &k.key, &v) {
                 Ok(data) => return Ok(data.claims),
@@ -616,5 +624,39 @@ mod tests {
         assert!(v.verify::<Claims>(&parts.join(".")).is_err());
         let none = format!("{}.{}.", b64.encode(br#"{"alg":"none","typ":"JWT"}"#), evil);
         assert!(v.verify::<Claims>(&none).is_err());
+    }
+
+    #[test]
+    fn an_audience_that_does_not_parse_is_refused_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = LocalIssuer::load_or_create(dir.path(), "smartsite-test", 900).unwrap();
+        let v = issuer.verifier().unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(issuer.kid.clone());
+        let exp = crate::store::now_epoch() + 600;
+        let signed = |aud: serde_json::Value| {
+            let body = serde_json::json!({"sub": "usr-1", "roles": ["platform_admin"],
+                "iss": "smartsite-test", "aud": aud, "exp": exp});
+            jsonwebtoken::encode(&header, &body, &issuer.encoding).unwrap()
+        };
+        assert!(v.verify::<Claims>(&signed(LOCAL_AUDIENCE.into())).is_ok());
+        for aud in [
+            serde_json::json!(5),
+            serde_json::json!({"a": 1}),
+            serde_json::json!("another-audience"),
+            serde_json::Value::Null,
+        ] {
+            assert!(
+                v.verify::<Claims>(&signed(aud.clone())).is_err(),
+                "aud {aud}"
+            );
+        }
+        let no_aud = jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({"sub": "usr-1", "iss": "smartsite-test", "exp": exp}),
+            &issuer.encoding,
+        )
+        .unwrap();
+        assert!(v.verify::<Claims>(&no_aud).is_err());
     }
 }
