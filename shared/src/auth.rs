@@ -413,10 +413,18 @@ impl JwtVerifier {
             v.leeway = MAX_CLOCK_SKEW_SECS;
             v.validate_nbf = true;
             v.set_issuer(&[&self.issuer]);
-            v.set_required_spec_claims(&["exp", "iss", "sub"]);
+            // With an audience to check, `aud` is required: jsonwebtoken skips the audience
+            // check when the claim does not parse (a number, an object, invalid UTF-8) as if it
+            // were absent (found by the jwt fuzz target).
             match &self.audience {
-                Some(a) => v.set_audience(&[a]),
-                None => v.validate_aud = false,
+                Some(a) => {
+                    v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+                    v.set_audience(&[a]);
+                }
+                None => {
+                    v.set_required_spec_claims(&["exp", "iss", "sub"]);
+                    v.validate_aud = false;
+                }
             }
             match jsonwebtoken::decode::<T>(token, &k.key, &v) {
                 Ok(data) => return Ok(data.claims),
@@ -433,6 +441,7 @@ pub enum Authenticator {
     /// Verify the bearer token here (single-box edition).
     Bearer(Arc<JwtVerifier>),
     /// Trust the claims API Gateway's JWT authorizer verified (AWS edition).
+    #[cfg(feature = "aws")]
     ApiGateway,
 }
 
@@ -461,6 +470,7 @@ impl Caller {
                 let claims: Claims = v.verify(token)?;
                 Caller::from_claims(&claims)
             }
+            #[cfg(feature = "aws")]
             Authenticator::ApiGateway => {
                 use lambda_http::request::RequestContext;
                 let claims = match parts.extensions.get::<RequestContext>() {
@@ -761,5 +771,50 @@ mod tests {
             let err = v.verify::<Claims>(&forged).unwrap_err();
             assert!(err.to_string().contains("high-S"), "{err}");
         }
+    }
+
+    /// A token signed outside the issuer, in the low-S form the verifier requires.
+    fn low_s(token: String) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (signed, sig) = token.rsplit_once('.').unwrap();
+        let mut sig = b64.decode(sig).unwrap();
+        es256_normalise(&mut sig);
+        format!("{signed}.{}", b64.encode(sig))
+    }
+
+    #[test]
+    fn an_audience_that_does_not_parse_is_refused_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = LocalIssuer::load_or_create(dir.path(), "smartsite-test", 900).unwrap();
+        let v = issuer.verifier().unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(issuer.kid.clone());
+        let exp = crate::store::now_epoch() + 600;
+        let signed = |aud: serde_json::Value| {
+            let body = serde_json::json!({"sub": "usr-1", "roles": ["platform_admin"],
+                "iss": "smartsite-test", "aud": aud, "exp": exp});
+            low_s(jsonwebtoken::encode(&header, &body, &issuer.encoding).unwrap())
+        };
+        assert!(v.verify::<Claims>(&signed(LOCAL_AUDIENCE.into())).is_ok());
+        for aud in [
+            serde_json::json!(5),
+            serde_json::json!({"a": 1}),
+            serde_json::json!("another-audience"),
+            serde_json::Value::Null,
+        ] {
+            assert!(
+                v.verify::<Claims>(&signed(aud.clone())).is_err(),
+                "aud {aud}"
+            );
+        }
+        let no_aud = low_s(
+            jsonwebtoken::encode(
+                &header,
+                &serde_json::json!({"sub": "usr-1", "iss": "smartsite-test", "exp": exp}),
+                &issuer.encoding,
+            )
+            .unwrap(),
+        );
+        assert!(v.verify::<Claims>(&no_aud).is_err());
     }
 }

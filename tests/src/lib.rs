@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+pub mod load;
 pub mod mqtt;
 pub mod world;
 
@@ -30,8 +31,14 @@ impl Server {
     /// Like [`Server::spawn`], with extra environment variables for the server (e.g.
     /// `SMARTSITE_ADMIN_PASSWORD`).
     pub fn spawn_with_env(bin: &Path, env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        Server::spawn_with(bin, &[], env)
+    }
+
+    /// Like [`Server::spawn`], with extra `serve` arguments (`--mqtt 127.0.0.1:0`, …) and
+    /// environment variables for the server.
+    pub fn spawn_with(bin: &Path, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Server> {
         let temp = tempfile::tempdir()?;
-        let mut s = Server::spawn_in_with_env(bin, temp.path(), &[], env)?;
+        let mut s = Server::spawn_in_with_env(bin, temp.path(), extra, env)?;
         s._temp = Some(temp);
         Ok(s)
     }
@@ -116,9 +123,7 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<(Server, world::Api, String)> {
-        let temp = tempfile::tempdir()?;
-        let mut server = Server::spawn_in_with_env(bin, temp.path(), extra, env)?;
-        server._temp = Some(temp);
+        let server = Server::spawn_with(bin, extra, env)?;
         let api = world::Api::new(&server.http());
         let token = api.login("admin", &server.admin_password()?).await?;
         Ok((server, api, token))

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use smartsite::simulate::Scenario;
 use smartsite_tests::Server;
 use smartsite_tests::mqtt::{DeviceCreds, Seen, connect};
-use smartsite_tests::world::{Api, World, onboard, provision_crane, provision_dust};
+use smartsite_tests::world::{Api, World, onboard, provision_crane, provision_dust, urlencode};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_smartsite-under-test"))
@@ -448,10 +448,10 @@ async fn a_qos1_message_acknowledged_before_kill_9_is_there_after_restart() {
         let mut path = format!(
             "/v1/devices/{}/telemetry?from={}&limit=200",
             creds.device_id,
-            urlenc(&(start - chrono::Duration::seconds(1)).to_rfc3339())
+            urlencode(&(start - chrono::Duration::seconds(1)).to_rfc3339())
         );
         if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={}", urlenc(c)));
+            path.push_str(&format!("&cursor={}", urlencode(c)));
         }
         let page = get(&api, &token, &path).await;
         stored += page["items"].as_array().unwrap().len();
@@ -465,17 +465,6 @@ async fn a_qos1_message_acknowledged_before_kill_9_is_there_after_restart() {
         "{acked} messages were acknowledged but only {stored} are stored after kill -9"
     );
     eprintln!("kill -9: {acked} acknowledged, {stored} stored");
-}
-
-fn urlenc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 
 pub mod alarms;
 pub mod billing;
+pub mod bulk_csv;
 pub mod devices;
 pub mod hj212;
 pub mod safety_fund;

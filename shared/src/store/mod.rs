@@ -11,6 +11,7 @@
 //!   items follow.
 //! - `transact` is all-or-nothing over at most [`MAX_TRANSACT_ITEMS`] operations on distinct keys.
 
+#[cfg(feature = "aws")]
 pub mod dynamo;
 pub mod embedded;
 pub mod item;

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use smartsite_shared::auth::{Caller, Role, roles_json};
 use smartsite_shared::catalog::BlacklistVersions;
+use smartsite_shared::domain::bulk_csv;
 use smartsite_shared::domain::devices::{
     Candidate, Category, DeviceId, Mn, ModelId, SerialNo, SupplierId, blocking_entry, parse_config,
 };
@@ -542,67 +543,6 @@ pub struct BulkProvisioned {
     pub results: Vec<RowResult>,
 }
 
-/// Splits one CSV record (RFC 4180 quoting) of a line; `None` on an unterminated quote.
-fn csv_record(line: &str) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    let mut cell = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    cell.push('"');
-                } else {
-                    quoted = false;
-                }
-            } else {
-                cell.push(c);
-            }
-        } else {
-            match c {
-                '"' => quoted = true,
-                ',' => out.push(std::mem::take(&mut cell)),
-                c => cell.push(c),
-            }
-        }
-    }
-    if quoted {
-        return None;
-    }
-    out.push(cell);
-    Some(out)
-}
-
-/// A data row as the provisioning body: text columns as strings, the rest as numbers where they
-/// parse (else strings, refused by the configuration check naming the column); empty = absent.
-fn row_body(header: &[String], cells: &[String]) -> Result<Map<String, Value>, Problem> {
-    if cells.len() != header.len() {
-        return Err(Problem::validation(
-            "body",
-            format!("{} cells, the header has {}", cells.len(), header.len()),
-        ));
-    }
-    let mut body = Map::new();
-    for (name, cell) in header.iter().zip(cells) {
-        let cell = cell.trim();
-        if cell.is_empty() {
-            continue;
-        }
-        let v = match name.as_str() {
-            "serial_no" | "model_id" | "category" | "mn" => Value::String(cell.to_owned()),
-            _ => cell
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map_or_else(|| Value::String(cell.to_owned()), Value::Number),
-        };
-        body.insert(name.clone(), v);
-    }
-    Ok(body)
-}
-
 /// Provisions every data row of a CSV (header row; columns `serial_no,model_id,category,mn` and
 /// the category configuration columns; empty cells are absent) with the checks of single
 /// provisioning. Idempotent by serial: a serial bound to a device of this project is `exists`
@@ -629,61 +569,22 @@ pub async fn provision_bulk(
             )
             .detail("the CSV exceeds 10 MiB; split it")
         })?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| Problem::validation("body", "the CSV is not UTF-8"))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    let header: Vec<String> = lines
-        .next()
-        .and_then(|(_, l)| csv_record(l))
-        .ok_or_else(|| Problem::validation("body", "no header row"))?
-        .into_iter()
-        .map(|h| h.trim().to_owned())
-        .collect();
-    for required in ["serial_no", "model_id", "category"] {
-        if !header.iter().any(|h| h == required) {
-            return Err(Problem::validation(
-                "body",
-                format!("the header has no {required} column"),
-            ));
-        }
-    }
-    let rows: Vec<String> = lines.map(|(_, l)| l.to_owned()).collect();
-    if rows.len() > BULK_MAX_ROWS {
-        return Err(Problem::validation(
-            "body",
-            format!("{} rows; at most {BULK_MAX_ROWS} per request", rows.len()),
-        ));
-    }
-    let serial_col = header.iter().position(|h| h == "serial_no");
-    let (state_ref, caller_ref, project_ref, header_ref) = (&state, &caller, &project, &header);
+    let csv = bulk_csv::parse(&bytes, BULK_MAX_ROWS).map_err(|d| Problem::validation("body", d))?;
+    let (state_ref, caller_ref, project_ref) = (&state, &caller, &project);
     let mut ca_pem: Option<String> = None;
-    let mut results: Vec<RowResult> = futures::stream::iter(rows.into_iter().enumerate())
-        .map(|(i, line)| async move {
+    let mut results: Vec<RowResult> = futures::stream::iter(csv.rows.into_iter().enumerate())
+        .map(|(i, r)| async move {
             let row = i + 1;
-            let cells = csv_record(&line);
-            let serial_no = cells
-                .as_ref()
-                .and_then(|c| serial_col.and_then(|s| c.get(s)))
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_default();
             let mut result = RowResult {
                 row,
-                serial_no,
+                serial_no: r.serial_no,
                 status: RowStatus::Error,
                 device_id: None,
                 credentials: None,
                 warnings: Vec::new(),
                 error: None,
             };
-            let body = match cells {
-                None => Err(Problem::validation("body", "unterminated quote")),
-                Some(c) => row_body(header_ref, &c),
-            };
-            let outcome = match body {
+            let outcome = match r.body.map_err(|d| Problem::validation("body", d)) {
                 Ok(b) => provision_into(state_ref, caller_ref, project_ref, &b).await,
                 Err(p) => Err(Refusal::Problem(p)),
             };
