@@ -7,6 +7,7 @@ pub mod device_link;
 pub mod gateway;
 pub mod hj212;
 pub mod hj212_sink;
+pub mod limits;
 #[cfg(feature = "profile")]
 pub mod profile;
 pub mod serve;
