@@ -116,7 +116,12 @@ pub async fn run(
     let alarms = Alarms::new(store.clone()).with_downlink(downlink.clone());
     let pipeline = Pipeline::new(store.clone()).with_observer(Arc::new(alarms.clone()));
     let uplink = LocalUplink::start(pipeline);
-    let broker = Broker::new(registry.clone(), Fleet::new(store.clone()), uplink.clone());
+    let broker = Broker::new(
+        registry.clone(),
+        Fleet::new(store.clone()),
+        uplink.clone(),
+        &args.mqtt_limits,
+    );
     let _ = downlink.broker.set(broker.clone());
     let funds = Funds::with_default_rules(store.clone())?.with_alarms(alarms.clone());
     // Billing wakes the safety-fund consumer when it issues an invoice funded by safety money.
