@@ -46,6 +46,9 @@ struct Args {
     /// Refused frames the `rejects` client tries to send.
     #[arg(long, default_value_t = 200_000)]
     reject_frames: usize,
+    /// How long a flood's server may take to work through what it accepted.
+    #[arg(long, default_value_t = 600)]
+    drain_secs: u64,
     /// Slow clients per listener.
     #[arg(long, default_value_t = 1000)]
     slow: usize,
@@ -58,6 +61,9 @@ struct Args {
     /// Idle connections per listener.
     #[arg(long, default_value_t = 3000)]
     hold: usize,
+    /// Times the idle connections are opened and closed again on the same server.
+    #[arg(long, default_value_t = 3)]
+    hold_rounds: usize,
     /// Extra `smartsite serve` arguments (repeatable), e.g. `--serve-arg=--hj212-max-connections-per-addr=5000`.
     #[arg(long)]
     serve_arg: Vec<String>,
@@ -185,8 +191,9 @@ where
 }
 
 /// Writes `chunk` until `total` bytes went out, the server closed the connection, or it stopped
-/// reading for 30 s; then waits (up to 30 s more) for the server to take the rest and close.
-async fn flood(addr: &str, chunk: &[u8], total: usize) -> anyhow::Result<String> {
+/// reading for 30 s; then waits (up to `drain` more) for the server to work through what it took
+/// and close the connection, so the figures include all of it.
+async fn flood(addr: &str, chunk: &[u8], total: usize, drain: Duration) -> anyhow::Result<String> {
     let mut sock = TcpStream::connect(addr).await?;
     let mut sent = 0;
     let started = Instant::now();
@@ -207,12 +214,22 @@ async fn flood(addr: &str, chunk: &[u8], total: usize) -> anyhow::Result<String>
     let secs = started.elapsed().as_secs_f64();
     let _ = sock.shutdown().await;
     let mut sink = vec![0u8; 4096];
-    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+    let drained = tokio::time::timeout(drain, async {
         while matches!(sock.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
+    let done = match drained {
+        Ok(()) => format!(
+            "done with it {:.0} s after the start",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(_) => format!(
+            "still working after {:.0} s",
+            started.elapsed().as_secs_f64()
+        ),
+    };
     Ok(format!(
-        "{} MiB accepted in {secs:.1} s, {ended}",
+        "{} MiB accepted in {secs:.1} s, {ended}; {done}",
         mib(sent as u64)
     ))
 }
@@ -303,29 +320,37 @@ async fn slow_clients(f: Arc<Fresh>, n: usize, secs: u64, gap: Duration) -> anyh
     Ok(parts.join("; "))
 }
 
-/// `n` idle connections per listener at once; how many the server kept, measured 2 s later.
-async fn hold(f: Arc<Fresh>, n: usize) -> anyhow::Result<String> {
-    let mut parts = Vec::new();
-    let mut held = Vec::new();
-    for (kind, addr) in [("hj212", &f.hj212), ("mqtt", &f.mqtt), ("mqtts", &f.mqtts)] {
-        let mut socks = Vec::with_capacity(n);
-        for _ in 0..n {
-            if let Ok(s) = TcpStream::connect(addr).await {
-                socks.push(s);
+/// `n` idle connections per listener at once, `rounds` times on the same server: how many the
+/// server kept, its RSS with them and 5 s after they closed. A steady RSS from round to round
+/// means what a closed connection freed is used again, not leaked.
+async fn hold(f: Arc<Fresh>, n: usize, rounds: usize) -> anyhow::Result<String> {
+    let mut out = Vec::new();
+    for round in 1..=rounds {
+        let mut parts = Vec::new();
+        let mut held = Vec::new();
+        for (kind, addr) in [("hj212", &f.hj212), ("mqtt", &f.mqtt), ("mqtts", &f.mqtts)] {
+            let mut socks = Vec::with_capacity(n);
+            for _ in 0..n {
+                if let Ok(s) = TcpStream::connect(addr).await {
+                    socks.push(s);
+                }
             }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let open = socks.iter().filter(|s| would_block(s)).count();
+            parts.push(format!("{kind} {open}/{n}"));
+            held.push(socks);
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let open = socks.iter().filter(|s| would_block(s)).count();
-        parts.push(format!("{kind}: {open} of {n} held"));
-        held.push(socks);
+        let rss_held = rss(f.server.pid());
+        drop(held);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        out.push(format!(
+            "round {round}: held {}, RSS {} MiB, {} MiB once closed",
+            parts.join(" "),
+            mib(rss_held),
+            mib(rss(f.server.pid()))
+        ));
     }
-    let rss_held = rss(f.server.pid());
-    drop(held);
-    Ok(format!(
-        "{}; RSS with all of them {} MiB",
-        parts.join(", "),
-        mib(rss_held)
-    ))
+    Ok(out.join("; "))
 }
 
 /// An idle open socket: a read would block.
@@ -342,16 +367,18 @@ async fn main() -> anyhow::Result<()> {
         let row = match scenario.as_str() {
             "garbage" => {
                 let total = args.garbage_mb << 20;
+                let drain = Duration::from_secs(args.drain_secs);
                 measure(&args, scenario, |f| async move {
-                    flood(&f.hj212, &vec![b'x'; 64 * 1024], total).await
+                    flood(&f.hj212, &vec![b'x'; 64 * 1024], total, drain).await
                 })
                 .await?
             }
             "rejects" => {
                 let frames = args.reject_frames;
+                let drain = Duration::from_secs(args.drain_secs);
                 measure(&args, scenario, |f| async move {
                     let chunk = b"##0000FFFF\r\n".repeat(5461);
-                    flood(&f.hj212, &chunk, frames * 12).await
+                    flood(&f.hj212, &chunk, frames * 12, drain).await
                 })
                 .await?
             }
@@ -363,8 +390,8 @@ async fn main() -> anyhow::Result<()> {
                 .await?
             }
             "hold" => {
-                let n = args.hold;
-                measure(&args, scenario, |f| async move { hold(f, n).await }).await?
+                let (n, rounds) = (args.hold, args.hold_rounds);
+                measure(&args, scenario, |f| async move { hold(f, n, rounds).await }).await?
             }
             other => anyhow::bail!("unknown scenario {other}"),
         };
