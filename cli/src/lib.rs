@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod hj212;
 pub mod hj212_sink;
 pub mod http_server;
+pub mod limits;
 #[cfg(feature = "profile")]
 pub mod profile;
 pub mod serve;

@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// Memory the store may use to cache pages, in MiB.
     #[arg(long, env = "SMARTSITE_STORE_CACHE_MB", default_value_t = 64)]
     pub store_cache_mb: usize,
+    #[command(flatten)]
+    pub mqtt_limits: crate::limits::MqttLimits,
+    #[command(flatten)]
+    pub hj212_limits: crate::limits::Hj212Limits,
 }
 
 /// The addresses actually bound, written to `DIR/endpoints.json`.
@@ -140,7 +144,12 @@ pub async fn run(
     let alarms = Alarms::new(store.clone()).with_downlink(downlink.clone());
     let pipeline = Pipeline::new(store.clone()).with_observer(Arc::new(alarms.clone()));
     let uplink = LocalUplink::start(pipeline);
-    let broker = Broker::new(registry.clone(), Fleet::new(store.clone()), uplink.clone());
+    let broker = Broker::new(
+        registry.clone(),
+        Fleet::new(store.clone()),
+        uplink.clone(),
+        &args.mqtt_limits,
+    );
     let _ = downlink.broker.set(broker.clone());
     let funds = Funds::with_default_rules(store.clone())?.with_alarms(alarms.clone());
     // Billing wakes the safety-fund consumer when it issues an invoice funded by safety money.
@@ -183,11 +192,12 @@ pub async fn run(
         hj212_addr = Some(l.local_addr()?);
         let sink = Arc::new(crate::hj212_sink::LocalHj212::new(uplink.clone()));
         let mut stop = stop_rx.clone();
+        let limits = args.hj212_limits.clone();
         tasks.push(tokio::spawn(async move {
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            if let Err(e) = crate::hj212::serve(l, sink, stopped).await {
+            if let Err(e) = crate::hj212::serve(l, sink, stopped, &limits).await {
                 tracing::error!(error = %e, "HJ 212 listener failed");
             }
         }));
@@ -212,6 +222,12 @@ pub async fn run(
             billing,
         },
         format!("mqtts://{mqtts_addr}"),
+    );
+    // Before endpoints.json appears: a supervisor may signal the process as soon as it does,
+    // and the signal handlers are installed only when the HTTP server starts.
+    crate::limits::warn_if_fd_limit_below(
+        u64::from(args.mqtt_limits.max_connections)
+            + hj212_addr.map_or(0, |_| u64::from(args.hj212_limits.max_connections)),
     );
     let endpoints = Endpoints {
         http: http_addr.to_string(),
