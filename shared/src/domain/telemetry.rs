@@ -54,6 +54,9 @@ pub mod reason {
     pub const OUT_OF_RANGE: &str = "out_of_range";
     pub const TOO_LARGE: &str = "too_large";
     pub const BAD_EVENT: &str = "bad_event";
+    /// A text field holds a control, bidirectional or invisible formatting character
+    /// ([`crate::domain::text`]), which would show differently from what is stored.
+    pub const BAD_TEXT: &str = "bad_text";
     /// A telemetry message with `ts` and nothing else: it carries no reading, and storing it
     /// would make a silent device look alive.
     pub const EMPTY: &str = "empty";
@@ -654,6 +657,9 @@ fn check_value(spec: &FieldSpec, v: &Scalar<'_>) -> Result<Option<Value>, Reject
                     Some(name),
                     format!("at most {max_chars} characters"),
                 ));
+            }
+            if let Some(why) = crate::domain::text::forbidden(s, false) {
+                return Err(Rejection::new(reason::BAD_TEXT, Some(name), why));
             }
             Ok(Some(Value::Text(s.to_string())))
         }
@@ -1373,6 +1379,32 @@ mod tests {
         .unwrap();
         assert_eq!(r.text("state"), Some("on"));
         assert_eq!(r.text("reason"), Some("PM10 hourly mean 162 > 150"));
+    }
+
+    #[test]
+    fn device_text_with_controls_or_bidi_overrides_is_quarantined() {
+        for bad in [
+            r"PM10\u202Eexe.txt",
+            r"line1\nline2",
+            r"nul\u0000",
+            r"\u001b[2J",
+        ] {
+            let json = format!(r#"{{"ts":"2024-05-20T01:55:00Z","state":"on","reason":"{bad}"}}"#);
+            let e = rej(Category::Spray, &json);
+            assert_eq!(
+                (e.reason, field(&e)),
+                (reason::BAD_TEXT, Some("reason")),
+                "{json}"
+            );
+            assert!(e.detail.contains("must not contain"), "{}", e.detail);
+        }
+        // An event's text field too.
+        let e = evt(
+            Category::Spray,
+            r#"{"ts":"2024-05-20T01:55:00Z","type":"spray_stopped","reason":"a\u2066b"}"#,
+        )
+        .unwrap_err();
+        assert_eq!((e.reason, field(&e)), (reason::BAD_TEXT, Some("reason")));
     }
 
     #[test]
