@@ -80,6 +80,27 @@ impl RouterClient {
         token: Option<&str>,
         body: Option<(&str, Vec<u8>)>,
     ) -> (http::StatusCode, serde_json::Value) {
+        let (status, _, bytes) = self.send_raw(method, path, token, body).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// A GET answered as bytes with its content type (exports: CSV, XLSX).
+    pub async fn get_bytes(&self, path: &str, token: &str) -> (http::StatusCode, String, Vec<u8>) {
+        self.send_raw(http::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    /// Any request, answered as status, content type and body bytes.
+    pub async fn send_raw(
+        &self,
+        method: http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (http::StatusCode, String, Vec<u8>) {
         use tower::ServiceExt as _;
         let mut req = http::Request::builder().method(method).uri(path);
         if let Some(t) = token {
@@ -99,13 +120,16 @@ impl RouterClient {
             .await
             .unwrap_or_else(|e| panic!("router: {e}"));
         let status = res.status();
+        let content_type = res
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         let bytes = axum::body::to_bytes(res.into_body(), 1 << 24)
             .await
             .unwrap_or_else(|e| panic!("body: {e}"));
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-        )
+        (status, content_type, bytes.to_vec())
     }
 
     /// A JSON request.

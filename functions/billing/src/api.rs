@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use smartsite_shared::auth::{Caller, Role, roles_json};
 use smartsite_shared::domain::billing::{Period, shanghai_date};
+use smartsite_shared::domain::bounds::report_sum;
 use smartsite_shared::domain::tenancy::{CustomerId, ProjectId};
 use smartsite_shared::export::{self, Cell, Format, Table};
 use smartsite_shared::http::{List, ListParams, Problem};
@@ -490,19 +491,6 @@ pub struct FormatQuery {
     pub format: Option<String>,
 }
 
-/// Quantity milli-units as a decimal: 667 → `0.667`, 2000 → `2`.
-fn quantity(milli: i64) -> String {
-    let sign = if milli < 0 { "-" } else { "" };
-    let a = milli.unsigned_abs();
-    let frac = a % 1000;
-    if frac == 0 {
-        format!("{sign}{}", a / 1000)
-    } else {
-        let f = format!("{frac:03}");
-        format!("{sign}{}.{}", a / 1000, f.trim_end_matches('0'))
-    }
-}
-
 /// The export: one row per line (发票号, 客户, 项目, 计费项, 数量, 单价(元), 金额(元)), then 合计.
 async fn table(state: &AppState, i: &IntegratorId, invoices: &[Invoice]) -> Result<Table, Problem> {
     let mut t = Table::new(
@@ -517,7 +505,6 @@ async fn table(state: &AppState, i: &IntegratorId, invoices: &[Invoice]) -> Resu
             "金额(元)",
         ],
     );
-    let mut total = 0i64;
     for inv in invoices {
         let customer = match CustomerId::parse("customer_id", &inv.customer_id) {
             Ok(c) => state.directory.customer(i, &c).await?.map(|c| c.name),
@@ -535,12 +522,12 @@ async fn table(state: &AppState, i: &IntegratorId, invoices: &[Invoice]) -> Resu
                 customer.as_str().into(),
                 project.as_str().into(),
                 l.description.as_str().into(),
-                quantity(l.quantity_milli).into(),
+                // Milli-units: a number cell (a credit's negative quantity stays a number).
+                Cell::Decimal(l.quantity_milli, 3),
                 Cell::Fen(l.unit_price_fen),
                 Cell::Fen(l.amount_fen),
             ]);
         }
-        total += inv.total_fen;
     }
     t.push(vec![
         "合计".into(),
@@ -549,7 +536,7 @@ async fn table(state: &AppState, i: &IntegratorId, invoices: &[Invoice]) -> Resu
         Cell::Empty,
         Cell::Empty,
         Cell::Empty,
-        Cell::Fen(total),
+        Cell::Fen(report_sum(invoices.iter().map(|inv| inv.total_fen))),
     ]);
     Ok(t)
 }
@@ -727,16 +714,4 @@ pub async fn credit_note(
         .await
         .map_err(err)?;
     Ok(created(note))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn quantities_print_as_decimals_without_trailing_zeros() {
-        assert_eq!(super::quantity(667), "0.667");
-        assert_eq!(super::quantity(2_000), "2");
-        assert_eq!(super::quantity(4_250), "4.25");
-        assert_eq!(super::quantity(-333), "-0.333");
-        assert_eq!(super::quantity(0), "0");
-    }
 }
