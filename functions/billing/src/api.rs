@@ -20,8 +20,8 @@ use smartsite_shared::ids::IntegratorId;
 
 use crate::AppState;
 use crate::service::{
-    API_SOURCE, CreditNote, Invoice, MAX_EVENTS, NewPackage, NewSubscription, ServiceError,
-    StoredPackage, Subscription, UsageResult, UsageStatus,
+    API_SOURCE, CloseFailure, CreditNote, Invoice, MAX_EVENTS, NewPackage, NewSubscription,
+    ServiceError, StoredPackage, Subscription, UsageResult, UsageStatus,
 };
 
 /// Who defines packages, manages subscriptions, posts usage, closes periods, issues invoices.
@@ -454,24 +454,40 @@ pub struct CloseBody {
     pub period: String,
 }
 
+/// The answer of a close: the list of the period's invoices (`{items, next}`), and the
+/// subscriptions that could not be rated.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CloseAnswer {
+    pub items: Vec<Invoice>,
+    pub next: Option<String>,
+    /// Subscriptions refused by the rating (an amount beyond 10^15 fen): nothing was written
+    /// for them; the others are closed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<CloseFailure>,
+}
+
 #[utoipa::path(post, path = "/v1/billing/close", tag = "billing", request_body = CloseBody,
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(STAFF_ROLES)))),
-    responses((status = 200, body = List<Invoice>, description = "the period's invoices; the same on every re-run"),
+    responses((status = 200, body = CloseAnswer, description = "the period's invoices; the same on every re-run"),
         (status = 422, description = "bad or unfinished period")))]
 pub async fn close(
     State(state): State<AppState>,
     caller: Caller,
     bytes: Bytes,
-) -> Result<Json<List<Invoice>>, Problem> {
+) -> Result<Json<CloseAnswer>, Problem> {
     let i = tenant(&caller, STAFF_ROLES)?;
     let b: CloseBody = body(&bytes)?;
     let period = Period::parse(&b.period).map_err(|e| Problem::validation("period", e.message))?;
-    let items = state
+    let closed = state
         .billing
         .close(&i, period, Utc::now())
         .await
         .map_err(err)?;
-    Ok(Json(List { items, next: None }))
+    Ok(Json(CloseAnswer {
+        items: closed.invoices,
+        next: None,
+        failed: closed.failed,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -278,7 +278,7 @@ pub async fn the_same_usage_rated_under_the_three_models(fx: StoreFixture) {
         );
         subs.push(s);
     }
-    let invoices = b.close(&i, m, now).await.unwrap();
+    let invoices = b.close(&i, m, now).await.unwrap().invoices;
     let by_project: BTreeMap<&str, &Invoice> = invoices
         .iter()
         .map(|v| (v.project_id.as_str(), v))
@@ -335,7 +335,7 @@ pub async fn the_same_usage_rated_under_the_three_models(fx: StoreFixture) {
     assert!(invoices.iter().all(|v| v.status == InvoiceStatus::Draft));
 
     // Re-running the close answers the same invoices, and the list finds them.
-    assert_eq!(b.close(&i, m, now).await.unwrap(), invoices);
+    assert_eq!(b.close(&i, m, now).await.unwrap().invoices, invoices);
     let (listed, _) = b
         .list_invoices(&i, Some("cus-1"), Some(m), 50, None)
         .await
@@ -389,7 +389,7 @@ pub async fn mid_month_start_suspension_and_upgrade_are_prorated_by_day(fx: Stor
     let now = DateTime::parse_from_rfc3339("2026-12-05T00:00:00Z")
         .unwrap()
         .to_utc();
-    let inv = b.close(&i, nov, now).await.unwrap();
+    let inv = b.close(&i, nov, now).await.unwrap().invoices;
     assert_eq!(inv.len(), 1);
     // Billable 11–30 = 20 days, of which 15–19 stopped: 15 paying days.
     //   basic   project_month: days 11–30 paying = 15 → 300,000 × 15/30 = 150,000 (qty 0.5)
@@ -412,7 +412,7 @@ pub async fn mid_month_start_suspension_and_upgrade_are_prorated_by_day(fx: Stor
     let now = DateTime::parse_from_rfc3339("2027-01-05T00:00:00Z")
         .unwrap()
         .to_utc();
-    let inv = b.close(&i, dec, now).await.unwrap();
+    let inv = b.close(&i, dec, now).await.unwrap().invoices;
     assert_eq!(
         summary(&inv[0].lines),
         vec![("project_month", 1_000, 600_000, 600_000)]
@@ -429,7 +429,7 @@ pub async fn mid_month_start_suspension_and_upgrade_are_prorated_by_day(fx: Stor
     let now = DateTime::parse_from_rfc3339("2027-02-05T00:00:00Z")
         .unwrap()
         .to_utc();
-    let inv = b.close(&i, jan, now).await.unwrap();
+    let inv = b.close(&i, jan, now).await.unwrap().invoices;
     assert_eq!(
         summary(&inv[0].lines),
         vec![("project_month", 484, 300_000, 145_161)]
@@ -453,7 +453,7 @@ pub async fn late_usage_after_close_becomes_a_correction_in_the_next_period(fx: 
     let all = stream(&s, "late", m);
     // Only the crane arrives in time: 10 days × 800 = 8,000.
     post(&b, &all[0..2]).await;
-    let closed = b.close(&i, m, Utc::now()).await.unwrap();
+    let closed = b.close(&i, m, Utc::now()).await.unwrap().invoices;
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0].total_fen, 8_000);
     // The dust monitor's binding arrives after the close: accepted, flagged as a correction.
@@ -470,10 +470,10 @@ pub async fn late_usage_after_close_becomes_a_correction_in_the_next_period(fx: 
         b.invoice(&i, &closed[0].id).await.unwrap().unwrap(),
         closed[0]
     );
-    assert_eq!(b.close(&i, m, Utc::now()).await.unwrap(), closed);
+    assert_eq!(b.close(&i, m, Utc::now()).await.unwrap().invoices, closed);
     // The next period's close bills the difference: dust 21 days × 300 = 6,300.
     let after_q = q.end() + TimeDelta::days(4);
-    let next = b.close(&i, q, after_q).await.unwrap();
+    let next = b.close(&i, q, after_q).await.unwrap().invoices;
     assert_eq!(next.len(), 1);
     assert_eq!(
         summary(&next[0].lines),
@@ -489,11 +489,12 @@ pub async fn late_usage_after_close_becomes_a_correction_in_the_next_period(fx: 
     // 8,000 + 6,300 = 14,300: what a timely delivery of both would have billed.
     assert_eq!(closed[0].total_fen + next[0].total_fen, 14_300);
     // Nothing is corrected twice.
-    assert_eq!(b.close(&i, q, after_q).await.unwrap(), next);
+    assert_eq!(b.close(&i, q, after_q).await.unwrap().invoices, next);
     let later = b
         .close(&i, q.next(), q.next().end() + TimeDelta::days(4))
         .await
-        .unwrap();
+        .unwrap()
+        .invoices;
     assert!(later.is_empty(), "{later:?}");
 }
 
@@ -522,7 +523,7 @@ pub async fn issuing_a_funded_invoice_hands_it_off_exactly_once(fx: StoreFixture
         FundingSource::Other,
     )
     .await;
-    let invoices = b.close(&i, m, Utc::now()).await.unwrap();
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap().invoices;
     let inv = |sub: &str| {
         invoices
             .iter()
@@ -595,7 +596,7 @@ pub async fn issuing_a_funded_invoice_hands_it_off_exactly_once(fx: StoreFixture
     ));
     // A draft may be voided; a void invoice cannot be issued.
     let q_after = m.next().end() + TimeDelta::days(4);
-    let next = b.close(&i, m.next(), q_after).await.unwrap();
+    let next = b.close(&i, m.next(), q_after).await.unwrap().invoices;
     let draft = &next[0];
     assert_eq!(
         b.void(&i, &draft.id, Utc::now()).await.unwrap().status,
@@ -727,7 +728,7 @@ pub async fn packages_are_versioned_and_subscriptions_keep_theirs(fx: StoreFixtu
     );
     assert_eq!(b.list_packages(&i).await.unwrap(), vec![latest]);
     // The subscription still bills version 1's fee.
-    let inv = b.close(&i, m, Utc::now()).await.unwrap();
+    let inv = b.close(&i, m, Utc::now()).await.unwrap().invoices;
     assert_eq!(
         summary(&inv[0].lines),
         vec![("project_month", 1_000, 300_000, 300_000)]
@@ -869,7 +870,7 @@ pub async fn redelivery_is_exactly_once(clean: StoreFixture, messy: StoreFixture
         }
         let (acc, dup) = deliver(&b, delivery, 5_000).await;
         assert_eq!((acc, dup), (n, n * (copies - 1)));
-        let invoices = b.close(&acme(), m, Utc::now()).await.unwrap();
+        let invoices = b.close(&acme(), m, Utc::now()).await.unwrap().invoices;
         // Package ids differ between the two stores; everything else must not.
         let rated: BTreeMap<String, (Vec<InvoiceLine>, i64)> = invoices
             .into_iter()
@@ -1002,7 +1003,7 @@ pub async fn platform_usage_comes_from_the_fleet_and_ingest_counts(fx: StoreFixt
         FundingSource::Other,
     )
     .await;
-    let invoices = b.close(&i, m, Utc::now()).await.unwrap();
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap().invoices;
     let of = |s: &str| invoices.iter().find(|v| v.subscription_id == s).unwrap();
     // Leasing: dev-a 10 days × 800 (tower_crane) = 8,000.
     assert_eq!(
