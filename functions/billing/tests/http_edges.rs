@@ -14,23 +14,19 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use smartsite_billing::AppState;
 use smartsite_billing::service::previous;
-use smartsite_shared::auth::{Authenticator, Claims, LocalIssuer};
 use smartsite_shared::domain::billing::Period;
 use smartsite_shared::domain::bounds::{MAX_AMOUNT_FEN, MAX_COUNT, MAX_EVENT_QUANTITY};
-use smartsite_shared::domain::tenancy::{
-    Customer, CustomerId, CustomerKind, Integrator, Operator, Project, ProjectId, ProjectType,
-    RegionCode, Status,
-};
-use smartsite_shared::ids::IntegratorId;
-use smartsite_shared::testkit::{RouterClient, StoreFixture};
+use smartsite_shared::domain::tenancy::{CustomerId, ProjectId};
+use smartsite_shared::on_both_stores;
+use smartsite_shared::testkit::{self, RouterClient, StoreFixture, TestIssuer};
 
 struct T {
     client: RouterClient,
     admin: String,
     customer: CustomerId,
     projects: [ProjectId; 2],
+    _issuer: TestIssuer,
     _store: StoreFixture,
-    _keys: tempfile::TempDir,
 }
 
 impl std::ops::Deref for T {
@@ -41,77 +37,24 @@ impl std::ops::Deref for T {
 }
 
 impl T {
-    /// One integrator with a customer (named like a formula) contracting two projects.
+    /// One integrator with a customer (named like a formula) contracting two projects (named
+    /// like formulas too).
     async fn new(store: StoreFixture) -> T {
-        let keys = tempfile::tempdir().unwrap();
-        let issuer = LocalIssuer::load_or_create(keys.path(), "test-issuer", 900).unwrap();
-        let auth = Authenticator::Bearer(Arc::new(issuer.verifier().unwrap()));
-        let state = AppState::new(Arc::clone(&store.store), auth);
+        let issuer = TestIssuer::new();
+        let state = AppState::new(Arc::clone(&store.store), issuer.auth());
         let dir = state.directory.clone();
-        let i = IntegratorId::parse("int-edges").unwrap();
-        dir.create_integrator(&Integrator {
-            id: i.clone(),
-            name: "Telecom Jilin".into(),
-            operator: Operator::ChinaTelecom,
-            province_code: RegionCode::parse("p", "220000").unwrap(),
-            status: Status::Active,
-            created_at: Utc::now().to_rfc3339(),
-        })
-        .await
-        .unwrap();
-        let customer = CustomerId::generate();
-        dir.create_customer(&Customer {
-            id: customer.clone(),
-            integrator_id: i.clone(),
-            kind: CustomerKind::Enterprise,
-            name: "=1+1".into(),
-            region_code: RegionCode::parse("r", "220102").unwrap(),
-            uscc: None,
-            status: Status::Active,
-            created_at: Utc::now().to_rfc3339(),
-            status_changed_at: None,
-            status_changed_by: None,
-        })
-        .await
-        .unwrap();
+        let (i, customer) = testkit::tenant(&dir, "int-edges", "=1+1").await;
         let mut projects = Vec::new();
         for name in ["@项目一", "-项目二"] {
-            let p = Project {
-                id: ProjectId::generate(),
-                integrator_id: i.clone(),
-                name: name.into(),
-                contractor_customer_id: customer.clone(),
-                owner_customer_id: None,
-                region_code: RegionCode::parse("r", "220102").unwrap(),
-                project_type: ProjectType::Building,
-                contract_value_fen: 12_000_000_000,
-                contract_signed_date: "2026-03-01".parse().unwrap(),
-                tender_completed_date: None,
-                start_date: None,
-                planned_end_date: None,
-                created_at: Utc::now().to_rfc3339(),
-            };
-            dir.create_project(&p).await.unwrap();
-            projects.push(p.id);
+            projects.push(testkit::project(&dir, &i, &customer, name, 12_000_000_000).await);
         }
-        let admin = issuer
-            .issue(
-                Claims {
-                    sub: "usr-edges".into(),
-                    integrator_id: Some(i.as_str().into()),
-                    customer_id: None,
-                    roles: vec!["integrator_admin".into()],
-                },
-                smartsite_shared::store::now_epoch(),
-            )
-            .unwrap();
         T {
             client: RouterClient::new(smartsite_billing::app(state)),
-            admin,
+            admin: issuer.token(&["integrator_admin"], Some(i.as_str()), None),
             customer,
             projects: projects.try_into().unwrap(),
+            _issuer: issuer,
             _store: store,
-            _keys: keys,
         }
     }
 
@@ -374,24 +317,12 @@ async fn invoice_exports_write_formula_text_as_inert_text(t: T) {
     assert!(formulas.used_cells().all(|(_, _, f)| f.is_empty()));
 }
 
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                let fx = smartsite_shared::testkit::embedded().await;
-                super::$name(super::T::new(fx).await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn dynamo() {
-                let fx = smartsite_shared::testkit::dynamo().await;
-                super::$name(super::T::new(fx).await).await;
-            }
-        }
-    };
-}
-
-on_both!(prices_counts_and_quantities_are_bounded);
-on_both!(a_rating_beyond_the_bounds_fails_one_subscription_and_closes_the_rest);
-on_both!(invoice_exports_write_formula_text_as_inert_text);
+on_both_stores!(prices_counts_and_quantities_are_bounded, super::T::new);
+on_both_stores!(
+    a_rating_beyond_the_bounds_fails_one_subscription_and_closes_the_rest,
+    super::T::new
+);
+on_both_stores!(
+    invoice_exports_write_formula_text_as_inert_text,
+    super::T::new
+);

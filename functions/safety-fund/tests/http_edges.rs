@@ -8,29 +8,24 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use calamine::{Data, Reader, Xlsx};
-use chrono::Utc;
 use http::StatusCode;
 use serde_json::{Value, json};
 use smartsite_safety_fund::AppState;
-use smartsite_shared::auth::{Authenticator, Claims, LocalIssuer};
 use smartsite_shared::directory::Directory;
 use smartsite_shared::domain::bounds::MAX_AMOUNT_FEN;
-use smartsite_shared::domain::tenancy::{
-    Customer, CustomerId, CustomerKind, Integrator, Operator, Project, ProjectId, ProjectType,
-    RegionCode, Status,
-};
+use smartsite_shared::domain::tenancy::CustomerId;
 use smartsite_shared::funds::Funds;
 use smartsite_shared::ids::IntegratorId;
-use smartsite_shared::testkit::{RouterClient, StoreFixture};
+use smartsite_shared::on_both_stores;
+use smartsite_shared::testkit::{self, RouterClient, StoreFixture, TestIssuer};
 
 struct T {
     client: RouterClient,
-    issuer: Arc<LocalIssuer>,
+    issuer: TestIssuer,
     directory: Directory,
     integrator: IntegratorId,
     enterprise: CustomerId,
     _store: StoreFixture,
-    _keys: tempfile::TempDir,
 }
 
 impl std::ops::Deref for T {
@@ -42,41 +37,11 @@ impl std::ops::Deref for T {
 
 impl T {
     async fn new(store: StoreFixture) -> T {
-        let keys = tempfile::tempdir().unwrap();
-        let issuer =
-            Arc::new(LocalIssuer::load_or_create(keys.path(), "test-issuer", 900).unwrap());
-        let auth = Authenticator::Bearer(Arc::new(issuer.verifier().unwrap()));
+        let issuer = TestIssuer::new();
         let funds = Funds::with_default_rules(Arc::clone(&store.store)).unwrap();
-        let state = AppState::new(Arc::clone(&store.store), auth, funds);
+        let state = AppState::new(Arc::clone(&store.store), issuer.auth(), funds);
         let directory = state.directory.clone();
-        let integrator = IntegratorId::parse("int-edges").unwrap();
-        directory
-            .create_integrator(&Integrator {
-                id: integrator.clone(),
-                name: "Telecom Jilin".into(),
-                operator: Operator::ChinaTelecom,
-                province_code: RegionCode::parse("p", "220000").unwrap(),
-                status: Status::Active,
-                created_at: Utc::now().to_rfc3339(),
-            })
-            .await
-            .unwrap();
-        let enterprise = CustomerId::generate();
-        directory
-            .create_customer(&Customer {
-                id: enterprise.clone(),
-                integrator_id: integrator.clone(),
-                kind: CustomerKind::Enterprise,
-                name: "吉林建工".into(),
-                region_code: RegionCode::parse("r", "220102").unwrap(),
-                uscc: None,
-                status: Status::Active,
-                created_at: Utc::now().to_rfc3339(),
-                status_changed_at: None,
-                status_changed_by: None,
-            })
-            .await
-            .unwrap();
+        let (integrator, enterprise) = testkit::tenant(&directory, "int-edges", "吉林建工").await;
         T {
             client: RouterClient::new(smartsite_safety_fund::app(state)),
             issuer,
@@ -84,47 +49,31 @@ impl T {
             integrator,
             enterprise,
             _store: store,
-            _keys: keys,
         }
     }
 
     fn token(&self, roles: &[&str], customer: Option<&CustomerId>) -> String {
-        let claims = Claims {
-            sub: "usr-edges".into(),
-            integrator_id: (!roles.contains(&"platform_admin"))
-                .then(|| self.integrator.as_str().to_owned()),
-            customer_id: customer.map(|c| c.as_str().to_owned()),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-        };
+        let integrator = (!roles.contains(&"platform_admin")).then(|| self.integrator.as_str());
         self.issuer
-            .issue(claims, smartsite_shared::store::now_epoch())
-            .unwrap()
+            .token(roles, integrator, customer.map(CustomerId::as_str))
     }
 
     fn admin(&self) -> String {
         self.token(&["integrator_admin"], None)
     }
 
-    /// A project stored as the directory holds it (so values accepted before today's bounds can
-    /// be stored too).
+    /// A project as the directory holds it (so values accepted before today's bounds can be
+    /// stored too), by the path of its safety fund.
     async fn project(&self, name: &str, contract_value_fen: i64) -> String {
-        let p = Project {
-            id: ProjectId::generate(),
-            integrator_id: self.integrator.clone(),
-            name: name.into(),
-            contractor_customer_id: self.enterprise.clone(),
-            owner_customer_id: None,
-            region_code: RegionCode::parse("r", "220102").unwrap(),
-            project_type: ProjectType::Building,
+        let id = testkit::project(
+            &self.directory,
+            &self.integrator,
+            &self.enterprise,
+            name,
             contract_value_fen,
-            contract_signed_date: "2026-03-01".parse().unwrap(),
-            tender_completed_date: None,
-            start_date: Some("2026-04-01".parse().unwrap()),
-            planned_end_date: None,
-            created_at: Utc::now().to_rfc3339(),
-        };
-        self.directory.create_project(&p).await.unwrap();
-        format!("/v1/projects/{}/safety-fund", p.id)
+        )
+        .await;
+        format!("/v1/projects/{id}/safety-fund")
     }
 
     async fn entries(&self, fund: &str) -> u64 {
@@ -472,25 +421,10 @@ async fn exports_write_formula_text_as_inert_text(t: T) {
     assert!(formulas.used_cells().all(|(_, _, f)| f.is_empty()));
 }
 
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                let fx = smartsite_shared::testkit::embedded().await;
-                super::$name(super::T::new(fx).await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn dynamo() {
-                let fx = smartsite_shared::testkit::dynamo().await;
-                super::$name(super::T::new(fx).await).await;
-            }
-        }
-    };
-}
-
-on_both!(hostile_text_is_refused_naming_the_field);
-on_both!(ledger_totals_stay_within_the_bounds);
-on_both!(a_project_stored_beyond_the_bounds_breaks_only_itself);
-on_both!(exports_write_formula_text_as_inert_text);
+on_both_stores!(hostile_text_is_refused_naming_the_field, super::T::new);
+on_both_stores!(ledger_totals_stay_within_the_bounds, super::T::new);
+on_both_stores!(
+    a_project_stored_beyond_the_bounds_breaks_only_itself,
+    super::T::new
+);
+on_both_stores!(exports_write_formula_text_as_inert_text, super::T::new);
