@@ -1049,6 +1049,16 @@ fn check_event_body(
                         "expected an array of strings or whole numbers",
                     ));
                 }
+                // Codes are shown as text: the same rule as any device text field.
+                let bad = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(serde_json::Value::as_str)
+                    .find_map(|c| crate::domain::text::forbidden(c, false));
+                if let Some(why) = bad {
+                    return Err(Rejection::new(reason::BAD_TEXT, Some(f.name), why));
+                }
             }
         }
     }
@@ -1398,7 +1408,14 @@ mod tests {
             );
             assert!(e.detail.contains("must not contain"), "{}", e.detail);
         }
-        // An event's text field too.
+        // An event's text field too, and the codes of a work cycle.
+        let e = evt(
+            Category::TowerCrane,
+            r#"{"ts":"2024-05-20T01:55:00Z","type":"work_cycle","start":"2024-05-20T01:40:00Z",
+                "end":"2024-05-20T01:50:00Z","codes":["E01","E0\u202E2"]}"#,
+        )
+        .unwrap_err();
+        assert_eq!((e.reason, field(&e)), (reason::BAD_TEXT, Some("codes")));
         let e = evt(
             Category::Spray,
             r#"{"ts":"2024-05-20T01:55:00Z","type":"spray_stopped","reason":"a\u2066b"}"#,
