@@ -59,6 +59,10 @@ pub enum FundsError {
     Contention,
     #[error("the account's rules version `{0}` is not configured")]
     UnknownRulesVersion(String),
+    /// The project's terms cannot open an account (a contract value beyond the bounds, stored
+    /// before they were enforced at the edge): it has no ledger, and never gets one.
+    #[error("the project's terms cannot open a safety-fund account: {0}")]
+    Terms(SafetyFundError),
 }
 
 /// The two ledgers of a project.
@@ -336,7 +340,7 @@ impl Funds {
         let Some(item) = self.store.get(&key).await? else {
             let rules = self.rules_on(today())?;
             return Ok(Accounts {
-                safety: FundAccount::open(terms_of(p), rules)?,
+                safety: FundAccount::open(terms_of(p), rules).map_err(FundsError::Terms)?,
                 civilized: CivilizedAccount::default(),
                 plan: CostPlan::new(),
                 rev: 0,
@@ -373,6 +377,21 @@ impl Funds {
             stored: (h.safety_len, h.civilized_len),
             exists: true,
         })
+    }
+
+    /// The accounts for a summary over many projects (an enterprise's, a region's, the flag
+    /// sweep): `None` for a project whose terms cannot open an account ([`FundsError::Terms`]).
+    /// Such a project has no ledger, so leaving it out loses nothing, and it cannot break the
+    /// summaries of every other project.
+    pub async fn load_for_summary(&self, p: &Project) -> Result<Option<Accounts>, FundsError> {
+        match self.load(p).await {
+            Ok(a) => Ok(Some(a)),
+            Err(FundsError::Terms(e)) => {
+                tracing::error!(project = %p.id, error = %e, "project left out of fund summaries");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The rules version the account was opened under (an account keeps it).
@@ -530,8 +549,9 @@ impl Funds {
         loop {
             let page = self.directory.all_projects(100, cursor).await?;
             for p in &page.items {
-                let a = match self.load(p).await {
-                    Ok(a) => a,
+                let a = match self.load_for_summary(p).await {
+                    Ok(Some(a)) => a,
+                    Ok(None) => continue,
                     Err(FundsError::Broken(b)) => {
                         tracing::error!(project = %p.id, broken = %b, "ledger chain broken");
                         continue;
@@ -661,8 +681,9 @@ impl Funds {
                 .list_customers_projects(&customer, 200, cursor)
                 .await?;
             for p in page.items {
-                if &p.contractor_customer_id == c {
-                    let a = self.load(&p).await?;
+                if &p.contractor_customer_id == c
+                    && let Some(a) = self.load_for_summary(&p).await?
+                {
                     out.push((p, a));
                 }
             }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use smartsite_shared::auth::{Caller, Role, roles_json};
 use smartsite_shared::domain::billing::{Period, shanghai_date};
+use smartsite_shared::domain::bounds::report_sum;
 use smartsite_shared::domain::tenancy::{CustomerId, ProjectId};
 use smartsite_shared::export::{self, Cell, Format, Table};
 use smartsite_shared::http::{List, ListParams, Problem};
@@ -19,8 +20,8 @@ use smartsite_shared::ids::IntegratorId;
 
 use crate::AppState;
 use crate::service::{
-    API_SOURCE, CreditNote, Invoice, InvoiceScope, MAX_EVENTS, NewPackage, NewSubscription,
-    ServiceError, StoredPackage, Subscription, UsageResult, UsageStatus,
+    API_SOURCE, CloseFailure, CreditNote, Invoice, InvoiceScope, MAX_EVENTS, NewPackage,
+    NewSubscription, ServiceError, StoredPackage, Subscription, UsageResult, UsageStatus,
 };
 
 /// Who defines packages, manages subscriptions, posts usage, closes periods, issues invoices.
@@ -509,24 +510,40 @@ pub struct CloseBody {
     pub period: String,
 }
 
+/// The answer of a close: the list of the period's invoices (`{items, next}`), and the
+/// subscriptions that could not be rated.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CloseAnswer {
+    pub items: Vec<Invoice>,
+    pub next: Option<String>,
+    /// Subscriptions refused by the rating (an amount beyond 10^15 fen): nothing was written
+    /// for them; the others are closed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<CloseFailure>,
+}
+
 #[utoipa::path(post, path = "/v1/billing/close", tag = "billing", request_body = CloseBody,
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(STAFF_ROLES)))),
-    responses((status = 200, body = List<Invoice>, description = "the period's invoices; the same on every re-run"),
+    responses((status = 200, body = CloseAnswer, description = "the period's invoices; the same on every re-run"),
         (status = 422, description = "bad or unfinished period")))]
 pub async fn close(
     State(state): State<AppState>,
     caller: Caller,
     bytes: Bytes,
-) -> Result<Json<List<Invoice>>, Problem> {
+) -> Result<Json<CloseAnswer>, Problem> {
     let i = tenant(&caller, STAFF_ROLES)?;
     let b: CloseBody = body(&bytes)?;
     let period = Period::parse(&b.period).map_err(|e| Problem::validation("period", e.message))?;
-    let items = state
+    let closed = state
         .billing
         .close(&i, period, Utc::now())
         .await
         .map_err(err)?;
-    Ok(Json(List { items, next: None }))
+    Ok(Json(CloseAnswer {
+        items: closed.invoices,
+        next: None,
+        failed: closed.failed,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -546,19 +563,6 @@ pub struct FormatQuery {
     pub format: Option<String>,
 }
 
-/// Quantity milli-units as a decimal: 667 → `0.667`, 2000 → `2`.
-fn quantity(milli: i64) -> String {
-    let sign = if milli < 0 { "-" } else { "" };
-    let a = milli.unsigned_abs();
-    let frac = a % 1000;
-    if frac == 0 {
-        format!("{sign}{}", a / 1000)
-    } else {
-        let f = format!("{frac:03}");
-        format!("{sign}{}.{}", a / 1000, f.trim_end_matches('0'))
-    }
-}
-
 /// The export: one row per line (发票号, 客户, 项目, 计费项, 数量, 单价(元), 金额(元)), then 合计.
 async fn table(state: &AppState, i: &IntegratorId, invoices: &[Invoice]) -> Result<Table, Problem> {
     let mut t = Table::new(
@@ -573,7 +577,6 @@ async fn table(state: &AppState, i: &IntegratorId, invoices: &[Invoice]) -> Resu
             "金额(元)",
         ],
     );
-    let mut total = 0i64;
     for inv in invoices {
         let customer = match CustomerId::parse("customer_id", &inv.customer_id) {
             Ok(c) => state.directory.customer(i, &c).await?.map(|c| c.name),
@@ -591,12 +594,12 @@ async fn table(state: &AppState, i: &IntegratorId, invoices: &[Invoice]) -> Resu
                 customer.as_str().into(),
                 project.as_str().into(),
                 l.description.as_str().into(),
-                quantity(l.quantity_milli).into(),
+                // Milli-units: a number cell (a credit's negative quantity stays a number).
+                Cell::Decimal(l.quantity_milli, 3),
                 Cell::Fen(l.unit_price_fen),
                 Cell::Fen(l.amount_fen),
             ]);
         }
-        total += inv.total_fen;
     }
     t.push(vec![
         "合计".into(),
@@ -605,7 +608,7 @@ async fn table(state: &AppState, i: &IntegratorId, invoices: &[Invoice]) -> Resu
         Cell::Empty,
         Cell::Empty,
         Cell::Empty,
-        Cell::Fen(total),
+        Cell::Fen(report_sum(invoices.iter().map(|inv| inv.total_fen))),
     ]);
     Ok(t)
 }
@@ -802,16 +805,4 @@ pub async fn credit_note(
         .await
         .map_err(err)?;
     Ok(created(note))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn quantities_print_as_decimals_without_trailing_zeros() {
-        assert_eq!(super::quantity(667), "0.667");
-        assert_eq!(super::quantity(2_000), "2");
-        assert_eq!(super::quantity(4_250), "4.25");
-        assert_eq!(super::quantity(-333), "-0.333");
-        assert_eq!(super::quantity(0), "0");
-    }
 }

@@ -33,7 +33,9 @@ use smartsite_shared::domain::billing::{
     Model, Package, PackageChange, PausePolicy, Period, PriceLine, Suspension, Timeline,
     UsageEvent, classify_change, diff_lines, rate, total_fen,
 };
+use smartsite_shared::domain::bounds;
 use smartsite_shared::domain::tenancy::ProjectId;
+use smartsite_shared::domain::text;
 use smartsite_shared::fleet::{Fleet, FleetError};
 use smartsite_shared::handoff::{InvoiceChange, InvoiceIssued};
 use smartsite_shared::ids::IntegratorId;
@@ -79,6 +81,12 @@ pub enum ServiceError {
     Conflict(String),
     #[error(transparent)]
     Fleet(#[from] FleetError),
+}
+
+impl From<smartsite_shared::domain::tenancy::FieldError> for ServiceError {
+    fn from(e: smartsite_shared::domain::tenancy::FieldError) -> Self {
+        ServiceError::Invalid(e.into())
+    }
 }
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
@@ -269,6 +277,21 @@ pub struct CreditNote {
     pub reason: String,
     pub created_by: String,
     pub created_at: String,
+}
+
+/// A subscription a close could not rate, and why (the field and detail of the refusal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CloseFailure {
+    pub subscription_id: String,
+    pub field: String,
+    pub detail: String,
+}
+
+/// What a close did: the period's invoices, and the subscriptions it could not rate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Closed {
+    pub invoices: Vec<Invoice>,
+    pub failed: Vec<CloseFailure>,
 }
 
 /// What was billed for a (subscription, period): the rating's own lines, updated when a later
@@ -472,7 +495,7 @@ impl Billing {
         package: Package,
         now: DateTime<Utc>,
     ) -> Result<StoredPackage> {
-        package.validate()?;
+        package.validate_new()?;
         let stored = StoredPackage {
             package,
             created_at: stamp(now),
@@ -501,7 +524,7 @@ impl Billing {
         let package = Package {
             id: new_id("pkg-"),
             version: 1,
-            name: new.name,
+            name: new.name.trim().to_owned(),
             model: new.model,
             prices: new.prices,
             pause_on_suspend: new.pause_on_suspend.unwrap_or_default(),
@@ -524,7 +547,7 @@ impl Billing {
         let package = Package {
             id: id.to_owned(),
             version: latest.package.version + 1,
-            name: new.name,
+            name: new.name.trim().to_owned(),
             model: new.model,
             prices: new.prices,
             pause_on_suspend: new.pause_on_suspend.unwrap_or_default(),
@@ -630,6 +653,10 @@ impl Billing {
             .await?
             .ok_or_else(|| invalid("package_id", "no such package (version)"))?
             .package;
+        bounds::date("start_date", new.start_date)?;
+        new.end_date
+            .map(|d| bounds::date("end_date", d))
+            .transpose()?;
         let timeline = Timeline {
             end: new.end_date,
             ..Timeline::starting(new.start_date)
@@ -733,6 +760,8 @@ impl Billing {
         from: NaiveDate,
         to: Option<NaiveDate>,
     ) -> Result<Subscription> {
+        bounds::date("from", from)?;
+        to.map(|d| bounds::date("to", d)).transpose()?;
         self.update(i, id, |s| {
             if s.timeline.suspensions.iter().any(|x| x.to.is_none()) {
                 return Err(ServiceError::Conflict(
@@ -760,6 +789,7 @@ impl Billing {
 
     /// Work resumes on `on`: the open suspension ends the day before.
     pub async fn resume(&self, i: &IntegratorId, id: &str, on: NaiveDate) -> Result<Subscription> {
+        bounds::date("on", on)?;
         self.update(i, id, |s| {
             let open = s
                 .timeline
@@ -788,6 +818,7 @@ impl Billing {
         version: Option<u32>,
         on: NaiveDate,
     ) -> Result<(Subscription, ChangeKind)> {
+        bounds::date("on", on)?;
         let package = self
             .package(i, package_id, version)
             .await?
@@ -815,6 +846,7 @@ impl Billing {
 
     /// The subscription ends on `on` (the last billed day).
     pub async fn end(&self, i: &IntegratorId, id: &str, on: NaiveDate) -> Result<Subscription> {
+        bounds::date("on", on)?;
         self.update(i, id, |s| {
             if on < s.timeline.start {
                 return Err(invalid("on", "must not be before the start date"));
@@ -1182,12 +1214,12 @@ impl Billing {
                         ),
                     )
                     .await?;
-                let msgs: i64 = hours.iter().map(|h| h.n("msgs").unwrap_or(0)).sum();
+                let msgs = bounds::report_sum(hours.iter().map(|h| h.n("msgs").unwrap_or(0)));
                 dev.messages = msgs;
                 dev.message_events = u64::try_from(msgs).unwrap_or(0);
                 dev.active = msgs > 0;
-                agg.messages += msgs;
-                agg.message_events += dev.message_events;
+                agg.messages = agg.messages.saturating_add(msgs);
+                agg.message_events = agg.message_events.saturating_add(dev.message_events);
                 agg.devices.insert(d.id.as_str().to_owned(), dev);
             }
             match page.next {
@@ -1216,21 +1248,36 @@ impl Billing {
     /// Rates every subscription of the integrator for `period` into invoices (one per
     /// subscription with anything to bill), with corrections of earlier closed periods whose
     /// usage changed since. Idempotent: a second close answers the invoices of the first.
+    ///
+    /// A subscription whose rating is refused (an amount beyond the bounds) is reported in
+    /// [`Closed::failed`] with the reason; nothing is written for it (no invoice, no close
+    /// marker, so a later close tries it again) and the others close.
     pub async fn close(
         &self,
         i: &IntegratorId,
         period: Period,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Invoice>> {
+    ) -> Result<Closed> {
         if now < period.end() {
             return Err(invalid("period", format!("{period} has not ended yet")));
         }
         let mut subs = self.list_subscriptions(i).await?;
         subs.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut out = Vec::new();
+        let mut out = Closed::default();
         for s in &subs {
-            if let Some(inv) = self.close_one(i, s, period, now).await? {
-                out.push(inv);
+            match self.close_one(i, s, period, now).await {
+                Ok(Some(inv)) => out.invoices.push(inv),
+                Ok(None) => {}
+                Err(ServiceError::Invalid(e)) => {
+                    tracing::error!(integrator_id = %i, subscription_id = %s.id, %period,
+                        field = %e.field, error = %e.message, "subscription not rated");
+                    out.failed.push(CloseFailure {
+                        subscription_id: s.id.clone(),
+                        field: e.field,
+                        detail: e.message,
+                    });
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
@@ -1284,7 +1331,7 @@ impl Billing {
             let billed: Billed = decode(item)?;
             let usage = self.rated_usage(i, s, p).await?;
             let now_rated = rate(&s.package, &s.timeline, &usage, p)?;
-            let corr = diff_lines(p, &billed.lines, &now_rated);
+            let corr = diff_lines(p, &billed.lines, &now_rated)?;
             if corr.is_empty() {
                 continue;
             }
@@ -1326,7 +1373,7 @@ impl Billing {
                 period: period.to_string(),
                 funding_source: s.funding_source,
                 status: InvoiceStatus::Draft,
-                total_fen: total_fen(&all_lines),
+                total_fen: total_fen(&all_lines)?,
                 lines: all_lines,
                 credited_fen: 0,
                 created_at: stamp(now),
@@ -1566,12 +1613,8 @@ impl Billing {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<(Invoice, CreditNote)> {
-        if amount_fen <= 0 {
-            return Err(invalid("amount_fen", "must be positive"));
-        }
-        if reason.trim().is_empty() || reason.chars().count() > 500 {
-            return Err(invalid("reason", "must be 1 to 500 characters"));
-        }
+        bounds::positive_amount("amount_fen", amount_fen)?;
+        let reason = text::note("reason", reason, 500)?;
         let mut inv = self.invoice(i, id).await?.ok_or(ServiceError::NotFound)?;
         if !matches!(inv.status, InvoiceStatus::Issued | InvoiceStatus::Paid) {
             return Err(ServiceError::Conflict(format!(
@@ -1579,7 +1622,11 @@ impl Billing {
                 inv.status.as_str()
             )));
         }
-        if inv.credited_fen + amount_fen > inv.total_fen {
+        let credited = inv
+            .credited_fen
+            .checked_add(amount_fen)
+            .filter(|c| *c <= inv.total_fen);
+        let Some(credited) = credited else {
             return Err(invalid(
                 "amount_fen",
                 format!(
@@ -1587,17 +1634,17 @@ impl Billing {
                     inv.credited_fen, inv.total_fen
                 ),
             ));
-        }
+        };
         let note = CreditNote {
             id: new_id("cn-"),
             invoice_id: inv.id.clone(),
             amount_fen,
-            reason: reason.trim().to_owned(),
+            reason,
             created_by: by.to_owned(),
             created_at: stamp(now),
         };
         let rev = inv.rev;
-        inv.credited_fen += amount_fen;
+        inv.credited_fen = credited;
         inv.rev = rev + 1;
         let mut ops = vec![
             TxOp::Put {

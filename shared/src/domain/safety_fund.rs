@@ -26,9 +26,9 @@ pub const DEFAULT_RULES_JSON: &str = include_str!("../../config/safety-fund.json
 /// Basis points in one whole (100 % = 10 000 bp).
 pub const BP_PER_WHOLE: i64 = 10_000;
 
-/// Largest single amount (fen) accepted from input: 10¹⁵ fen = 10 trillion yuan. Keeps every sum of
-/// realistic ledgers far from `i64` overflow.
-pub const MAX_AMOUNT_FEN: i64 = 1_000_000_000_000_000;
+/// Largest single amount (fen) accepted from input, and the bound of a ledger's column totals:
+/// 10¹⁵ fen = 10 trillion yuan ([`super::bounds`]).
+pub use super::bounds::MAX_AMOUNT_FEN;
 
 /// `prev_hash` of the first entry of every ledger.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -1016,13 +1016,34 @@ impl Ledger {
     }
 
     /// Appends `draft`, setting its seq, prev_hash and hash; returns the stored entry.
-    pub fn append(&mut self, mut draft: Entry) -> &Entry {
+    ///
+    /// Every column total of the ledger (accrued, spent, allocated, paid) stays within
+    /// ±[`MAX_AMOUNT_FEN`]: an entry that would take one beyond is refused as an
+    /// [`SafetyFundError::InvalidAmount`] of `field` (the input that brought the amount), and
+    /// nothing is appended. So the sums of a stored ledger are exact and its balance is far from
+    /// `i64` overflow, however many entries it holds.
+    pub fn append(&mut self, mut draft: Entry, field: &'static str) -> Result<&Entry> {
+        let t = self.totals();
+        for (total, amount) in [
+            (t.accrued_fen, draft.accrued_fen),
+            (t.spent_fen, draft.spent_fen),
+            (t.allocated_fen, draft.allocated_fen),
+            (t.paid_fen, draft.paid_fen),
+        ] {
+            if super::bounds::sum_within([total, amount], MAX_AMOUNT_FEN).is_none() {
+                return Err(SafetyFundError::InvalidAmount {
+                    field,
+                    amount_fen: amount,
+                    expected: "a ledger's totals within ±10^15 fen",
+                });
+            }
+        }
         draft.seq = self.entries.len() as u64 + 1;
         draft.prev_hash = self.last_hash().to_owned();
         draft.hash = draft.compute_hash();
         self.entries.push(draft);
         let i = self.entries.len() - 1;
-        &self.entries[i]
+        Ok(&self.entries[i])
     }
 
     pub fn totals(&self) -> Totals {
@@ -1059,7 +1080,7 @@ impl Ledger {
         e.overspent = balance < 0;
         e.links = exp.links;
         e.evidence_ref = Some(exp.evidence_ref);
-        let entry = self.append(e).clone();
+        let entry = self.append(e, "amount_fen")?.clone();
         Ok(ExpenditureOutcome {
             overspent: entry.overspent,
             entry,
@@ -1197,7 +1218,7 @@ impl Ledger {
         date: NaiveDate,
     ) -> Result<&Entry> {
         let e = self.take_back_draft(invoice_id, take, date)?;
-        Ok(self.append(e))
+        self.append(e, "amount_fen")
     }
 
     /// The reversal draft of entry `seq`: its amounts negated, its month, progress, category and
@@ -1351,6 +1372,9 @@ pub fn sub_allocation_flag(
         ..f
     }))
 }
+
+/// The longest prepayment window a contract may set (ten years).
+pub const MAX_PREPAY_DAYS: u32 = 3660;
 
 /// The prepayment rule of a project's 安全文明施工费.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -1614,6 +1638,13 @@ impl FundAccount {
             return Err(SafetyFundError::Missing { field: "reference" });
         }
         let limit = add(self.contract_limit_fen(), variation.amount_fen)?;
+        if limit > MAX_AMOUNT_FEN {
+            return Err(SafetyFundError::InvalidAmount {
+                field: "amount_fen",
+                amount_fen: variation.amount_fen,
+                expected: "a contract value after the variation ≤ 10^15 fen",
+            });
+        }
         let cumulative = self.cumulative_progress_fen();
         if limit < cumulative {
             return Err(SafetyFundError::VariationBelowProgress {
@@ -1714,7 +1745,7 @@ impl FundAccount {
         e.progress_fen = Some(d_progress);
         e.paused = paused;
         e.accrued_fen = d_accrued;
-        let entry = self.ledger.append(e).clone();
+        let entry = self.ledger.append(e, "progress_value_fen")?.clone();
         Ok(AccrualOutcome {
             entry: Some(entry),
             month: self.month_state(month),
@@ -1733,7 +1764,7 @@ impl FundAccount {
         let mut e = Entry::draft(date, EntryKind::OwnerPayment, "建设单位支付安全生产费");
         e.paid_fen = amount_fen;
         e.evidence_ref = evidence_ref;
-        Ok(self.ledger.append(e))
+        self.ledger.append(e, "amount_fen")
     }
 
     /// Registers a subcontract and its share of the fee.
@@ -1778,7 +1809,7 @@ impl FundAccount {
         e.overspent = balance < 0;
         e.links.subcontract_id = Some(subcontract_id.to_owned());
         e.evidence_ref = evidence_ref;
-        Ok(self.ledger.append(e))
+        self.ledger.append(e, "amount_fen")
     }
 
     /// Records a use of the fund. The category must be allowed under the account's regime by
@@ -1840,7 +1871,7 @@ impl FundAccount {
                 });
             }
         }
-        Ok(self.ledger.append(e))
+        self.ledger.append(e, "seq")
     }
 
     /// Completion settlement: appends the `settlement` entry and closes the ledger. A surplus is
@@ -1859,7 +1890,7 @@ impl FundAccount {
         let mut e = Entry::draft(date, EntryKind::Settlement, summary);
         e.accrued_fen = -surplus;
         e.paid_fen = -surplus;
-        let entry = self.ledger.append(e).clone();
+        let entry = self.ledger.append(e, "date")?.clone();
         Ok(Settlement {
             date,
             balance_fen: balance,
@@ -1947,7 +1978,11 @@ impl CivilizedTerms {
             }
             check_amount("year_planned_fen", *fen, true)?;
         }
-        if let CivPrepayRule::Contract { min_share_bp, .. } = self.prepay_rule {
+        if let CivPrepayRule::Contract {
+            min_share_bp,
+            within_days,
+        } = self.prepay_rule
+        {
             check_bp("prepay_rule.min_share_bp", min_share_bp, false).map_err(|_| {
                 SafetyFundError::InvalidAmount {
                     field: "min_share_bp",
@@ -1955,6 +1990,14 @@ impl CivilizedTerms {
                     expected: "1..=10000 bp",
                 }
             })?;
+            // A window beyond the calendar would fail every later evaluation of the flags.
+            if !(1..=MAX_PREPAY_DAYS).contains(&within_days) {
+                return Err(SafetyFundError::InvalidAmount {
+                    field: "within_days",
+                    amount_fen: i64::from(within_days),
+                    expected: "1..=3660 days",
+                });
+            }
         }
         Ok(())
     }
@@ -1995,7 +2038,7 @@ impl CivilizedAccount {
         e.paid_fen = amount_fen;
         e.accrued_fen = amount_fen;
         e.evidence_ref = evidence_ref;
-        Ok(self.ledger.append(e))
+        self.ledger.append(e, "amount_fen")
     }
 
     /// A use of the fee; the category must be one of `rules.civilized_categories`. Spending
@@ -2021,7 +2064,7 @@ impl CivilizedAccount {
     /// Cancels entry `seq` with a reversal.
     pub fn reverse(&mut self, seq: u64, date: NaiveDate, reason: &str) -> Result<&Entry> {
         let e = self.ledger.reversal_draft(seq, date, reason)?;
-        Ok(self.ledger.append(e))
+        self.ledger.append(e, "seq")
     }
 
     /// FEE-CIV-PREPAY for every planned year that has begun by `as_of`. The clock of the start
@@ -2273,16 +2316,17 @@ impl CostPlan {
         if line.item.trim().is_empty() {
             return Err(SafetyFundError::Missing { field: "item" });
         }
-        if line.quantity < 1 {
+        if !(1..=super::bounds::MAX_COUNT).contains(&line.quantity) {
             return Err(SafetyFundError::InvalidAmount {
                 field: "quantity",
                 amount_fen: line.quantity,
-                expected: "≥ 1",
+                expected: "1..=10^12",
             });
         }
         check_amount("unit_price_fen", line.unit_price_fen, true)?;
         let total = line.total_fen()?;
         check_amount("line total", total, true)?;
+        check_amount("plan total", add(self.total_fen()?, total)?, true)?;
         if self.lines.iter().any(|l| l.id == line.id) {
             return Err(SafetyFundError::DuplicatePlanLine(line.id));
         }
@@ -3320,6 +3364,148 @@ mod tests {
     }
 
     // --- statement -------------------------------------------------------------------------
+
+    #[test]
+    fn amounts_and_ledger_totals_are_bounded_however_many_entries() {
+        // The contract value: 10^15 fen opens an account, anything beyond does not.
+        assert!(
+            FundAccount::open(
+                terms("building", MAX_AMOUNT_FEN + 1, "2024-01-05"),
+                &rules()
+            )
+            .is_err()
+        );
+        assert!(FundAccount::open(terms("building", i64::MAX, "2024-01-05"), &rules()).is_err());
+        let mut a = building(MAX_AMOUNT_FEN);
+        let refused = |r: Result<&Entry>| {
+            matches!(
+                r,
+                Err(SafetyFundError::InvalidAmount {
+                    field: "amount_fen",
+                    ..
+                })
+            )
+        };
+        for bad in [i64::MAX, MAX_AMOUNT_FEN + 1, i64::MIN, -1, 0] {
+            assert!(
+                refused(a.record_owner_payment(d("2024-02-01"), bad, None)),
+                "{bad}"
+            );
+        }
+        // Sums that would overflow i64 over many entries: every entry that keeps the column
+        // within 10^15 is booked, every later one refused, and the totals stay exact.
+        let step = MAX_AMOUNT_FEN / 1000;
+        for _ in 0..1000 {
+            a.record_owner_payment(d("2024-02-01"), step, None).unwrap();
+        }
+        for amount in [1, step, MAX_AMOUNT_FEN] {
+            for _ in 0..10_000 {
+                assert!(refused(a.record_owner_payment(
+                    d("2024-02-02"),
+                    amount,
+                    None
+                )));
+            }
+        }
+        assert_eq!(a.entries().len(), 1000);
+        assert_eq!(a.totals().paid_fen, MAX_AMOUNT_FEN);
+        // Spending too, and its refusal appends nothing.
+        a.record_expenditure(spend("2024-03-01", MAX_AMOUNT_FEN, "ppe"), &rules())
+            .unwrap();
+        let e = a
+            .record_expenditure(spend("2024-03-02", 1, "ppe"), &rules())
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SafetyFundError::InvalidAmount {
+                    field: "amount_fen",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(a.entries().len(), 1001);
+        assert_eq!(a.totals().balance_fen, -MAX_AMOUNT_FEN);
+        // A reversal brings the column back down, and room for one more.
+        a.reverse(1001, d("2024-03-03"), "录错").unwrap();
+        a.record_expenditure(spend("2024-03-04", MAX_AMOUNT_FEN, "ppe"), &rules())
+            .unwrap();
+        assert!(a.ledger.verify().is_ok());
+        // Progress up to the contract (10^15), then no variation may lift it beyond 10^15.
+        a.report_progress(ym("2024-03"), MAX_AMOUNT_FEN, d("2024-03-31"), false)
+            .unwrap();
+        let v = |amount_fen: i64| ContractVariation {
+            date: d("2024-04-01"),
+            amount_fen,
+            reference: "BG-1".into(),
+        };
+        for bad in [1, MAX_AMOUNT_FEN, i64::MAX, i64::MIN] {
+            assert!(
+                matches!(
+                    a.record_variation(v(bad)),
+                    Err(SafetyFundError::InvalidAmount { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(a.variations.is_empty());
+    }
+
+    #[test]
+    fn plan_lines_and_prepayment_windows_are_bounded() {
+        let line = |quantity: i64, unit_price_fen: i64| PlanLine {
+            id: format!("L{quantity}-{unit_price_fen}"),
+            item: "摄像机".into(),
+            quantity,
+            unit_price_fen,
+        };
+        let mut plan = CostPlan::new();
+        for (q, p) in [
+            (i64::MAX, 2),
+            (2, i64::MAX),
+            (1_000_000_000_001, 1),
+            (1, MAX_AMOUNT_FEN + 1),
+        ] {
+            assert!(
+                matches!(
+                    plan.add_line(line(q, p)),
+                    Err(SafetyFundError::InvalidAmount { .. })
+                ),
+                "{q} × {p}"
+            );
+        }
+        // i64 overflow of quantity × price is refused, not wrapped.
+        assert!(
+            plan.add_line(line(1_000_000_000_000, 1_000_000_000))
+                .is_err()
+        );
+        plan.add_line(line(1, MAX_AMOUNT_FEN)).unwrap();
+        // The plan's total is bounded like any amount.
+        assert!(plan.add_line(line(1, 1)).is_err());
+        assert_eq!(plan.total_fen().unwrap(), MAX_AMOUNT_FEN);
+
+        let terms = |within_days: u32| CivilizedTerms {
+            year_planned_fen: BTreeMap::from([(2026, 100)]),
+            prepay_rule: CivPrepayRule::Contract {
+                min_share_bp: 6000,
+                within_days,
+            },
+        };
+        assert!(terms(MAX_PREPAY_DAYS).validate().is_ok());
+        for bad in [0, MAX_PREPAY_DAYS + 1, u32::MAX] {
+            assert!(
+                matches!(
+                    terms(bad).validate(),
+                    Err(SafetyFundError::InvalidAmount {
+                        field: "within_days",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn yuan_formatting() {

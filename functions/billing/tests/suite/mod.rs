@@ -292,7 +292,7 @@ pub async fn the_same_usage_rated_under_the_three_models(fx: StoreFixture) {
         );
         subs.push(s);
     }
-    let invoices = b.close(&i, m, now).await.unwrap();
+    let invoices = b.close(&i, m, now).await.unwrap().invoices;
     let by_project: BTreeMap<&str, &Invoice> = invoices
         .iter()
         .map(|v| (v.project_id.as_str(), v))
@@ -349,7 +349,7 @@ pub async fn the_same_usage_rated_under_the_three_models(fx: StoreFixture) {
     assert!(invoices.iter().all(|v| v.status == InvoiceStatus::Draft));
 
     // Re-running the close answers the same invoices, and the list finds them.
-    assert_eq!(b.close(&i, m, now).await.unwrap(), invoices);
+    assert_eq!(b.close(&i, m, now).await.unwrap().invoices, invoices);
     let (listed, _) = b
         .list_invoices(&i, InvoiceScope::Customer("cus-1"), Some(m), 50, None)
         .await
@@ -403,7 +403,7 @@ pub async fn mid_month_start_suspension_and_upgrade_are_prorated_by_day(fx: Stor
     let now = DateTime::parse_from_rfc3339("2026-12-05T00:00:00Z")
         .unwrap()
         .to_utc();
-    let inv = b.close(&i, nov, now).await.unwrap();
+    let inv = b.close(&i, nov, now).await.unwrap().invoices;
     assert_eq!(inv.len(), 1);
     // Billable 11–30 = 20 days, of which 15–19 stopped: 15 paying days.
     //   basic   project_month: days 11–30 paying = 15 → 300,000 × 15/30 = 150,000 (qty 0.5)
@@ -426,7 +426,7 @@ pub async fn mid_month_start_suspension_and_upgrade_are_prorated_by_day(fx: Stor
     let now = DateTime::parse_from_rfc3339("2027-01-05T00:00:00Z")
         .unwrap()
         .to_utc();
-    let inv = b.close(&i, dec, now).await.unwrap();
+    let inv = b.close(&i, dec, now).await.unwrap().invoices;
     assert_eq!(
         summary(&inv[0].lines),
         vec![("project_month", 1_000, 600_000, 600_000)]
@@ -443,7 +443,7 @@ pub async fn mid_month_start_suspension_and_upgrade_are_prorated_by_day(fx: Stor
     let now = DateTime::parse_from_rfc3339("2027-02-05T00:00:00Z")
         .unwrap()
         .to_utc();
-    let inv = b.close(&i, jan, now).await.unwrap();
+    let inv = b.close(&i, jan, now).await.unwrap().invoices;
     assert_eq!(
         summary(&inv[0].lines),
         vec![("project_month", 484, 300_000, 145_161)]
@@ -467,7 +467,7 @@ pub async fn late_usage_after_close_becomes_a_correction_in_the_next_period(fx: 
     let all = stream(&s, "late", m);
     // Only the crane arrives in time: 10 days × 800 = 8,000.
     post(&b, &all[0..2]).await;
-    let closed = b.close(&i, m, Utc::now()).await.unwrap();
+    let closed = b.close(&i, m, Utc::now()).await.unwrap().invoices;
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0].total_fen, 8_000);
     // The dust monitor's binding arrives after the close: accepted, flagged as a correction.
@@ -484,10 +484,10 @@ pub async fn late_usage_after_close_becomes_a_correction_in_the_next_period(fx: 
         b.invoice(&i, &closed[0].id).await.unwrap().unwrap(),
         closed[0]
     );
-    assert_eq!(b.close(&i, m, Utc::now()).await.unwrap(), closed);
+    assert_eq!(b.close(&i, m, Utc::now()).await.unwrap().invoices, closed);
     // The next period's close bills the difference: dust 21 days × 300 = 6,300.
     let after_q = q.end() + TimeDelta::days(4);
-    let next = b.close(&i, q, after_q).await.unwrap();
+    let next = b.close(&i, q, after_q).await.unwrap().invoices;
     assert_eq!(next.len(), 1);
     assert_eq!(
         summary(&next[0].lines),
@@ -503,11 +503,12 @@ pub async fn late_usage_after_close_becomes_a_correction_in_the_next_period(fx: 
     // 8,000 + 6,300 = 14,300: what a timely delivery of both would have billed.
     assert_eq!(closed[0].total_fen + next[0].total_fen, 14_300);
     // Nothing is corrected twice.
-    assert_eq!(b.close(&i, q, after_q).await.unwrap(), next);
+    assert_eq!(b.close(&i, q, after_q).await.unwrap().invoices, next);
     let later = b
         .close(&i, q.next(), q.next().end() + TimeDelta::days(4))
         .await
-        .unwrap();
+        .unwrap()
+        .invoices;
     assert!(later.is_empty(), "{later:?}");
 }
 
@@ -536,7 +537,7 @@ pub async fn issuing_a_funded_invoice_hands_it_off_exactly_once(fx: StoreFixture
         FundingSource::Other,
     )
     .await;
-    let invoices = b.close(&i, m, Utc::now()).await.unwrap();
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap().invoices;
     let (funded, other) = (
         invoice_of(&invoices, &funded).clone(),
         invoice_of(&invoices, &other).clone(),
@@ -613,7 +614,7 @@ pub async fn issuing_a_funded_invoice_hands_it_off_exactly_once(fx: StoreFixture
     ));
     // A draft may be voided; a void invoice cannot be issued.
     let q_after = m.next().end() + TimeDelta::days(4);
-    let next = b.close(&i, m.next(), q_after).await.unwrap();
+    let next = b.close(&i, m.next(), q_after).await.unwrap().invoices;
     let draft = &next[0];
     assert_eq!(
         b.void(&i, &draft.id, Utc::now()).await.unwrap().status,
@@ -709,7 +710,7 @@ pub async fn credit_notes_and_voids_reach_the_safety_fund_ledger_once(fx: StoreF
         FundingSource::CivilizedFee,
     )
     .await;
-    let invoices = b.close(&i, m, Utc::now()).await.unwrap();
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap().invoices;
     let s_inv = invoice_of(&invoices, &safety).id.clone();
     let c_inv = invoice_of(&invoices, &civilized).id.clone();
     let today = shanghai_date(Utc::now());
@@ -842,7 +843,7 @@ pub async fn a_device_the_platform_reports_and_usage_posts_is_counted_once(fx: S
     assert_eq!(rated.devices["dev-a"].messages, 300);
     assert_eq!(rated.devices["cam-1"].messages, 300);
     // dev-a: days 1–6 (posted) ∪ 5–14 (platform) = 1–14, each once, at the tower-crane price.
-    let invoices = b.close(&i, m, Utc::now()).await.unwrap();
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap().invoices;
     assert_eq!(
         summary(&invoices[0].lines),
         vec![("device_day:tower_crane", 14_000, 800, 11_200)]
@@ -969,7 +970,7 @@ pub async fn owner_reps_read_their_projects_invoices_and_every_list_pages(fx: St
         FundingSource::Other,
     )
     .await;
-    let invoices = b.close(&i, m, Utc::now()).await.unwrap();
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap().invoices;
     assert_eq!(invoices.len(), 5);
     let inv_of = |sub: &String| invoice_of(&invoices, sub).id.clone();
     let my_invoices: BTreeSet<String> = mine.iter().map(inv_of).collect();
@@ -1207,7 +1208,7 @@ pub async fn packages_are_versioned_and_subscriptions_keep_theirs(fx: StoreFixtu
         (vec![latest], None)
     );
     // The subscription still bills version 1's fee.
-    let inv = b.close(&i, m, Utc::now()).await.unwrap();
+    let inv = b.close(&i, m, Utc::now()).await.unwrap().invoices;
     assert_eq!(
         summary(&inv[0].lines),
         vec![("project_month", 1_000, 300_000, 300_000)]
@@ -1355,7 +1356,7 @@ pub async fn redelivery_is_exactly_once(clean: StoreFixture, messy: StoreFixture
         }
         let (acc, dup) = deliver(&b, delivery, 5_000).await;
         assert_eq!((acc, dup), (n, n * (copies - 1)));
-        let invoices = b.close(&acme(), m, Utc::now()).await.unwrap();
+        let invoices = b.close(&acme(), m, Utc::now()).await.unwrap().invoices;
         // Package ids differ between the two stores; everything else must not.
         let rated: BTreeMap<String, (Vec<InvoiceLine>, i64)> = invoices
             .into_iter()
@@ -1497,7 +1498,7 @@ pub async fn platform_usage_comes_from_the_fleet_and_ingest_counts(fx: StoreFixt
         FundingSource::Other,
     )
     .await;
-    let invoices = b.close(&i, m, Utc::now()).await.unwrap();
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap().invoices;
     let of = |s: &str| invoice_of(&invoices, s);
     // Leasing: dev-a 10 days × 800 (tower_crane) = 8,000.
     assert_eq!(

@@ -17,7 +17,8 @@ use smartsite_shared::auth::{Caller, Role, roles_json};
 use smartsite_shared::domain::devices::{
     BlacklistEntry, BlacklistId, Lifted, ModelId, Scope, SerialNo, SupplierId,
 };
-use smartsite_shared::domain::tenancy::{self, RegionCode};
+use smartsite_shared::domain::tenancy::RegionCode;
+use smartsite_shared::domain::text;
 use smartsite_shared::http::{ApiJson, List, ListParams, Problem};
 
 use crate::AppState;
@@ -163,7 +164,7 @@ pub async fn issue(
         scope: req.scope,
         target_id,
         region_code: req.region_code,
-        reason: tenancy::parse_name("reason", &req.reason)?,
+        reason: text::note("reason", &req.reason, 200)?,
         issued_by: caller.user_id.clone(),
         issued_by_customer_id: customer,
         issued_by_integrator_id: integrator,
@@ -278,7 +279,7 @@ pub async fn lift(
     lifted.lifted = Some(Lifted {
         by: caller.user_id.clone(),
         at: now_rfc3339(),
-        reason: tenancy::parse_name("reason", &req.reason)?,
+        reason: text::note("reason", &req.reason, 200)?,
     });
     state
         .catalog

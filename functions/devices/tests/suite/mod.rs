@@ -52,6 +52,7 @@ macro_rules! catalog_suite {
             binding_racing_a_blacklist_entry_never_misses_its_flag,
             fleet_and_blacklist_lists_page,
             bulk_provisioning_from_csv,
+            hostile_text_is_refused_naming_the_field,
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
@@ -1819,4 +1820,98 @@ pub async fn fleet_and_blacklist_lists_page(t: T) {
         assert_eq!(walked("/v1/blacklist", a_ops.clone(), limit).await, entries);
         assert_eq!(walked("/v1/blacklist", gov.clone(), limit).await, entries);
     }
+}
+
+/// Text that would show differently from what is stored (controls, NUL, bidi overrides,
+/// invisible characters) is refused with 422 naming the field, in every free-text field of the
+/// catalogue; notes and reasons may span lines.
+pub async fn hostile_text_is_refused_naming_the_field(t: T) {
+    let a_admin = t.staff(A, "integrator_admin");
+    let (_, gov) = t.gov(A, "220100").await;
+    let sup = t.supplier(&a_admin, 1).await;
+    let model = t.model(&a_admin, &sup, None).await;
+    let hostile = [
+        "a\u{0}b",
+        "a\u{7}b",
+        "a\u{1b}[31mb",
+        "report\u{202E}fdp.exe",
+        "a\u{2067}b",
+        "a\u{200F}b",
+        "a\u{FEFF}b",
+        "\u{3164}",
+    ];
+    for bad in hostile {
+        for (path, body, field) in [
+            (
+                "/v1/suppliers".to_owned(),
+                json!({"name": bad, "uscc": uscc("91430100MA0000009")}),
+                "name",
+            ),
+            (
+                "/v1/device-models".to_owned(),
+                json!({"supplier_id": sup, "name": bad, "category": "tower_crane", "protocol": "mqtt_json"}),
+                "name",
+            ),
+            (
+                "/v1/device-models".to_owned(),
+                json!({"supplier_id": sup, "name": "塔机", "category": "tower_crane",
+                    "protocol": "mqtt_json", "access_cert_no": bad}),
+                "access_cert_no",
+            ),
+            (
+                format!("/v1/device-models/{model}/compliance"),
+                json!({"note": bad}),
+                "note",
+            ),
+        ] {
+            let res = t.post(&path, &a_admin, body).await;
+            assert_422(&res, field);
+            assert!(
+                res.1["detail"].as_str().unwrap().contains("must"),
+                "{bad:?}: {}",
+                res.1
+            );
+        }
+        let mut entry = entry_body("supplier", &sup, "220100");
+        entry["reason"] = json!(bad);
+        assert_422(&t.post("/v1/blacklist", &gov, entry).await, "reason");
+    }
+    // Single-line fields take no line break; notes and reasons may have several lines.
+    assert_422(
+        &t.post(
+            "/v1/suppliers",
+            &a_admin,
+            json!({"name": "智塔\n科技", "uscc": uscc("91430100MA0000009")}),
+        )
+        .await,
+        "name",
+    );
+    let (s, v) = t
+        .post(
+            &format!("/v1/device-models/{model}/compliance"),
+            &a_admin,
+            json!({"note": "检测报告 2026-031\r\n已核验"}),
+        )
+        .await;
+    assert_eq!(
+        (s, &v["note"]),
+        (StatusCode::OK, &json!("检测报告 2026-031\n已核验")),
+        "{v}"
+    );
+    let mut entry = entry_body("supplier", &sup, "220100");
+    entry["reason"] = json!("数据造假\n第二次");
+    let e = t.create("/v1/blacklist", &gov, entry).await;
+    let lift = format!("/v1/blacklist/{}/lift", e["id"].as_str().unwrap());
+    assert_422(
+        &t.post(&lift, &gov, json!({"reason": "整改\u{202E}完成"}))
+            .await,
+        "reason",
+    );
+    let (s, v) = t.post(&lift, &gov, json!({"reason": "整改完成"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Nothing hostile was stored: only the supplier and model of this test exist.
+    let (_, list) = t.get("/v1/suppliers", &a_admin).await;
+    assert_eq!(ids(&list), vec![sup.clone()]);
+    let (_, list) = t.get("/v1/device-models", &a_admin).await;
+    assert_eq!(ids(&list), vec![model.clone()]);
 }
