@@ -629,3 +629,15 @@ fn status_str(c: &Customer) -> &'static str {
         crate::domain::tenancy::Status::Offboarded => "offboarded",
     }
 }
+
+impl From<DirectoryError> for crate::http::Problem {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::Exists(what) => {
+                crate::http::Problem::conflict(format!("{what} already exists"))
+            }
+            DirectoryError::Store(s) => s.into(),
+            DirectoryError::Corrupt(c) => crate::http::Problem::internal(&c),
+        }
+    }
+}

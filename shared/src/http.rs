@@ -198,20 +198,9 @@ impl From<StoreError> for Problem {
     }
 }
 
-impl From<crate::domain::tenancy::FieldError> for Problem {
-    fn from(e: crate::domain::tenancy::FieldError) -> Self {
+impl From<crate::ids::FieldError> for Problem {
+    fn from(e: crate::ids::FieldError) -> Self {
         Problem::validation(&e.field, e.message)
-    }
-}
-
-impl From<crate::directory::DirectoryError> for Problem {
-    fn from(e: crate::directory::DirectoryError) -> Self {
-        use crate::directory::DirectoryError;
-        match e {
-            DirectoryError::Exists(what) => Problem::conflict(format!("{what} already exists")),
-            DirectoryError::Store(s) => s.into(),
-            DirectoryError::Corrupt(c) => Problem::internal(&c),
-        }
     }
 }
 

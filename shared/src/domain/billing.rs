@@ -27,7 +27,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::bounds::{MAX_AMOUNT_FEN, MAX_COUNT, MAX_EVENT_QUANTITY};
-use super::tenancy::FieldError;
+use crate::ids::FieldError;
 
 // ---------------------------------------------------------------------------------------------
 // Errors

@@ -5,7 +5,7 @@
 
 use chrono::NaiveDate;
 
-use super::tenancy::FieldError;
+use crate::ids::FieldError;
 
 /// The largest amount of money (fen) anything accepts: 10^15 fen = 10 trillion yuan. Contract
 /// values, progress, payments, expenditures, variations, subcontract shares, prices, credit notes

@@ -9,22 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::IntegratorId;
 
-/// A parse failure, naming the field it came from so HTTP can answer 422 with that field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: &str, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.to_owned(),
-            message: message.into(),
-        }
-    }
-}
+pub use crate::ids::FieldError;
 
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {

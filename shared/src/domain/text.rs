@@ -11,7 +11,7 @@
 //! allows no line break at all; a multi-line note ([`note`]) allows `\n` (a `\r\n` is taken as
 //! `\n`), and no other control. Both are trimmed and must keep at least one character.
 
-use super::tenancy::FieldError;
+use crate::ids::FieldError;
 
 /// Unicode general category Cf (Unicode 16), as inclusive ranges.
 const FORMAT: &[(u32, u32)] = &[
