@@ -26,10 +26,10 @@ use tokio::sync::watch;
 
 use crate::broker::Broker;
 use crate::uplink::LocalUplink;
+use smartsite_safety_fund::service::Funds;
 use smartsite_shared::alarming::{Alarms, Downlink};
 use smartsite_shared::fleet::Device;
 use smartsite_shared::fleet::Fleet;
-use smartsite_shared::funds::Funds;
 use smartsite_shared::ingest::Pipeline;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -361,7 +361,11 @@ async fn handoff_consumer(
             _ = tick.tick() => true,
             _ = wake.notified() => false,
         };
-        if swept && let Err(e) = funds.sweep_flags(smartsite_shared::funds::today()).await {
+        if swept
+            && let Err(e) = funds
+                .sweep_flags(smartsite_safety_fund::service::today())
+                .await
+        {
             tracing::warn!(error = %e, "safety-fund flag sweep failed");
         }
         match funds.drain_handoffs().await {

@@ -52,7 +52,7 @@ pub struct Table {
 }
 
 /// Fen as a yuan string with two decimals: `-1234` → `-12.34` (the ledger's own formatter).
-pub use crate::domain::safety_fund::yuan;
+pub use crate::money::yuan;
 
 /// Characters that make a spreadsheet read a cell as a formula when they lead it.
 const FORMULA_LEADS: [char; 10] = [

@@ -5,6 +5,14 @@
 
 use std::collections::BTreeMap;
 
+use crate::domain::{
+    self as sf, CivPrepayRule, CivilizedTerms, ContractVariation, CostPlan, Entry, Expenditure,
+    Links, PlanLine, PlanVsActual, STATEMENT_HEADERS, SafetyFundError, Settlement, StatementRow,
+    Subcontract, YearMonth,
+};
+use crate::service::{
+    AccountView, ChainReport, DrainReport, EnterpriseYear, Fund, FundsError, ProjectUse, today,
+};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -14,17 +22,9 @@ use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use smartsite_shared::auth::{Caller, Role, roles_json};
 use smartsite_shared::domain::bounds::{self, report_sum};
-use smartsite_shared::domain::safety_fund::{
-    self as sf, CivPrepayRule, CivilizedTerms, ContractVariation, CostPlan, Entry, Expenditure,
-    Links, PlanLine, PlanVsActual, STATEMENT_HEADERS, SafetyFundError, Settlement, StatementRow,
-    Subcontract, YearMonth,
-};
 use smartsite_shared::domain::tenancy::{CustomerId, Project, RegionCode};
 use smartsite_shared::domain::text;
 use smartsite_shared::export::{self, Cell, Format, Table};
-use smartsite_shared::funds::{
-    AccountView, ChainReport, DrainReport, EnterpriseYear, Fund, FundsError, ProjectUse, today,
-};
 use smartsite_shared::http::{Problem, parse_json};
 
 use crate::AppState;

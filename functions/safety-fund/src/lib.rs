@@ -4,14 +4,16 @@
 //! statements and summaries (JSON, CSV, XLSX), and the consumer of billing's invoice hand-off.
 
 pub mod api;
+pub mod domain;
+pub mod service;
 
 use std::sync::Arc;
 
+use crate::service::Funds;
 use axum::Router;
 use axum::extract::FromRef;
 use smartsite_shared::auth::Authenticator;
 use smartsite_shared::directory::{self, Directory};
-use smartsite_shared::funds::Funds;
 use smartsite_shared::store::Store;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -6,17 +6,17 @@
 use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
-use smartsite_shared::alarming::Alarms;
-use smartsite_shared::directory::Directory;
-use smartsite_shared::domain::alarms::{Level, Tier};
-use smartsite_shared::domain::safety_fund::{
+use smartsite_safety_fund::domain::{
     CivPrepayRule, ContractVariation, EntryKind, Expenditure, FEE_CIV_PREPAY, FEE_OWNER_50,
     FEE_SUB_50, FlagLevel, Links, Regime, SafetyFundError, Subcontract, YearMonth,
 };
+use smartsite_safety_fund::service::{FEE_OVERSPENT, Funds, FundsError};
+use smartsite_shared::alarming::Alarms;
+use smartsite_shared::directory::Directory;
+use smartsite_shared::domain::alarms::{Level, Tier};
 use smartsite_shared::domain::tenancy::{
     CustomerId, CustomerKind, Project, ProjectId, ProjectType, RegionCode,
 };
-use smartsite_shared::funds::{FEE_OVERSPENT, Funds, FundsError};
 use smartsite_shared::handoff::{self, InvoiceChange, InvoiceIssued};
 use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::store::keys::{self, EntityKind};
@@ -315,7 +315,7 @@ async fn rules_of_a_project_account(store: Arc<dyn Store>) {
 
     // The smart-site cost plan: L1 2 × 3 000 000 = 6 000 000 and L2 1 × 800 000; after the
     // owner's approval it is frozen. A ppe expenditure of 2 500 000 realises L1.
-    use smartsite_shared::domain::safety_fund::PlanLine;
+    use smartsite_safety_fund::domain::PlanLine;
     let line = |id: &str, q: i64, price: i64| PlanLine {
         id: id.into(),
         item: format!("item {id}"),
@@ -518,7 +518,7 @@ async fn tampering_is_found_at_the_edited_entry(store: Arc<dyn Store>) {
         keys::fund_entry_sk("S", 2),
     );
     let item = store.get(&key).await.unwrap().unwrap();
-    let mut e: smartsite_shared::domain::safety_fund::Entry = decode(&item).unwrap();
+    let mut e: smartsite_safety_fund::domain::Entry = decode(&item).unwrap();
     e.accrued_fen += 100;
     store.put(record(key, &e).unwrap(), None).await.unwrap();
     let chains = f.funds.verify(&p).await.unwrap();

@@ -1237,16 +1237,8 @@ pub fn total_fen(lines: &[InvoiceLine]) -> Result<i64, BillingError> {
         .ok_or_else(|| BillingError::out_of_bounds("total_fen"))
 }
 
-/// `numerator / denominator` rounded to the nearest integer, halves away from zero (half-up on
-/// the magnitude). `denominator` must be positive.
-pub fn round_half_up(numerator: i128, denominator: i128) -> i128 {
-    let d = denominator.max(1);
-    if numerator >= 0 {
-        (2 * numerator + d) / (2 * d)
-    } else {
-        -((-2 * numerator + d) / (2 * d))
-    }
-}
+/// Every amount rounds the kernel's one way: half-up at the fen.
+pub use crate::money::round_half_up;
 
 /// The fee for part of a month: round_half_up(price × active_days / days_in_month), in fen.
 pub fn prorate_fen(price_fen: i64, active_days: u32, days_in_month: u32) -> i64 {

@@ -682,8 +682,8 @@ async fn directory_project(fx: &StoreFixture) -> smartsite_shared::domain::tenan
 /// outbox, each booked once, never by editing the expenditure: a partial credit note takes its
 /// amount back, the void what is left; a void with nothing credited reverses the expenditure.
 pub async fn credit_notes_and_voids_reach_the_safety_fund_ledger_once(fx: StoreFixture) {
-    use smartsite_shared::domain::safety_fund::EntryKind::{Correction, Expenditure, Reversal};
-    use smartsite_shared::funds::{Fund, Funds};
+    use smartsite_safety_fund::domain::EntryKind::{Correction, Expenditure, Reversal};
+    use smartsite_safety_fund::service::{Fund, Funds};
     let b = Billing::new(Arc::clone(&fx.store));
     let funds = Funds::with_default_rules(Arc::clone(&fx.store)).unwrap();
     let i = acme();

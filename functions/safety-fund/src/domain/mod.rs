@@ -4,7 +4,7 @@
 //!
 //! Nothing here does I/O. Every rule value (rates, cut-off date, shares, windows, category lists,
 //! pause multiple, under-use threshold) comes from the versioned [`FeeRules`] configuration
-//! (`shared/config/safety-fund.json`); [`FeeRulesSet::in_force`] picks the version in force at a date.
+//! (`functions/safety-fund/config/safety-fund.json`); [`FeeRulesSet::in_force`] picks the version in force at a date.
 //!
 //! Money is integer fen (分) throughout; products with basis points are computed in `i128` and
 //! rounded half-up (away from zero) to the fen.
@@ -20,15 +20,17 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The default, national rules shipped with the code (`shared/config/safety-fund.json`).
+/// The default, national rules shipped with the code (`functions/safety-fund/config/safety-fund.json`).
 pub const DEFAULT_RULES_JSON: &str = include_str!("../../config/safety-fund.json");
 
 /// Basis points in one whole (100 % = 10 000 bp).
 pub const BP_PER_WHOLE: i64 = 10_000;
 
 /// Largest single amount (fen) accepted from input, and the bound of a ledger's column totals:
-/// 10¹⁵ fen = 10 trillion yuan ([`super::bounds`]).
-pub use super::bounds::MAX_AMOUNT_FEN;
+/// 10¹⁵ fen = 10 trillion yuan ([`smartsite_shared::domain::bounds`]).
+pub use smartsite_shared::domain::bounds::MAX_AMOUNT_FEN;
+use smartsite_shared::money::round_half_up;
+pub use smartsite_shared::money::yuan;
 
 /// `prev_hash` of the first entry of every ledger.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -135,16 +137,9 @@ fn config_err(msg: impl Into<String>) -> SafetyFundError {
 // Money
 // ---------------------------------------------------------------------------------------------
 
-/// `n / d` rounded half-up (half away from zero); `d > 0`.
-fn div_round_half_up(n: i128, d: i128) -> i128 {
-    let q = n / d;
-    let r = n % d;
-    if 2 * r.abs() >= d { q + n.signum() } else { q }
-}
-
 /// `amount × bp / 10 000`, rounded half-up (away from zero) to the fen.
 pub fn mul_bp_half_up(amount_fen: i64, bp: i64) -> Result<i64> {
-    let v = div_round_half_up(
+    let v = round_half_up(
         i128::from(amount_fen) * i128::from(bp),
         i128::from(BP_PER_WHOLE),
     );
@@ -168,13 +163,6 @@ pub fn planned_total_fen(contract_value_fen: i64, rate_bp: i64) -> Result<i64> {
 /// A month's accrual (计提): `round_half_up(progress × rate_bp / 10 000)`.
 pub fn accrual_fen(progress_fen: i64, rate_bp: i64) -> Result<i64> {
     mul_bp_half_up(progress_fen, rate_bp)
-}
-
-/// Fen as yuan with two decimals: `123456 → "1234.56"`, `-5 → "-0.05"`.
-pub fn yuan(fen: i64) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    let abs = fen.unsigned_abs();
-    format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
 fn check_amount(field: &'static str, amount_fen: i64, allow_zero: bool) -> Result<()> {
@@ -1030,7 +1018,9 @@ impl Ledger {
             (t.allocated_fen, draft.allocated_fen),
             (t.paid_fen, draft.paid_fen),
         ] {
-            if super::bounds::sum_within([total, amount], MAX_AMOUNT_FEN).is_none() {
+            if smartsite_shared::domain::bounds::sum_within([total, amount], MAX_AMOUNT_FEN)
+                .is_none()
+            {
                 return Err(SafetyFundError::InvalidAmount {
                     field,
                     amount_fen: amount,
@@ -1491,7 +1481,7 @@ pub struct Expenditure {
 }
 
 /// What billing takes back of an invoice it booked as an expenditure (the hand-off of credit
-/// notes and voids, see `crate::handoff`).
+/// notes and voids, see `smartsite_shared::handoff`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TakeBack {
     /// A credit note (红字发票) of `amount_fen` against the invoice.
@@ -2210,7 +2200,7 @@ pub fn enterprise_year_summary(
     let closing = sub(add(opening_balance_fen, accrued)?, used)?;
     let e = &rules.enterprise;
     let (use_ratio_bp, under_use) = if required > 0 {
-        let ratio = div_round_half_up(
+        let ratio = round_half_up(
             i128::from(used) * i128::from(BP_PER_WHOLE),
             i128::from(required),
         );
@@ -2316,7 +2306,7 @@ impl CostPlan {
         if line.item.trim().is_empty() {
             return Err(SafetyFundError::Missing { field: "item" });
         }
-        if !(1..=super::bounds::MAX_COUNT).contains(&line.quantity) {
+        if !(1..=smartsite_shared::domain::bounds::MAX_COUNT).contains(&line.quantity) {
             return Err(SafetyFundError::InvalidAmount {
                 field: "quantity",
                 amount_fen: line.quantity,

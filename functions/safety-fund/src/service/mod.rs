@@ -1,7 +1,7 @@
 //! The `safety-fund` concern's data access (issue 7): per project, the 安全生产费 account
 //! ([`FundAccount`]) and the 安全文明施工费 account ([`CivilizedAccount`]), each an append-only
 //! hash-chained ledger; the smart-site cost plan; enterprise year summaries; the billing
-//! hand-off consumer. The rules are the pure [`crate::domain::safety_fund`]; this module stores
+//! hand-off consumer. The rules are the pure [`crate::domain`]; this module stores
 //! them.
 //!
 //! Storage, in the project's partition `I#{i}#P#{p}#`:
@@ -21,21 +21,21 @@ use std::sync::Arc;
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::alarming::{AlarmError, Alarms, LedgerFinding, LedgerProject};
-use crate::directory::{Directory, DirectoryError};
-use crate::domain::alarms::Level;
-use crate::domain::safety_fund::{
+use crate::domain::{
     self as sf, BrokenLink, CivilizedAccount, CivilizedTerms, ContractVariation, CostPlan,
     EnterpriseYearSummary, Entry, Expenditure, FeeRules, FeeRulesSet, Flag, FlagLevel, FundAccount,
     Links, PlanLine, ProjectLedger, ProjectTerms, Regime, SafetyFundError, Settlement, Subcontract,
     TakeBack, YearMonth,
 };
-use crate::domain::tenancy::{CustomerId, Project};
-use crate::handoff::{self, HandoffEvent, InvoiceChange};
-use crate::ids::IntegratorId;
-use crate::store::keys::{self, EntityKind};
-use crate::store::records::{DATA, decode, record};
-use crate::store::{Condition, Item, Key, Pk, Query, SkCond, Store, StoreError, TxOp};
+use smartsite_shared::alarming::{AlarmError, Alarms, LedgerFinding, LedgerProject};
+use smartsite_shared::directory::{Directory, DirectoryError};
+use smartsite_shared::domain::alarms::Level;
+use smartsite_shared::domain::tenancy::{CustomerId, Project};
+use smartsite_shared::handoff::{self, HandoffEvent, InvoiceChange};
+use smartsite_shared::ids::IntegratorId;
+use smartsite_shared::store::keys::{self, EntityKind};
+use smartsite_shared::store::records::{DATA, decode, record};
+use smartsite_shared::store::{Condition, Item, Key, Pk, Query, SkCond, Store, StoreError, TxOp};
 
 /// Flag code of a ledger whose balance went negative (spending beyond the accrued amount).
 pub const FEE_OVERSPENT: &str = "FEE-OVERSPENT";
@@ -267,7 +267,7 @@ fn terms_of(p: &Project) -> ProjectTerms {
 
 /// Today in Asia/Shanghai (the date flags are evaluated on).
 pub fn today() -> NaiveDate {
-    crate::domain::billing::shanghai_date(Utc::now())
+    smartsite_shared::domain::billing::shanghai_date(Utc::now())
 }
 
 /// The safety-fund service over the storage port.
@@ -296,7 +296,7 @@ impl Funds {
         self
     }
 
-    /// The service with the rules shipped in `shared/config/safety-fund.json`.
+    /// The service with the rules shipped in `functions/safety-fund/config/safety-fund.json`.
     pub fn with_default_rules(store: Arc<dyn Store>) -> Result<Self, SafetyFundError> {
         Ok(Funds::new(store, Arc::new(FeeRulesSet::default_rules()?)))
     }
@@ -473,7 +473,7 @@ impl Funds {
             let rules = self.account_rules(&a)?.clone();
             let out = change(&mut a, &rules)?;
             let ops = self.write_ops(p, &a, extra.clone())?;
-            if ops.len() > crate::store::MAX_TRANSACT_ITEMS {
+            if ops.len() > smartsite_shared::store::MAX_TRANSACT_ITEMS {
                 return Err(FundsError::Store(StoreError::Invalid(
                     "one change appends too many entries".into(),
                 )));
@@ -847,8 +847,9 @@ impl Funds {
         let inv = &e.invoice;
         let i = IntegratorId::parse(&inv.integrator_id)
             .map_err(|x| SafetyFundError::Config(x.to_string()))?;
-        let pid = crate::domain::tenancy::ProjectId::parse("project_id", &inv.project_id)
-            .map_err(|x| SafetyFundError::Config(x.message))?;
+        let pid =
+            smartsite_shared::domain::tenancy::ProjectId::parse("project_id", &inv.project_id)
+                .map_err(|x| SafetyFundError::Config(x.message))?;
         let Some(p) = self.directory.project(&i, &pid).await? else {
             return Err(
                 SafetyFundError::Config(format!("unknown project {}", inv.project_id)).into(),
