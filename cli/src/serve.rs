@@ -26,8 +26,8 @@ use tokio::sync::watch;
 
 use crate::broker::Broker;
 use crate::uplink::LocalUplink;
+use smartsite_alarms::service::{Alarms, Downlink};
 use smartsite_safety_fund::service::Funds;
-use smartsite_shared::alarming::{Alarms, Downlink};
 use smartsite_shared::fleet::Device;
 use smartsite_shared::fleet::Fleet;
 use smartsite_shared::ingest::Pipeline;

@@ -4,7 +4,6 @@
 //! only the adapters differ between the AWS edition and the single-box edition.
 
 pub mod accounts;
-pub mod alarming;
 pub mod auth;
 pub mod catalog;
 pub mod config;

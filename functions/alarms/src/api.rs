@@ -1,11 +1,11 @@
 //! Alarm HTTP handlers (API.md, Device messages).
 
+use crate::domain::{Patch, Tier};
+use crate::service::{Alarm, AlarmError, Command, RuleView, Status};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
-use smartsite_shared::alarming::{Alarm, AlarmError, Command, RuleView, Status};
 use smartsite_shared::auth::{Caller, Role, roles_json};
-use smartsite_shared::domain::alarms::{Patch, Tier};
 use smartsite_shared::domain::tenancy::{Project, RegionCode};
 use smartsite_shared::domain::text;
 use smartsite_shared::fleet::visible_device;

@@ -1,16 +1,18 @@
 //! The `alarms` concern: alarm rules per region and project (with the override chain visible),
 //! the alarms raised on device data and their lifecycle (open → acknowledged → resolved), and the
 //! commands sent to devices (spray linkage). Evaluation itself runs inside ingest
-//! (`smartsite_shared::alarming::Alarms` is the pipeline's observer); escalation and offline
+//! (`crate::service::Alarms` is the pipeline's observer); escalation and offline
 //! checks run on the scheduler.
 
 pub mod api;
+pub mod domain;
+pub mod service;
 
 use std::sync::Arc;
 
+use crate::service::Alarms;
 use axum::Router;
 use axum::extract::FromRef;
-use smartsite_shared::alarming::Alarms;
 use smartsite_shared::auth::Authenticator;
 use smartsite_shared::directory::{self, Directory};
 use smartsite_shared::fleet::Fleet;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use smartsite_alarms::service::Alarms;
 use smartsite_alarms::{AppState, app};
-use smartsite_shared::alarming::Alarms;
 use smartsite_shared::auth::Authenticator;
 use smartsite_shared::config::AwsTableConfig;
 use smartsite_shared::store::{Store, dynamo::DynamoStore};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::json;
-use smartsite_shared::alarming::{Alarms, Status};
+use smartsite_alarms::service::{Alarms, Status};
 use smartsite_shared::domain::devices::{Category, DeviceId, ModelId, SerialNo, SupplierId};
 use smartsite_shared::domain::telemetry::decode_telemetry;
 use smartsite_shared::domain::tenancy::{ProjectId, RegionCode};
@@ -72,7 +72,7 @@ async fn racing_containers_raise_one_alarm(store: Arc<dyn Store>) {
 /// Seven commands stored as the spray logic stores them, read back two at a time by following
 /// `next`: each once, oldest first.
 async fn commands_page_with_a_cursor(store: Arc<dyn Store>) {
-    use smartsite_shared::alarming::Command;
+    use smartsite_alarms::service::Command;
     use smartsite_shared::store::keys::{self, EntityKind};
     use smartsite_shared::store::{Key, records};
     let i = IntegratorId::parse("cmd-co").unwrap();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
-use smartsite_shared::alarming::Alarms;
+use smartsite_alarms::service::Alarms;
 use smartsite_shared::config::AwsTableConfig;
 use smartsite_shared::ingest::Pipeline;
 use smartsite_shared::store::{Store, dynamo::DynamoStore};

@@ -6,14 +6,14 @@
 use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
+use smartsite_alarms::domain::{Level, Tier};
+use smartsite_alarms::service::Alarms;
 use smartsite_safety_fund::domain::{
     CivPrepayRule, ContractVariation, EntryKind, Expenditure, FEE_CIV_PREPAY, FEE_OWNER_50,
     FEE_SUB_50, FlagLevel, Links, Regime, SafetyFundError, Subcontract, YearMonth,
 };
 use smartsite_safety_fund::service::{FEE_OVERSPENT, Funds, FundsError};
-use smartsite_shared::alarming::Alarms;
 use smartsite_shared::directory::Directory;
-use smartsite_shared::domain::alarms::{Level, Tier};
 use smartsite_shared::domain::tenancy::{
     CustomerId, CustomerKind, Project, ProjectId, ProjectType, RegionCode,
 };

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
+use smartsite_alarms::service::Alarms;
 use smartsite_safety_fund::service::{DrainReport, Funds, today};
-use smartsite_shared::alarming::Alarms;
 use smartsite_shared::config::AwsTableConfig;
 use smartsite_shared::store::{Store, dynamo::DynamoStore};
 use smartsite_shared::telemetry::{self, LogFormat};

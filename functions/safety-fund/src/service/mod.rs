@@ -27,9 +27,9 @@ use crate::domain::{
     Links, PlanLine, ProjectLedger, ProjectTerms, Regime, SafetyFundError, Settlement, Subcontract,
     TakeBack, YearMonth,
 };
-use smartsite_shared::alarming::{AlarmError, Alarms, LedgerFinding, LedgerProject};
+use smartsite_alarms::domain::Level;
+use smartsite_alarms::service::{AlarmError, Alarms, LedgerFinding, LedgerProject};
 use smartsite_shared::directory::{Directory, DirectoryError};
-use smartsite_shared::domain::alarms::Level;
 use smartsite_shared::domain::tenancy::{CustomerId, Project};
 use smartsite_shared::handoff::{self, HandoffEvent, InvoiceChange};
 use smartsite_shared::ids::IntegratorId;

@@ -1,5 +1,5 @@
 //! The `alarms` concern's data access and runtime (issue 6): rule configuration per region and
-//! project, rule evaluation on ingested readings ([`crate::domain::alarms`]), alarm records and
+//! project, rule evaluation on ingested readings ([`crate::domain`]), alarm records and
 //! their lifecycle, escalation, and spray commands.
 //!
 //! Storage:
@@ -19,17 +19,17 @@ use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::alarms::{
-    self, EffectiveRule, Input, Level, Patch, RuleId, RuleState, Source, Tier, Transition,
+use crate::domain::{
+    self as alarms, EffectiveRule, Input, Level, Patch, RuleId, RuleState, Source, Tier, Transition,
 };
-use crate::domain::devices::Category;
-use crate::domain::telemetry::{Reading, hour_bucket};
-use crate::fleet::Device;
-use crate::ids::IntegratorId;
-use crate::ingest::{Observer, hourly_at, stamp};
-use crate::store::keys::{self, EntityKind};
-use crate::store::records::{decode, record};
-use crate::store::{
+use smartsite_shared::domain::devices::Category;
+use smartsite_shared::domain::telemetry::{Reading, hour_bucket};
+use smartsite_shared::fleet::Device;
+use smartsite_shared::ids::IntegratorId;
+use smartsite_shared::ingest::{Observer, hourly_at, stamp};
+use smartsite_shared::store::keys::{self, EntityKind};
+use smartsite_shared::store::records::{decode, record};
+use smartsite_shared::store::{
     Condition, Cursor, Key, Pk, Query, SkCond, Store, StoreError, TxOp, query_filtered,
 };
 
@@ -561,8 +561,8 @@ impl Alarms {
     /// devices it added. Devices already heard from keep their fresher in-memory time.
     pub async fn seed_seen(&self) -> Result<usize, AlarmError> {
         let to_store = |e: String| AlarmError::Store(StoreError::Backend(anyhow::anyhow!(e)));
-        let directory = crate::directory::Directory::new(Arc::clone(&self.store));
-        let fleet = crate::fleet::Fleet::new(Arc::clone(&self.store));
+        let directory = smartsite_shared::directory::Directory::new(Arc::clone(&self.store));
+        let fleet = smartsite_shared::fleet::Fleet::new(Arc::clone(&self.store));
         let mut added = 0;
         let mut cursor = None;
         loop {
@@ -577,7 +577,7 @@ impl Alarms {
                     .map_err(|e| to_store(e.to_string()))?;
                 for d in devices
                     .into_iter()
-                    .filter(|d| d.status == crate::fleet::DeviceStatus::Active)
+                    .filter(|d| d.status == smartsite_shared::fleet::DeviceStatus::Active)
                 {
                     let state = Key::new(device_pk(&d), keys::SK_STATE);
                     let Some(ts) = self

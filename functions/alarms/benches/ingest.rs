@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use smartsite_shared::domain::alarms::{self, Input, RuleState};
+use smartsite_alarms::domain::{self as alarms, Input, RuleState};
 use smartsite_shared::domain::devices::Category;
 use smartsite_shared::domain::hj212::{self, Splitter};
 use smartsite_shared::domain::telemetry;

@@ -17,8 +17,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::devices::Category;
-use super::telemetry::{DayPeriod, Reading, day_period};
+use smartsite_shared::domain::devices::Category;
+use smartsite_shared::domain::telemetry::{DayPeriod, Reading, day_period};
 
 /// An unacknowledged alarm reaches the GC enterprise after 30 min (DOMAIN.md §8.5 [I]).
 pub const ESCALATE_ENTERPRISE_S: u64 = 30 * 60;
@@ -1237,8 +1237,8 @@ pub fn escalation_tier(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::super::telemetry::Value;
     use super::*;
+    use smartsite_shared::domain::telemetry::Value;
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
