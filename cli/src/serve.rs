@@ -306,7 +306,7 @@ async fn scheduler(
     }
     let mut tick = tokio::time::interval(sweep_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut closed: Option<smartsite_shared::domain::billing::Period> = None;
+    let mut closed: Option<smartsite_shared::calendar::Period> = None;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod calendar;
 pub mod catalog;
 pub mod config;
 pub mod directory;

@@ -11,7 +11,7 @@ use std::path::Path;
 use calamine::{Data, Reader, Xlsx};
 use chrono::{Days, Utc};
 use serde_json::{Value, json};
-use smartsite_shared::domain::billing::Period;
+use smartsite_shared::calendar::Period;
 use smartsite_tests::Server;
 use smartsite_tests::world::{Api, World, onboard};
 

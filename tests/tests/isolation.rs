@@ -114,8 +114,8 @@ async fn billing_of(api: &smartsite_tests::world::Api, a: &World) -> Billing {
         )
         .await
         .unwrap();
-    let last_month = smartsite_shared::domain::billing::Period::of_date(
-        smartsite_shared::domain::billing::Period::containing(chrono::Utc::now()).first_day()
+    let last_month = smartsite_shared::calendar::Period::of_date(
+        smartsite_shared::calendar::Period::containing(chrono::Utc::now()).first_day()
             - chrono::Days::new(1),
     );
     let subscription = api

@@ -2,7 +2,7 @@
 //! decode + validate a device's JSON telemetry, evaluate its category's alarm rules, and parse an
 //! HJ 212 frame into telemetry.
 //!
-//! `cargo bench -p smartsite-shared --bench ingest`
+//! `cargo bench -p smartsite-alarms --bench ingest`
 
 use std::collections::BTreeMap;
 

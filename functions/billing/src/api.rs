@@ -2,6 +2,7 @@
 //! caller without the right learns nothing from body validation; other tenants' objects answer
 //! 404 exactly like ids that exist nowhere.
 
+use crate::domain::{Period, shanghai_date};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -11,7 +12,6 @@ use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use smartsite_shared::auth::{Caller, Role, roles_json};
-use smartsite_shared::domain::billing::{Period, shanghai_date};
 use smartsite_shared::domain::bounds::report_sum;
 use smartsite_shared::domain::tenancy::{CustomerId, ProjectId};
 use smartsite_shared::export::{self, Cell, Format, Table};

@@ -5,16 +5,17 @@
 //! port; [`api`] is its HTTP edge; [`close_all`] is the scheduled close both editions run.
 
 pub mod api;
+pub mod domain;
 pub mod service;
 
 use std::sync::Arc;
 
+use crate::domain::Period;
 use axum::Router;
 use axum::extract::FromRef;
 use chrono::{DateTime, Utc};
 use smartsite_shared::auth::Authenticator;
 use smartsite_shared::directory::{self, Directory};
-use smartsite_shared::domain::billing::Period;
 use smartsite_shared::store::Store;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

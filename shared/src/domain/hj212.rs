@@ -27,7 +27,7 @@ const MAX_PENDING: usize = MAX_FRAME_LEN;
 
 /// Hours east of UTC of the timestamps inside frames (QN, DataTime): devices report
 /// Beijing time, which has no daylight saving, so a fixed offset is exact.
-const CHINA_OFFSET_SECS: i32 = 8 * 3600;
+const CHINA_OFFSET_SECS: i32 = crate::calendar::SHANGHAI_OFFSET_SECS;
 
 /// CRC16 of HJ 212 (init 0xFFFF, poly 0xA001, `crc = (crc >> 8) ^ byte` then 8 shift/XOR
 /// steps) over the data segment only. This is not CRC-16/MODBUS: the byte is XORed into the

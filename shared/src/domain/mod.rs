@@ -1,6 +1,5 @@
 //! The domain: pure types and rules, no I/O.
 
-pub mod billing;
 pub mod bounds;
 pub mod bulk_csv;
 pub mod devices;

@@ -35,7 +35,7 @@ pub const MAX_FUTURE_SKEW: TimeDelta = TimeDelta::minutes(5);
 
 /// The project time zone, Asia/Shanghai, as a fixed offset in seconds. China has had no daylight
 /// saving since 1991, so a fixed UTC+8 is exact for every timestamp a device can produce.
-pub const SHANGHAI_OFFSET_SECS: i64 = 8 * 3600;
+pub const SHANGHAI_OFFSET_SECS: i64 = crate::calendar::SHANGHAI_OFFSET_SECS as i64;
 
 /// The stable rejection codes. They are stored with quarantined messages and shown by the API,
 /// so they never change meaning.

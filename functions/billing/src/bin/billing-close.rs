@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
+use smartsite_billing::domain::Period;
 use smartsite_billing::{CloseReport, close_all, close_period_for_all};
 use smartsite_shared::config::AwsTableConfig;
-use smartsite_shared::domain::billing::Period;
 use smartsite_shared::store::{Store, dynamo::DynamoStore};
 use smartsite_shared::telemetry::{self, LogFormat};
 

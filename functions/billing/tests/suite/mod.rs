@@ -11,12 +11,12 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use futures::FutureExt as _;
 use serde_json::{Value, json};
 use smartsite_billing::Billing;
+use smartsite_billing::domain::{
+    ChangeKind, InvoiceLine, Model, PausePolicy, Period, PriceLine, Tier, Unit, shanghai_date,
+};
 use smartsite_billing::service::{
     FundingSource, Invoice, InvoiceScope, InvoiceStatus, NewPackage, NewSubscription, ServiceError,
     UsageStatus, previous,
-};
-use smartsite_shared::domain::billing::{
-    ChangeKind, InvoiceLine, Model, PausePolicy, Period, PriceLine, Tier, Unit, shanghai_date,
 };
 use smartsite_shared::handoff::{self, InvoiceChange};
 use smartsite_shared::ids::IntegratorId;

@@ -267,7 +267,7 @@ fn terms_of(p: &Project) -> ProjectTerms {
 
 /// Today in Asia/Shanghai (the date flags are evaluated on).
 pub fn today() -> NaiveDate {
-    smartsite_shared::domain::billing::shanghai_date(Utc::now())
+    smartsite_shared::calendar::shanghai_date(Utc::now())
 }
 
 /// The safety-fund service over the storage port.

@@ -1,7 +1,7 @@
 //! The billing service over the storage port (issue 5): packages, subscriptions, exactly-once
 //! usage metering, period close into invoices, the invoice lifecycle and the hand-off of funded
 //! invoices to the safety fund. The rating rules are pure and live in
-//! `smartsite_shared::domain::billing`; this module persists their inputs and outputs.
+//! `crate::domain`; this module persists their inputs and outputs.
 //!
 //! Storage (every key format in `store::keys`):
 //! - package versions `(I#{i}#, PACKAGE#{pkg}#{version:010})`, immutable once written;
@@ -24,15 +24,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use chrono::{DateTime, Days, NaiveDate, SecondsFormat, TimeDelta, Utc};
-use futures::{StreamExt as _, TryStreamExt as _};
-use serde::{Deserialize, Serialize};
-use smartsite_shared::directory::{Directory, DirectoryError};
-use smartsite_shared::domain::billing::{
+use crate::domain::{
     Aggregates, BillingError, Binding, BindingChange, ChangeKind, DeviceUsage, InvoiceLine, Metric,
     Model, Package, PackageChange, PausePolicy, Period, PriceLine, Suspension, Timeline,
     UsageEvent, classify_change, diff_lines, rate, total_fen,
 };
+use chrono::{DateTime, Days, NaiveDate, SecondsFormat, TimeDelta, Utc};
+use futures::{StreamExt as _, TryStreamExt as _};
+use serde::{Deserialize, Serialize};
+use smartsite_shared::directory::{Directory, DirectoryError};
 use smartsite_shared::domain::bounds;
 use smartsite_shared::domain::tenancy::ProjectId;
 use smartsite_shared::domain::text;
@@ -1520,7 +1520,7 @@ impl Billing {
         let change = match (was, to) {
             (_, InvoiceStatus::Issued) => Some(InvoiceChange::Issued),
             (InvoiceStatus::Issued, InvoiceStatus::Void) => Some(InvoiceChange::Voided {
-                on: smartsite_shared::domain::billing::shanghai_date(now),
+                on: crate::domain::shanghai_date(now),
             }),
             _ => None,
         };
@@ -1556,7 +1556,7 @@ impl Billing {
             .issued_at
             .as_deref()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| smartsite_shared::domain::billing::shanghai_date(t.with_timezone(&Utc)))
+            .map(|t| crate::domain::shanghai_date(t.with_timezone(&Utc)))
             .ok_or_else(|| {
                 ServiceError::Conflict("a funded invoice changed before it was issued".into())
             })?;
@@ -1665,7 +1665,7 @@ impl Billing {
             InvoiceChange::Credited {
                 credit_note_id: note.id.clone(),
                 amount_fen,
-                on: smartsite_shared::domain::billing::shanghai_date(now),
+                on: crate::domain::shanghai_date(now),
             },
         )?;
         ops.extend(handoff.clone());

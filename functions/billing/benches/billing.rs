@@ -4,12 +4,12 @@
 //! subscription is rated under its package (the three models in turn). Event generation is not
 //! timed; folding, merging and rating are.
 //!
-//! `cargo bench -p smartsite-shared --bench billing -- [events] [subscriptions]`
+//! `cargo bench -p smartsite-billing --bench billing -- [events] [subscriptions]`
 
 use std::time::Instant;
 
 use chrono::{TimeDelta, Utc};
-use smartsite_shared::domain::billing::{
+use smartsite_billing::domain::{
     Aggregator, Metric, Model, Package, PausePolicy, Period, PriceLine, Tier, Timeline, Unit,
     UsageEvent, rate, total_fen,
 };
