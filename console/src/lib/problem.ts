@@ -6,7 +6,7 @@ import { i18n } from '@/i18n';
 
 export function describe(e: unknown): string {
   const { t, te } = i18n.global;
-  if (!(e instanceof ApiError)) return t('problems.unexpected');
+  if (!(e instanceof ApiError)) return e instanceof Error && e.message ? e.message : t('problems.unexpected');
   const key = `problems.${e.slug}`;
   const title = te(key) ? t(key) : (e.problem?.title ?? t('problems.unexpected'));
   const parts = [title];
