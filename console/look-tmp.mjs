@@ -1,0 +1,18 @@
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+const w = JSON.parse(fs.readFileSync('/tmp/world.json'));
+const base = 'http://localhost:4606';
+const [user, path, name, width, height] = process.argv.slice(2);
+const b = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu'] });
+const p = await b.newPage({ viewport: { width: Number(width || 1366), height: Number(height || 900) }, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
+p.on('pageerror', (e) => console.log('pageerror', e.message));
+p.on('console', (m) => m.type() === 'error' && console.log('console', m.text()));
+await p.goto(base + '/login');
+await p.locator('[data-test=username]').fill(user);
+await p.locator('[data-test=password]').fill('Site-Safety-2026');
+await p.locator('[data-test=sign-in]').click();
+await p.waitForURL((u) => !u.pathname.startsWith('/login'));
+await p.goto(base + path.replace('{P}', w.project));
+await p.waitForTimeout(3000);
+await p.screenshot({ path: `/tmp/shots/${name}.png`, fullPage: true });
+await b.close();
