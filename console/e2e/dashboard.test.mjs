@@ -70,3 +70,39 @@ test('a reader without the right to handle alarms gets no handling buttons', asy
   assert.equal(await page.locator('[data-test^="ack-"], [data-test^="resolve-"]').count(), 0);
   await page.close();
 });
+
+test('a tab whose sign-in expired asks for the password again and then shows the page', async () => {
+  const page = await signIn(env, env.world.users.project_manager);
+  await page.goto(`${env.server.base}/projects/${env.world.project}`);
+  await page.getByTestId(`gauge-${env.world.devices.tower_crane.device_id}-moment_pct`).waitFor();
+  // The token of this tab runs out (15 minutes pass): its expiry is moved into the past.
+  await page.evaluate(() => {
+    const saved = JSON.parse(sessionStorage.getItem('smartsite.session'));
+    const [h, p, sig] = saved.token.split('.');
+    const claims = JSON.parse(atob(p.replace(/-/g, '+').replace(/_/g, '/')));
+    claims.exp = Math.floor(Date.now() / 1000) - 60;
+    const b64 = btoa(JSON.stringify(claims)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+    sessionStorage.setItem('smartsite.session', JSON.stringify({ ...saved, token: `${h}.${b64}.${sig}` }));
+  });
+  await page.reload();
+  const dialog = page.getByTestId('reauth');
+  await dialog.getByText('登录即将过期').waitFor();
+  await page.getByTestId('reauth-password').fill('Site-Safety-2026');
+  await page.getByTestId('reauth-submit').click();
+  await dialog.waitFor({ state: 'hidden' });
+  await page.getByTestId(`gauge-${env.world.devices.tower_crane.device_id}-moment_pct`).waitFor();
+  assert.equal(new URL(page.url()).pathname, `/projects/${env.world.project}`);
+  await page.close();
+});
+
+test('losing the network shows a banner, and it goes once the platform answers again', async () => {
+  const page = await signIn(env, env.world.users.safety_officer);
+  await page.goto(`${env.server.base}/projects/${env.world.project}`);
+  await page.getByTestId('live-mode').getByText('定时刷新（5 秒）').waitFor();
+  await env.browser.context.setOffline(true);
+  await page.getByTestId('net-banner').waitFor({ timeout: 8000 });
+  await shot(page, 'offline-banner');
+  await env.browser.context.setOffline(false);
+  await page.getByTestId('net-banner').waitFor({ state: 'detached', timeout: 20000 });
+  await page.close();
+});

@@ -74,8 +74,12 @@ export const useSession = defineStore('session', {
         if (claims && claims.exp * 1000 > Date.now()) {
           this.adopt({ access_token: saved.token, expires_in: claims.exp - Date.now() / 1000, refresh_token: saved.refresh });
         } else if (claims) {
-          this.reauthOpen = true;
+          // Expired while the tab was away: keep the page, ask for the password; the requests
+          // the page makes meanwhile wait for the new token (401 → renew) and then go through.
+          this.token = saved.token;
+          this.refreshToken = saved.refresh ?? null;
           this.claims = claims;
+          void this.renew();
         }
       } catch {
         sessionStorage.removeItem(KEY);
