@@ -56,7 +56,18 @@ test('the owner representative approves the smart-site cost plan', async () => {
 
 test('the government supervisor sees its region turn red on an alarm and blacklists a supplier', async () => {
   const { world, server } = env;
+  // The site escalates a crane overload to the government at once (the default is two hours).
+  const pm = await env.api.login(world.users.project_manager, PASSWORD);
+  await env.api.call('PUT', `/v1/projects/${world.project}/alarm-rules`, { 'TC-MOMENT': { escalate_enterprise_s: 0, escalate_government_s: 0 } }, pm);
+  const gov = await env.api.login(world.users.gov_supervisor, PASSWORD);
   await publish(server.endpoints.mqtt, world.devices.tower_crane, { load_t: 8.4, radius_m: 18, moment_pct: 108, wind_ms: 5, tilt_deg: 0.2, mode: 'operating' });
+  // Governments see the alarms escalated to them; the region page reads what is there then.
+  for (let i = 0; ; i++) {
+    const seen = (await env.api.call('GET', `/v1/alarms?project_id=${world.project}`, undefined, gov)).items;
+    if (seen.some((a) => a.rule === 'TC-MOMENT')) break;
+    assert.ok(i < 100, 'the overload alarm reached the government');
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const page = await signIn(env, world.users.gov_supervisor);
   await page.getByTestId('nav-region').click();
   const node = page.getByTestId(`region-project-${world.project}`);

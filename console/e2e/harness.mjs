@@ -26,7 +26,9 @@ export async function startServer() {
   const child = spawn(
     BIN,
     ['serve', '--data-dir', dataDir, '--http', '127.0.0.1:0', '--mqtts', '127.0.0.1:0', '--mqtt', '127.0.0.1:0'],
-    { env: { ...process.env, SMARTSITE_LOG_FORMAT: 'json', RUST_LOG: process.env.RUST_LOG ?? 'warn' }, stdio: ['ignore', 'ignore', 'inherit'] },
+    {
+      // The escalation sweep every second, so an alarm reaches the government within the test.
+      env: { ...process.env, SMARTSITE_LOG_FORMAT: 'json', RUST_LOG: process.env.RUST_LOG ?? 'warn', SMARTSITE_SWEEP_SECS: '1' }, stdio: ['ignore', 'ignore', 'inherit'] },
   );
   let exited = null;
   child.on('exit', (code, signal) => (exited = { code, signal }));
@@ -148,7 +150,7 @@ export async function navNames(page) {
 /** Keeps a full-page screenshot as a test artefact. */
 export async function shot(page, name) {
   mkdirSync(ARTIFACTS, { recursive: true });
-  await page.waitForLoadState('networkidle').catch(() => {});
+  await page.waitForLoadState('networkidle', { timeout: 5000 }).catch(() => {});
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 }
 

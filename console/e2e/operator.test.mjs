@@ -23,8 +23,8 @@ async function choose(page, testId, optionText) {
   await page.locator('.el-select-dropdown:visible .el-select-dropdown__item', { hasText: optionText }).first().click();
 }
 
-test('the operator onboards a customer, its project and a user through the wizard', async () => {
-  const page = await signIn(env, env.world.users.integrator_ops);
+test('the integrator admin onboards a customer, its project and a user through the wizard', async () => {
+  const page = await signIn(env, env.world.users.integrator_admin);
   await page.getByTestId('nav-onboarding').click();
   await page.waitForURL((u) => u.pathname === '/onboarding');
   await fillIn(page, 'customer-name', '吉林省第三建筑工程公司');
@@ -43,7 +43,7 @@ test('the operator onboards a customer, its project and a user through the wizar
 
   await fillIn(page, 'project-name-input', '长春市宽城区某商业综合体');
   await fillIn(page, 'project-value', '86,500,000.00');
-  await page.getByTestId('project-signed').fill('2026-06-18');
+  await fillIn(page, 'project-signed', '2026-06-18');
   await page.keyboard.press('Enter');
   await shot(page, 'onboarding-project');
   await page.getByTestId('wizard-next').click();
@@ -55,7 +55,7 @@ test('the operator onboards a customer, its project and a user through the wizar
   await page.getByTestId('wizard-done').waitFor();
   await shot(page, 'onboarding-done');
 
-  const token = await env.api.login(env.world.users.integrator_ops, PASSWORD);
+  const token = env.world.tokens.intAdmin;
   const customers = (await env.api.call('GET', '/v1/customers?limit=200', undefined, token)).items;
   const customer = customers.find((c) => c.name === '吉林省第三建筑工程公司');
   assert.ok(customer, 'the customer exists');
@@ -118,13 +118,31 @@ test('the operator imports devices from a CSV with a progress bar; a bad row is 
   await page.getByTestId('bulk-summary').getByText('已处理 121 / 121 行：新接入 120，已存在 0，失败 1').waitFor({ timeout: 60000 });
   await page.getByText('HO-BULK-BAD').waitFor();
   await page.getByText('额定人数').first().waitFor();
-  assert.equal(await page.getByTestId('bulk-progress').locator('.el-progress__text').innerText(), '100%');
+  const progress = await page.getByTestId('bulk-progress').evaluate((e) => (e.getAttribute('role') === 'progressbar' ? e : e.querySelector('[role=progressbar]')).getAttribute('aria-valuenow'));
+  assert.equal(progress, '100');
   await shot(page, 'bulk-import');
   const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('bundle-download').click()]);
   const entries = Object.keys(unzipSync(new Uint8Array(readFileSync(await download.path()))));
   assert.equal(new Set(entries.map((n) => n.split('/')[0])).size, 120, 'one folder per created device');
   const devices = (await env.api.call('GET', `/v1/projects/${env.world.project}/devices?limit=200`, undefined, env.world.tokens.intAdmin)).items;
   assert.equal(devices.filter((d) => d.serial_no.startsWith('HO-BULK-')).length, 120);
+  await page.close();
+});
+
+test('integrator ops may onboard customers and projects but not users, and the wizard says so', async () => {
+  const page = await signIn(env, env.world.users.integrator_ops);
+  await page.getByTestId('nav-onboarding').click();
+  await page.getByTestId('customer-kind').click();
+  await page.locator('.el-select-dropdown:visible .el-select-dropdown__item', { hasText: '建设单位' }).click();
+  await fillIn(page, 'customer-name', '长春市某开发有限公司');
+  await fillIn(page, 'customer-region', '220104');
+  await fillIn(page, 'customer-uscc', uscc('91220104MA0000888'));
+  await page.getByTestId('wizard-next').click();
+  await page.getByRole('button', { name: '跳过' }).click();
+  await page.getByTestId('no-user-rights').waitFor();
+  assert.equal(await page.getByTestId('user-name-0').count(), 0);
+  await page.getByTestId('wizard-finish').click();
+  await page.getByTestId('wizard-done').waitFor();
   await page.close();
 });
 
@@ -137,6 +155,7 @@ test('the operator closes a month and downloads an invoice as Excel', async () =
   await page.getByTestId('billing-close').click();
   await page.locator('.el-message-box input').fill('2026-11');
   await page.locator('.el-message-box').getByRole('button', { name: '确定' }).click();
+  await page.getByText('2026-11 已出账，共 1 张账单').waitFor();
   const [invoice] = (await api.call('GET', '/v1/invoices?period=2026-11', undefined, world.tokens.intAdmin)).items;
   await page.getByTestId(`invoice-total-${invoice.id}`).getByText('¥3,000.00').waitFor();
   await shot(page, 'invoices');

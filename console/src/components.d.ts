@@ -49,6 +49,7 @@ declare module 'vue' {
     ElTag: typeof import('element-plus/es')['ElTag']
     ElTooltip: typeof import('element-plus/es')['ElTooltip']
     ElTree: typeof import('element-plus/es')['ElTree']
+    FormDialog: typeof import('./components/FormDialog.vue')['default']
     Gauge: typeof import('./components/Gauge.vue')['default']
     NavMenu: typeof import('./components/NavMenu.vue')['default']
     ReauthDialog: typeof import('./components/ReauthDialog.vue')['default']

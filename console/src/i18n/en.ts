@@ -281,6 +281,7 @@ export default {
     usersHint: 'Sign-in accounts for “{customer}”',
     created: 'Created',
     failed: 'Failed',
+    noUsers: 'Your role may not create users; an integrator admin can.',
     addUser: 'Add user',
     finished: 'Onboarding complete',
     again: 'Onboard another',

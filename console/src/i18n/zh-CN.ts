@@ -281,6 +281,7 @@ export default {
     usersHint: '为「{customer}」开通登录账号',
     created: '已创建',
     failed: '失败',
+    noUsers: '当前角色不能开通用户账号，请集成商管理员开通。',
     addUser: '添加用户',
     finished: '开通完成',
     again: '继续开通',
