@@ -175,7 +175,8 @@ test('the operator closes a month and downloads an invoice as Excel', async () =
 test('the operator sees fleet health and the supplier catalogue', async () => {
   const page = await signIn(env, env.world.users.integrator_admin);
   await page.getByTestId('nav-fleet').click();
-  await page.getByTestId('fleet-offline').getByText(`ops-tower_crane-1`).waitFor();
+  await fillIn(page, 'fleet-filter', 'tower_crane');
+  await page.getByTestId('fleet-offline').getByText('OPS-TOWER_CRANE-1').waitFor();
   await shot(page, 'fleet');
   await page.getByTestId('nav-catalog').click();
   await page.getByTestId('suppliers').getByText('ops 智塔科技').waitFor();

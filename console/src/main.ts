@@ -2,7 +2,7 @@ import { createApp } from 'vue';
 import { createPinia } from 'pinia';
 import App from './App.vue';
 import { i18n } from './i18n';
-import { router } from './router';
+import { awaitOperations, router } from './router';
 import { configure } from './api/client';
 import { useSession } from './stores/session';
 import { useNet } from './stores/net';
@@ -29,20 +29,24 @@ async function start() {
     reauthenticate: () => session.renew(),
     network: (down) => net.set(down),
   });
-  // Who may call what: the x-roles of every operation. Retried while the server is unreachable.
-  for (let delay = 1000; ; delay = Math.min(delay * 2, 15000)) {
-    try {
-      const res = await fetch(`${apiBase}/openapi.json`);
-      if (res.ok) {
-        session.ops = operationsOf(await res.json());
-        net.set(false);
-        break;
+  // Who may call what: the x-roles of every operation, fetched while the first page's code loads
+  // (navigation waits for it). Retried while the server is unreachable.
+  const ops = (async () => {
+    for (let delay = 1000; ; delay = Math.min(delay * 2, 15000)) {
+      try {
+        const res = await fetch(`${apiBase}/openapi.json`);
+        if (res.ok) {
+          session.ops = operationsOf(await res.json());
+          net.set(false);
+          return;
+        }
+      } catch {
+        net.set(true);
       }
-    } catch {
-      net.set(true);
+      await new Promise((r) => setTimeout(r, delay));
     }
-    await new Promise((r) => setTimeout(r, delay));
-  }
+  })();
+  awaitOperations(ops);
   session.restore();
   app.use(i18n).use(router);
   app.mount('#app');

@@ -61,7 +61,14 @@ const routes: RouteRecordRaw[] = [
 
 export const router = createRouter({ history: createWebHistory(), routes });
 
-router.beforeEach((to) => {
+let operations: Promise<void> = Promise.resolve();
+/** Navigation waits for /openapi.json: what a page shows depends on it. */
+export function awaitOperations(p: Promise<void>) {
+  operations = p;
+}
+
+router.beforeEach(async (to) => {
+  await operations;
   const s = useSession();
   if (!to.meta.public && !s.signedIn && !s.reauthOpen) return { name: 'login', query: { next: to.fullPath } };
   const item = to.meta.nav as NavItem | undefined;
