@@ -7,6 +7,10 @@ import { configure } from './api/client';
 import { useSession } from './stores/session';
 import { useNet } from './stores/net';
 import { operationsOf } from './lib/access';
+// Styles of the Element Plus services called from code (ElMessage, ElMessageBox): the on-demand
+// resolver adds styles only for components used in templates.
+import 'element-plus/es/components/message/style/css';
+import 'element-plus/es/components/message-box/style/css';
 import './styles.css';
 
 async function start() {
