@@ -10,6 +10,9 @@
 //! event and the time until the function posts its result
 //! (`/invocation/{id}/response` or `/invocation/{id}/error`) is recorded too.
 
+pub mod fleet;
+pub mod procfs;
+
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -21,6 +21,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 use serde::Deserialize;
 use serde_json::json;
 use smartsite_shared::domain::hj212::Frame;
+use smartsite_shared::telemetry::Untrusted;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::hj212::Hj212Sink;
@@ -40,6 +41,8 @@ pub struct GatewayArgs {
     /// the certificate and key for plain MQTT — what provisioning answered for each device.
     #[arg(long)]
     pub devices: PathBuf,
+    #[command(flatten)]
+    pub limits: crate::limits::Hj212Limits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,7 +154,7 @@ impl Hj212Sink for Gateway {
         telemetry: serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), String> {
         let Some(m) = self.monitors.get(&frame.mn) else {
-            tracing::warn!(%peer, mn = %frame.mn, "gateway: no device configured for this MN; frame dropped unacknowledged");
+            tracing::warn!(%peer, mn = %Untrusted(&frame.mn), "gateway: no device configured for this MN; frame dropped unacknowledged");
             return Err(format!("unknown MN {}", frame.mn));
         };
         let payload = serde_json::to_vec(&telemetry).map_err(|e| e.to_string())?;
@@ -169,7 +172,13 @@ impl Hj212Sink for Gateway {
         detail: &str,
     ) {
         let Some(m) = mn.and_then(|mn| self.monitors.get(mn)) else {
-            tracing::warn!(%peer, reason, detail, "gateway: rejected HJ 212 frame of an unknown MN");
+            tracing::warn!(
+                %peer,
+                mn = mn.map(|m| tracing::field::display(Untrusted(m))),
+                reason,
+                detail = %Untrusted(detail),
+                "gateway: rejected HJ 212 frame of an unknown MN"
+            );
             return;
         };
         let event = json!({
@@ -182,7 +191,7 @@ impl Hj212Sink for Gateway {
         });
         let payload = serde_json::to_vec(&event).unwrap_or_default();
         if let Err(e) = self.publish(m, &m.events_topic, payload).await {
-            tracing::warn!(%peer, error = %e, "gateway: fault event not published");
+            tracing::warn!(%peer, error = %Untrusted(&e), "gateway: fault event not published");
         }
     }
 }
@@ -202,6 +211,13 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         args.mqtt
     );
     let gateway = Arc::new(Gateway::new(args.mqtt, monitors));
-    crate::hj212::serve(listener, gateway, crate::serve::shutdown_signal()).await?;
+    crate::limits::warn_if_fd_limit_below(u64::from(args.limits.max_connections));
+    crate::hj212::serve(
+        listener,
+        gateway,
+        crate::serve::shutdown_signal(),
+        &args.limits,
+    )
+    .await?;
     Ok(())
 }

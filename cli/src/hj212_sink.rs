@@ -9,6 +9,7 @@ use chrono::Utc;
 use smartsite_shared::domain::hj212::Frame;
 use smartsite_shared::fleet::{Fleet, MnHolder};
 use smartsite_shared::ingest::{Inbound, MessageKind};
+use smartsite_shared::telemetry::Untrusted;
 
 use crate::hj212::Hj212Sink;
 use crate::uplink::LocalUplink;
@@ -76,7 +77,7 @@ impl Hj212Sink for LocalHj212 {
                 .presence(&h.integrator_id, h.device_id.as_str(), true, Utc::now())
                 .await
         {
-            tracing::warn!(mn, error = %e, "hj212: presence not recorded");
+            tracing::warn!(mn = %Untrusted(mn), error = %Untrusted(&e), "hj212: presence not recorded");
         }
     }
 
@@ -107,7 +108,7 @@ impl Hj212Sink for LocalHj212 {
             )
             .await;
         if let Err(e) = r {
-            tracing::warn!(error = %e, "hj212: rejected frame not quarantined");
+            tracing::warn!(error = %Untrusted(&e), "hj212: rejected frame not quarantined");
         }
     }
 }

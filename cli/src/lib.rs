@@ -8,6 +8,8 @@ pub mod device_link;
 pub mod gateway;
 pub mod hj212;
 pub mod hj212_sink;
+pub mod http_server;
+pub mod limits;
 #[cfg(feature = "profile")]
 pub mod profile;
 pub mod serve;
@@ -57,6 +59,17 @@ pub enum GatewayCommand {
     Hj212(gateway::GatewayArgs),
 }
 
+/// Threads tokio may start for blocking work (store reads, file I/O). Its default, 512, let a
+/// burst of reads grow the server to hundreds of threads that then idled; reads wait their turn
+/// instead. `SMARTSITE_MAX_BLOCKING_THREADS` overrides it.
+fn max_blocking_threads() -> usize {
+    std::env::var("SMARTSITE_MAX_BLOCKING_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(32)
+}
+
 /// Parses the command line, runs the command, and maps failure to exit code 1 with the cause
 /// chain on stderr.
 pub fn main() -> ExitCode {
@@ -64,6 +77,7 @@ pub fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(max_blocking_threads())
         .build()
     {
         Ok(rt) => rt,

@@ -18,7 +18,7 @@ use smartsite_shared::domain::tenancy::UserId;
 use smartsite_shared::iot::DeviceRegistry;
 use smartsite_shared::iot::local::LocalRegistry;
 use smartsite_shared::store::TableDef;
-use smartsite_shared::store::embedded::{EmbeddedDb, EmbeddedStore};
+use smartsite_shared::store::embedded::{DbOptions, EmbeddedDb, EmbeddedStore};
 use smartsite_shared::{fsutil, password};
 use smartsite_tenants::AppState;
 use tokio::net::TcpListener;
@@ -49,6 +49,30 @@ pub struct ServeArgs {
     /// HJ 212 TCP listener (off unless given).
     #[arg(long)]
     pub hj212: Option<SocketAddr>,
+    /// HTTP: a request's headers must arrive within this many seconds (also between keep-alive
+    /// requests), or the connection is closed.
+    #[arg(long, env = "SMARTSITE_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub http_header_timeout_secs: u64,
+    /// HTTP: connections open at once; beyond it new ones are closed.
+    #[arg(long, env = "SMARTSITE_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub http_max_connections: usize,
+    /// HTTP: the largest request body, in bytes (413 beyond).
+    #[arg(long, env = "SMARTSITE_HTTP_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub http_max_body_bytes: usize,
+    /// HTTP: the longest a request may take, in seconds (503 beyond).
+    #[arg(
+        long,
+        env = "SMARTSITE_HTTP_REQUEST_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub http_request_timeout_secs: u64,
+    /// Memory the store may use to cache pages, in MiB.
+    #[arg(long, env = "SMARTSITE_STORE_CACHE_MB", default_value_t = 64)]
+    pub store_cache_mb: usize,
+    #[command(flatten)]
+    pub mqtt_limits: crate::limits::MqttLimits,
+    #[command(flatten)]
+    pub hj212_limits: crate::limits::Hj212Limits,
 }
 
 /// The addresses actually bound, written to `DIR/endpoints.json`.
@@ -82,12 +106,20 @@ pub async fn run(
     args: ServeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
+    // The store, keys, CA and passwords live here: owner-only, also for a dir that existed.
+    fsutil::private_dir(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    smartsite_shared::http::set_edge_limits(smartsite_shared::http::EdgeLimits {
+        max_body_bytes: args.http_max_body_bytes,
+        request_timeout: Duration::from_secs(args.http_request_timeout_secs.max(1)),
+    });
     #[cfg(feature = "profile")]
     let profile = crate::profile::Profile::from_env(499)?;
     let store_path = args.data_dir.join(STORE_FILE);
-    let db = EmbeddedDb::open(&store_path).with_context(|| {
+    let options = DbOptions {
+        cache_bytes: args.store_cache_mb.max(1) * 1024 * 1024,
+    };
+    let db = EmbeddedDb::open_with(&store_path, options).with_context(|| {
         format!(
             "cannot open the store {} (is another smartsite serve using this data dir?)",
             store_path.display()
@@ -112,7 +144,12 @@ pub async fn run(
     let alarms = Alarms::new(store.clone()).with_downlink(downlink.clone());
     let pipeline = Pipeline::new(store.clone()).with_observer(Arc::new(alarms.clone()));
     let uplink = LocalUplink::start(pipeline);
-    let broker = Broker::new(registry.clone(), Fleet::new(store.clone()), uplink.clone());
+    let broker = Broker::new(
+        registry.clone(),
+        Fleet::new(store.clone()),
+        uplink.clone(),
+        &args.mqtt_limits,
+    );
     let _ = downlink.broker.set(broker.clone());
     let funds = Funds::with_default_rules(store.clone())?.with_alarms(alarms.clone());
     // Billing wakes the safety-fund consumer when it issues an invoice funded by safety money.
@@ -155,11 +192,12 @@ pub async fn run(
         hj212_addr = Some(l.local_addr()?);
         let sink = Arc::new(crate::hj212_sink::LocalHj212::new(uplink.clone()));
         let mut stop = stop_rx.clone();
+        let limits = args.hj212_limits.clone();
         tasks.push(tokio::spawn(async move {
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            if let Err(e) = crate::hj212::serve(l, sink, stopped).await {
+            if let Err(e) = crate::hj212::serve(l, sink, stopped, &limits).await {
                 tracing::error!(error = %e, "HJ 212 listener failed");
             }
         }));
@@ -185,6 +223,12 @@ pub async fn run(
         },
         format!("mqtts://{mqtts_addr}"),
     );
+    // Before endpoints.json appears: a supervisor may signal the process as soon as it does,
+    // and the signal handlers are installed only when the HTTP server starts.
+    crate::limits::warn_if_fd_limit_below(
+        u64::from(args.mqtt_limits.max_connections)
+            + hj212_addr.map_or(0, |_| u64::from(args.hj212_limits.max_connections)),
+    );
     let endpoints = Endpoints {
         http: http_addr.to_string(),
         mqtts: mqtts_addr.to_string(),
@@ -203,9 +247,11 @@ pub async fn run(
     tracing::info!(http = %http_addr, mqtts = %mqtts_addr, data_dir = %args.data_dir.display(), "ready");
 
     let purger = tokio::spawn(purge_loop(main));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = crate::http_server::HttpLimits {
+        header_timeout: Duration::from_secs(args.http_header_timeout_secs.max(1)),
+        max_connections: args.http_max_connections,
+    };
+    let served = crate::http_server::serve(listener, app, limits, shutdown).await;
     // Stop the device listeners; sessions acknowledge what they stored and close.
     let _ = stop_tx.send(true);
     for t in tasks {
@@ -492,9 +538,10 @@ async fn healthz() -> Json<Healthz> {
 
 /// Writes the file atomically (temp file + rename) so readers never see half of it.
 fn write_endpoints(dir: &Path, endpoints: &Endpoints) -> anyhow::Result<()> {
-    let tmp = dir.join(format!("{ENDPOINTS_FILE}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(endpoints)?)?;
-    std::fs::rename(&tmp, dir.join(ENDPOINTS_FILE))?;
+    fsutil::write_private(
+        &dir.join(ENDPOINTS_FILE),
+        &serde_json::to_vec_pretty(endpoints)?,
+    )?;
     Ok(())
 }
 
@@ -510,30 +557,41 @@ async fn purge_loop(store: EmbeddedStore) {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled: `serve` writes `endpoints.json` (which tells the world it is up)
+/// before its HTTP loop polls the future, and a SIGTERM in between used to kill the process
+/// with the default action instead of stopping it cleanly.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    #[cfg(unix)]
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: std::io::Result<tokio::signal::unix::Signal>, name: &'static str| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, signal = name, "cannot listen for the signal");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            tokio::select! {
+                () = wait(int, "SIGINT") => tracing::info!("SIGINT: shutting down"),
+                () = wait(term, "SIGTERM") => tracing::info!("SIGTERM: shutting down"),
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+        }
+        #[cfg(not(unix))]
+        {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
+            tracing::info!("Ctrl-C: shutting down");
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT: shutting down"),
-        () = term => tracing::info!("SIGTERM: shutting down"),
     }
 }

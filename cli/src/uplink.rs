@@ -14,6 +14,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use smartsite_shared::ingest::{Inbound, Pipeline};
 use smartsite_shared::iot::DeviceIdentity;
+use smartsite_shared::telemetry::Untrusted;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::broker::Uplink;
@@ -121,7 +122,7 @@ impl Uplink for LocalUplink {
             .presence(&device.integrator_id, &device.device_id, online, at)
             .await
         {
-            tracing::warn!(device = %device.device_id, error = %e, "presence not recorded");
+            tracing::warn!(device = %device.device_id, error = %Untrusted(&e), "presence not recorded");
         }
     }
 
@@ -142,7 +143,7 @@ impl Uplink for LocalUplink {
             )
             .await
         {
-            tracing::warn!(device = %device.device_id, error = %e, "refused publish not quarantined");
+            tracing::warn!(device = %device.device_id, error = %Untrusted(&e), "refused publish not quarantined");
         }
     }
 }

@@ -152,7 +152,7 @@ fn main() -> anyhow::Result<()> {
         let l = rate(package, &Timeline::starting(m.first_day()), usage, m)?;
         invoices += 1;
         lines += l.len();
-        total += total_fen(&l);
+        total += total_fen(&l)?;
     }
     let rated = started.elapsed();
     println!(

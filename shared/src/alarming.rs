@@ -29,7 +29,9 @@ use crate::ids::IntegratorId;
 use crate::ingest::{Observer, hourly_at, stamp};
 use crate::store::keys::{self, EntityKind};
 use crate::store::records::{decode, record};
-use crate::store::{Condition, Cursor, Key, Pk, Query, SkCond, Store, StoreError, TxOp};
+use crate::store::{
+    Condition, Cursor, Key, Pk, Query, SkCond, Store, StoreError, TxOp, query_filtered,
+};
 
 /// Where commands to devices go: the single-box broker, or AWS IoT's data plane.
 #[async_trait]
@@ -570,7 +572,7 @@ impl Alarms {
                 .map_err(|e| to_store(e.to_string()))?;
             for i in &page.items {
                 let devices = fleet
-                    .devices_of(&i.id, false)
+                    .devices_of(&i.id)
                     .await
                     .map_err(|e| to_store(e.to_string()))?;
                 for d in devices
@@ -962,16 +964,23 @@ impl Alarms {
     }
 
     /// The commands sent to a device, oldest first.
-    pub async fn commands(&self, d: &Device, limit: u32) -> Result<Vec<Command>, AlarmError> {
+    pub async fn commands(
+        &self,
+        d: &Device,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<Command>, Option<String>), AlarmError> {
         let page = self
             .store
             .query(
                 Query::partition(&device_pk(d))
                     .sk(SkCond::BeginsWith(keys::COMMAND_PREFIX.into()))
-                    .limit(limit),
+                    .limit(limit)
+                    .after(cursor.map(Cursor::from_client)),
             )
             .await?;
-        Ok(page.items.iter().map(decode).collect::<Result<_, _>>()?)
+        let items = page.items.iter().map(decode).collect::<Result<_, _>>()?;
+        Ok((items, page.next.map(|c| c.as_str().to_owned())))
     }
 
     // ---- lifecycle
@@ -1041,30 +1050,20 @@ impl Alarms {
         limit: u32,
         cursor: Option<String>,
     ) -> Result<(Vec<Alarm>, Option<String>), AlarmError> {
-        let mut out = Vec::new();
-        let mut cursor = cursor.map(Cursor::from_client);
-        // Filter while paging so a page is never empty while more matching items follow.
-        loop {
-            let page = self
-                .store
-                .query(
-                    Query::partition(&keys::alarms(i, project))
-                        .backward()
-                        .limit(limit)
-                        .after(cursor.take()),
-                )
-                .await?;
-            for item in &page.items {
+        // Filter while paging, so a page is never short while more matching items follow
+        // (within a bounded number of reads).
+        let (out, next) = query_filtered(
+            self.store.as_ref(),
+            Query::partition(&keys::alarms(i, project)).backward(),
+            limit,
+            cursor.map(Cursor::from_client),
+            |item| {
                 let a: Alarm = decode(item)?;
-                if status.is_none_or(|s| s == a.status) {
-                    out.push(a);
-                }
-            }
-            match page.next {
-                Some(c) if out.len() < limit as usize => cursor = Some(c),
-                next => return Ok((out, next.map(|c| c.as_str().to_owned()))),
-            }
-        }
+                Ok::<_, AlarmError>(status.is_none_or(|s| s == a.status).then_some(a))
+            },
+        )
+        .await?;
+        Ok((out, next.map(|c| c.as_str().to_owned())))
     }
 
     /// Escalates unacknowledged alarms whose delay passed (project → enterprise → government).

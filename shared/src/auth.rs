@@ -291,6 +291,72 @@ pub struct JwtVerifier {
 
 const ALLOWED: [Algorithm; 2] = [Algorithm::ES256, Algorithm::RS256];
 
+/// The clock skew tolerated between the issuer and this verifier, on `exp` and `nbf`: a few
+/// seconds, so an expired token stops working within that much of its `exp`.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 5;
+
+/// The order n of the P-256 group, big-endian.
+const P256_N: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+/// ⌊n / 2⌋ of P-256: a canonical (low-S) signature has `s ≤` this.
+const P256_HALF_N: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+/// Whether an ES256 JWS signature (`r ‖ s`, 32 bytes each) is in canonical low-S form. ECDSA
+/// accepts both `s` and `n − s` for the same message, so without this rule anyone holding a token
+/// can mint a second, different token string that verifies (signature malleability): token
+/// deny-lists, caches and logs keyed by the token would then miss it.
+pub fn es256_low_s(sig: &[u8]) -> bool {
+    sig.len() == 64 && sig[32..] <= P256_HALF_N[..]
+}
+
+/// Rewrites an ES256 signature to its low-S twin (`s → n − s`) when `s` is high; both verify,
+/// only the low one is accepted here. A signature of another length is left alone.
+fn es256_normalise(sig: &mut [u8]) {
+    if sig.len() == 64 && !es256_low_s(sig) {
+        es256_flip_s(sig);
+    }
+}
+
+/// `s → n − s` in a 64-byte `r ‖ s` signature (`0 < s < n`, so the result is in range too).
+fn es256_flip_s(sig: &mut [u8]) {
+    if sig.len() != 64 {
+        return;
+    }
+    let s = &mut sig[32..];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(P256_N[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        // In 0..=255 after adding 256 to a negative digit.
+        s[i] = u8::try_from(d.rem_euclid(256)).unwrap_or(0);
+    }
+}
+
+/// Refuses an ES256 token whose signature is not in low-S form (see [`es256_low_s`]).
+fn check_es256_canonical(token: &str) -> Result<(), AuthError> {
+    let sig = token
+        .rsplit('.')
+        .next()
+        .and_then(|s| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(s)
+                .ok()
+        })
+        .ok_or_else(|| AuthError::Invalid("signature is not base64url".into()))?;
+    if es256_low_s(&sig) {
+        Ok(())
+    } else {
+        Err(AuthError::Invalid(
+            "non-canonical (high-S) ECDSA signature".into(),
+        ))
+    }
+}
+
 impl JwtVerifier {
     /// `issuer` must be configurable: Cognito's `iss` names the real AWS URL even on an emulator.
     pub fn from_jwks(
@@ -323,8 +389,8 @@ impl JwtVerifier {
         })
     }
 
-    /// Verifies signature, algorithm, `exp`/`nbf` (30 s leeway), `iss` and `aud`; returns the
-    /// claims.
+    /// Verifies signature (ES256 only in low-S form), algorithm, `exp` and `nbf` (with
+    /// [`MAX_CLOCK_SKEW_SECS`] of leeway), `iss` and `aud`; returns the claims.
     pub fn verify<T: for<'de> Deserialize<'de>>(&self, token: &str) -> Result<T, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
@@ -334,6 +400,9 @@ impl JwtVerifier {
                 header.alg
             )));
         }
+        if header.alg == Algorithm::ES256 {
+            check_es256_canonical(token)?;
+        }
         let candidates = self
             .keys
             .iter()
@@ -341,12 +410,21 @@ impl JwtVerifier {
         let mut last = AuthError::Invalid("no key matches the token's kid".into());
         for k in candidates {
             let mut v = Validation::new(k.alg);
-            v.leeway = 30;
+            v.leeway = MAX_CLOCK_SKEW_SECS;
+            v.validate_nbf = true;
             v.set_issuer(&[&self.issuer]);
-            v.set_required_spec_claims(&["exp", "iss", "sub"]);
+            // With an audience to check, `aud` is required: jsonwebtoken skips the audience
+            // check when the claim does not parse (a number, an object, invalid UTF-8) as if it
+            // were absent (found by the jwt fuzz target).
             match &self.audience {
-                Some(a) => v.set_audience(&[a]),
-                None => v.validate_aud = false,
+                Some(a) => {
+                    v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+                    v.set_audience(&[a]);
+                }
+                None => {
+                    v.set_required_spec_claims(&["exp", "iss", "sub"]);
+                    v.validate_aud = false;
+                }
             }
             match jsonwebtoken::decode::<T>(token, &k.key, &v) {
                 Ok(data) => return Ok(data.claims),
@@ -363,6 +441,7 @@ pub enum Authenticator {
     /// Verify the bearer token here (single-box edition).
     Bearer(Arc<JwtVerifier>),
     /// Trust the claims API Gateway's JWT authorizer verified (AWS edition).
+    #[cfg(feature = "aws")]
     ApiGateway,
 }
 
@@ -391,6 +470,7 @@ impl Caller {
                 let claims: Claims = v.verify(token)?;
                 Caller::from_claims(&claims)
             }
+            #[cfg(feature = "aws")]
             Authenticator::ApiGateway => {
                 use lambda_http::request::RequestContext;
                 let claims = match parts.extensions.get::<RequestContext>() {
@@ -426,6 +506,8 @@ struct IssuedClaims {
     iss: String,
     aud: String,
     iat: i64,
+    /// Not valid before it was issued.
+    nbf: i64,
     exp: i64,
 }
 
@@ -449,7 +531,7 @@ impl LocalIssuer {
         let der = match std::fs::read(&path) {
             Ok(der) => der,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(dir)?;
+                crate::fsutil::private_dir(dir)?;
                 let rng = aws_lc_rs::rand::SystemRandom::new();
                 let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
                     .map_err(|_| anyhow::anyhow!("cannot generate a P-256 key"))?;
@@ -507,6 +589,17 @@ impl LocalIssuer {
         iat: i64,
         exp: i64,
     ) -> Result<String, AuthError> {
+        self.issue_at(claims, iat, iat, exp)
+    }
+
+    /// A token with explicit `iat`, `nbf` and `exp` (tests mint not-yet-valid tokens with it).
+    pub fn issue_at(
+        &self,
+        claims: Claims,
+        iat: i64,
+        nbf: i64,
+        exp: i64,
+    ) -> Result<String, AuthError> {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         let body = IssuedClaims {
@@ -514,10 +607,22 @@ impl LocalIssuer {
             iss: self.issuer.clone(),
             aud: LOCAL_AUDIENCE.to_owned(),
             iat,
+            nbf,
             exp,
         };
-        jsonwebtoken::encode(&header, &body, &self.encoding)
-            .map_err(|e| AuthError::Invalid(e.to_string()))
+        let token = jsonwebtoken::encode(&header, &body, &self.encoding)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        // aws-lc signs with whichever `s` it computed; the verifier accepts only low-S, so the
+        // issuer writes every signature in that form.
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let Some((signed, sig)) = token.rsplit_once('.') else {
+            return Err(AuthError::Invalid("encoder produced no signature".into()));
+        };
+        let mut sig = b64
+            .decode(sig)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        es256_normalise(&mut sig);
+        Ok(format!("{signed}.{}", b64.encode(sig)))
     }
 }
 
@@ -614,5 +719,102 @@ mod tests {
         assert!(v.verify::<Claims>(&parts.join(".")).is_err());
         let none = format!("{}.{}.", b64.encode(br#"{"alg":"none","typ":"JWT"}"#), evil);
         assert!(v.verify::<Claims>(&none).is_err());
+    }
+
+    #[test]
+    fn exp_and_nbf_allow_only_a_few_seconds_of_skew() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = LocalIssuer::load_or_create(dir.path(), "smartsite-test", 900).unwrap();
+        let v = issuer.verifier().unwrap();
+        let now = crate::store::now_epoch();
+        let skew = MAX_CLOCK_SKEW_SECS as i64;
+        let c = || claims(&["platform_admin"], None, None);
+        let at = |nbf: i64, exp: i64| issuer.issue_at(c(), now - 60, nbf, exp).unwrap();
+        // Expired: refused once the skew is past, not 30 or 60 s later.
+        assert!(v.verify::<Claims>(&at(now - 60, now - skew - 2)).is_err());
+        assert!(v.verify::<Claims>(&at(now - 60, now - 1)).is_ok());
+        // Not yet valid: refused beyond the skew, accepted within it.
+        assert!(v.verify::<Claims>(&at(now + skew + 30, now + 900)).is_err());
+        assert!(v.verify::<Claims>(&at(now + 1, now + 900)).is_ok());
+    }
+
+    #[test]
+    fn high_s_twins_of_valid_signatures_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = LocalIssuer::load_or_create(dir.path(), "smartsite-test", 900).unwrap();
+        let v = issuer.verifier().unwrap();
+        let now = crate::store::now_epoch();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        // aws-lc picks s at random, so about half of raw signatures are high-S: 64 tokens all
+        // low-S means the issuer normalises.
+        for i in 0..64 {
+            // Same claims every time: ECDSA's random nonce makes each signature different.
+            let token = issuer
+                .issue(claims(&["platform_admin"], None, None), now)
+                .unwrap();
+            let (signed, sig) = token.rsplit_once('.').unwrap();
+            let sig = b64.decode(sig).unwrap();
+            assert!(es256_low_s(&sig), "issued token {i} is high-S");
+            assert!(v.verify::<Claims>(&token).is_ok());
+            // Its twin s' = n − s is a valid ECDSA signature of the same message…
+            let mut twin = sig.clone();
+            es256_flip_s(&mut twin);
+            assert_ne!(twin, sig);
+            let forged = format!("{signed}.{}", b64.encode(&twin));
+            let mut plain = Validation::new(Algorithm::ES256);
+            plain.set_audience(&[LOCAL_AUDIENCE]);
+            assert!(
+                jsonwebtoken::decode::<Claims>(&forged, &v.keys[0].key, &plain).is_ok(),
+                "the twin verifies cryptographically"
+            );
+            // …which the verifier refuses.
+            let err = v.verify::<Claims>(&forged).unwrap_err();
+            assert!(err.to_string().contains("high-S"), "{err}");
+        }
+    }
+
+    /// A token signed outside the issuer, in the low-S form the verifier requires.
+    fn low_s(token: String) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (signed, sig) = token.rsplit_once('.').unwrap();
+        let mut sig = b64.decode(sig).unwrap();
+        es256_normalise(&mut sig);
+        format!("{signed}.{}", b64.encode(sig))
+    }
+
+    #[test]
+    fn an_audience_that_does_not_parse_is_refused_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = LocalIssuer::load_or_create(dir.path(), "smartsite-test", 900).unwrap();
+        let v = issuer.verifier().unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(issuer.kid.clone());
+        let exp = crate::store::now_epoch() + 600;
+        let signed = |aud: serde_json::Value| {
+            let body = serde_json::json!({"sub": "usr-1", "roles": ["platform_admin"],
+                "iss": "smartsite-test", "aud": aud, "exp": exp});
+            low_s(jsonwebtoken::encode(&header, &body, &issuer.encoding).unwrap())
+        };
+        assert!(v.verify::<Claims>(&signed(LOCAL_AUDIENCE.into())).is_ok());
+        for aud in [
+            serde_json::json!(5),
+            serde_json::json!({"a": 1}),
+            serde_json::json!("another-audience"),
+            serde_json::Value::Null,
+        ] {
+            assert!(
+                v.verify::<Claims>(&signed(aud.clone())).is_err(),
+                "aud {aud}"
+            );
+        }
+        let no_aud = low_s(
+            jsonwebtoken::encode(
+                &header,
+                &serde_json::json!({"sub": "usr-1", "iss": "smartsite-test", "exp": exp}),
+                &issuer.encoding,
+            )
+            .unwrap(),
+        );
+        assert!(v.verify::<Claims>(&no_aud).is_err());
     }
 }

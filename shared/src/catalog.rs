@@ -7,6 +7,12 @@
 //! blacklist entry is written twice in one transaction: once by id (`BLACKLIST#{id}`) and once
 //! under its target (`BLTARGET#{scope}#{target}#{id}`), so the binding check of a device is three
 //! prefix queries ([`Catalog::active_bans_for`]) whatever the size of the blacklist.
+//!
+//! Issuing an entry also counts it in its target's version (`BLVER#{scope}#{target}`), in the same
+//! transaction. A binding reads the versions of the device's three targets before its check and
+//! conditions its own transaction on them ([`BlacklistVersions::checks`]): an entry issued between
+//! the check and the binding fails the binding (which checks again) instead of missing a device
+//! that the entry's flagging, querying the bound devices, could not see yet.
 
 use std::sync::Arc;
 
@@ -76,6 +82,37 @@ fn blacklist_target_key(e: &BlacklistEntry) -> Key {
         keys::platform(),
         keys::blacklist_target_sk(e.scope.as_str(), &e.target_id, e.id.as_str()),
     )
+}
+
+fn blacklist_version_key(scope: Scope, target: &str) -> Key {
+    Key::new(
+        keys::platform(),
+        keys::blacklist_version_sk(scope.as_str(), target),
+    )
+}
+
+/// The attribute of a blacklist version item that counts the entries.
+const VERSION: &str = "n";
+
+/// The blacklist versions of a device's targets, read before its binding check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlacklistVersions(Vec<(Key, Option<i64>)>);
+
+impl BlacklistVersions {
+    /// The checks a binding transaction includes: each target's version is still what it was
+    /// when the bans were read (never issued against: still no version).
+    pub fn checks(&self) -> Vec<TxOp> {
+        self.0
+            .iter()
+            .map(|(key, n)| TxOp::Check {
+                key: key.clone(),
+                cond: match n {
+                    Some(n) => Condition::equals(VERSION, *n),
+                    None => Condition::NotExists,
+                },
+            })
+            .collect()
+    }
 }
 
 fn state_of(e: &BlacklistEntry) -> &'static str {
@@ -269,8 +306,9 @@ impl Catalog {
 
     // ---- blacklist
 
-    /// Writes a new entry by id and under its target, in one transaction. Flagging the devices
-    /// already bound in its scope is `fleet::Fleet::flag`.
+    /// Writes a new entry by id and under its target and counts it in its target's version, in
+    /// one transaction. Flagging the devices already bound in its scope is
+    /// `fleet::Fleet::flag`, after this commits.
     pub async fn issue_blacklist(&self, e: &BlacklistEntry) -> Result<(), CatalogError> {
         let entry = record(blacklist_key(&e.id), e)?.with(STATE, state_of(e));
         let by_target = record(blacklist_target_key(e), e)?.with(STATE, state_of(e));
@@ -284,6 +322,7 @@ impl Catalog {
                     item: by_target,
                     cond: Some(Condition::NotExists),
                 },
+                TxOp::add(blacklist_version_key(e.scope, &e.target_id), VERSION, 1),
             ])
             .await
             .map_err(|e| {
@@ -313,9 +352,7 @@ impl Catalog {
     ) -> Result<ListPage<BlacklistEntry>, CatalogError> {
         let q = Query::partition(&keys::platform())
             .sk(SkCond::BeginsWith(keys::BLACKLIST_PREFIX.into()));
-        let mut page: ListPage<BlacklistEntry> = self.page(q, limit, cursor).await?;
-        page.items.retain(|e| keep(e));
-        Ok(page)
+        records::page_filtered(&*self.store, q, limit, cursor, keep).await
     }
 
     /// Stores `lifted` (an entry whose `lifted` is now set) if the stored entry is still active;
@@ -379,19 +416,33 @@ impl Catalog {
 
     /// Every active entry naming the supplier, the model or the serial number, whatever its
     /// region: three prefix queries. Feed them to `domain::devices::blocking_entry` with the
-    /// project's region to decide a binding.
+    /// project's region to decide a binding, and the versions (read first) to the binding's
+    /// transaction (`fleet::Fleet::bind`).
     pub async fn active_bans_for(
         &self,
         supplier: &SupplierId,
         model: &ModelId,
         serial: &SerialNo,
-    ) -> Result<Vec<Ban>, CatalogError> {
-        let mut bans = Vec::new();
-        for (scope, target) in [
+    ) -> Result<(Vec<Ban>, BlacklistVersions), CatalogError> {
+        let targets = [
             (Scope::Supplier, supplier.as_str()),
             (Scope::Model, model.as_str()),
             (Scope::Device, serial.as_str()),
-        ] {
+        ];
+        let version_keys: Vec<Key> = targets
+            .iter()
+            .map(|(scope, target)| blacklist_version_key(*scope, target))
+            .collect();
+        let read = self.store.get_many(&version_keys).await?;
+        let versions = BlacklistVersions(
+            version_keys
+                .into_iter()
+                .zip(read)
+                .map(|(key, item)| (key, item.map(|i| i.n(VERSION).unwrap_or(0))))
+                .collect(),
+        );
+        let mut bans = Vec::new();
+        for (scope, target) in targets {
             bans.extend(
                 self.entries_targeting(scope, target)
                     .await?
@@ -399,6 +450,6 @@ impl Catalog {
                     .map(BlacklistEntry::ban),
             );
         }
-        Ok(bans)
+        Ok((bans, versions))
     }
 }

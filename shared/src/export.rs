@@ -4,6 +4,12 @@
 //!
 //! Money cells hold integer fen and are written as yuan: `12.34` in CSV, the number 12.34 with the
 //! format `0.00` in XLSX (fen ÷ 100 is exact in an f64 below 2^53 fen).
+//!
+//! Text cells are data, never formulas (OWASP "CSV injection"): a text cell that starts with `=`,
+//! `+`, `-`, `@`, a tab or a carriage return (or their full-width forms `＝＋－＠`) is written with a
+//! leading `'`, in CSV and in XLSX alike (XLSX cells are written as strings, which never
+//! evaluate; the prefix keeps a sheet re-saved as CSV safe too). Numbers are number cells
+//! ([`Cell::Int`], [`Cell::Fen`], [`Cell::Decimal`]), so a negative amount stays a number.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +25,9 @@ pub enum Cell {
     Int(i64),
     /// An amount in fen, shown in yuan.
     Fen(i64),
+    /// A decimal given in units of 10^-scale: `Decimal(667, 3)` is 0.667; shown without
+    /// trailing zeros (`Decimal(2000, 3)` is 2).
+    Decimal(i64, u32),
     Empty,
 }
 
@@ -44,6 +53,36 @@ pub struct Table {
 
 /// Fen as a yuan string with two decimals: `-1234` → `-12.34` (the ledger's own formatter).
 pub use crate::domain::safety_fund::yuan;
+
+/// Characters that make a spreadsheet read a cell as a formula when they lead it.
+const FORMULA_LEADS: [char; 10] = [
+    '=', '+', '-', '@', '\t', '\r', '\u{FF1D}', '\u{FF0B}', '\u{FF0D}', '\u{FF20}',
+];
+
+/// A text cell as written: with a leading `'` when a spreadsheet would take it for a formula.
+pub fn neutralise(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(FORMULA_LEADS) {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// `value × 10^-scale` as a decimal without trailing zeros: (667, 3) → `0.667`, (-2000, 3) → `-2`.
+pub fn decimal(value: i64, scale: u32) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let a = value.unsigned_abs();
+    let Some(div) = 10u64.checked_pow(scale) else {
+        return format!("{sign}0");
+    };
+    let frac = a % div;
+    if frac == 0 {
+        format!("{sign}{}", a / div)
+    } else {
+        let f = format!("{frac:0width$}", width = scale as usize);
+        format!("{sign}{}.{}", a / div, f.trim_end_matches('0'))
+    }
+}
 
 fn csv_field(out: &mut String, s: &str) {
     if s.contains([',', '"', '\n', '\r']) {
@@ -83,9 +122,10 @@ impl Table {
         line(&mut self.headers.iter().cloned());
         for row in &self.rows {
             line(&mut row.iter().map(|c| match c {
-                Cell::Text(s) => s.clone(),
+                Cell::Text(s) => neutralise(s).into_owned(),
                 Cell::Int(n) => n.to_string(),
                 Cell::Fen(f) => yuan(*f),
+                Cell::Decimal(v, scale) => decimal(*v, *scale),
                 Cell::Empty => String::new(),
             }));
         }
@@ -115,13 +155,18 @@ impl Table {
             for (c, cell) in row.iter().enumerate() {
                 match cell {
                     Cell::Text(s) => {
-                        sheet.write_string(r, col(c), s)?;
+                        sheet.write_string(r, col(c), neutralise(s))?;
                     }
                     Cell::Int(n) => {
                         sheet.write_number(r, col(c), *n as f64)?;
                     }
                     Cell::Fen(f) => {
                         sheet.write_number_with_format(r, col(c), *f as f64 / 100.0, &money)?;
+                    }
+                    Cell::Decimal(v, scale) => {
+                        // Correctly rounded: the same f64 as the decimal's text.
+                        let x = *v as f64 / 10f64.powi((*scale).min(18) as i32);
+                        sheet.write_number(r, col(c), x)?;
                     }
                     Cell::Empty => {}
                 }
@@ -248,6 +293,92 @@ mod tests {
         assert_eq!(rows[1][2], Data::Float(1234.56));
         assert_eq!(rows[2][2], Data::Float(-0.05));
         assert_eq!(rows[3][1], Data::Float(2.0));
+    }
+
+    /// Cells a hostile name or reference could put in an export.
+    fn hostile() -> Table {
+        let mut t = Table::new("导出", &["名称", "金额(元)", "数量"]);
+        for s in [
+            "=HYPERLINK(\"http://x\",\"点我\")",
+            "+1+2",
+            "-2+3",
+            "@SUM(A1)",
+            "\t=1",
+            "\r=1",
+            "＝1+1",
+            "=1,2",
+        ] {
+            t.push(vec![s.into(), Cell::Fen(-1234), Cell::Decimal(-333, 3)]);
+        }
+        t.push(vec![
+            "吉林-建工 = 好".into(),
+            Cell::Int(-5),
+            Cell::Decimal(2000, 3),
+        ]);
+        t
+    }
+
+    #[test]
+    fn csv_neutralises_formula_cells_and_keeps_negative_numbers() {
+        let csv = hostile().to_csv();
+        let lines: Vec<&str> = csv['\u{feff}'.len_utf8()..].split("\r\n").collect();
+        assert_eq!(
+            lines[1],
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"点我\"\")\",-12.34,-0.333"
+        );
+        assert_eq!(lines[2], "'+1+2,-12.34,-0.333");
+        assert_eq!(lines[3], "'-2+3,-12.34,-0.333");
+        assert_eq!(lines[4], "'@SUM(A1),-12.34,-0.333");
+        assert_eq!(lines[5], "'\t=1,-12.34,-0.333");
+        assert_eq!(lines[6], "\"'\r=1\",-12.34,-0.333");
+        assert_eq!(lines[7], "'＝1+1,-12.34,-0.333");
+        assert_eq!(lines[8], "\"'=1,2\",-12.34,-0.333");
+        // Only a leading character counts; numbers are never prefixed.
+        assert_eq!(lines[9], "吉林-建工 = 好,-5,2");
+        for l in &lines[1..9] {
+            assert!(l.starts_with("'") || l.starts_with("\"'"), "{l:?}");
+        }
+    }
+
+    #[test]
+    fn xlsx_writes_formula_text_as_prefixed_strings_and_numbers_as_numbers() {
+        let bytes = hostile().to_xlsx().unwrap();
+        let mut book: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).unwrap();
+        let range = book.worksheet_range("导出").unwrap();
+        let rows: Vec<Vec<Data>> = range.rows().map(|r| r.to_vec()).collect();
+        assert_eq!(
+            rows[1][0],
+            Data::String("'=HYPERLINK(\"http://x\",\"点我\")".into())
+        );
+        assert_eq!(rows[2][0], Data::String("'+1+2".into()));
+        assert_eq!(rows[3][0], Data::String("'-2+3".into()));
+        assert_eq!(rows[4][0], Data::String("'@SUM(A1)".into()));
+        assert_eq!(rows[7][0], Data::String("'＝1+1".into()));
+        for r in &rows[1..9] {
+            assert_eq!(r[1], Data::Float(-12.34));
+            assert_eq!(r[2], Data::Float(-0.333));
+        }
+        assert_eq!(rows[9][0], Data::String("吉林-建工 = 好".into()));
+        assert_eq!(rows[9][1], Data::Float(-5.0));
+        assert_eq!(rows[9][2], Data::Float(2.0));
+        // No cell of the sheet is a formula.
+        let formulas = book.worksheet_formula("导出").unwrap();
+        assert!(
+            formulas.used_cells().all(|(_, _, f)| f.is_empty()),
+            "{formulas:?}"
+        );
+    }
+
+    #[test]
+    fn decimals_print_without_trailing_zeros() {
+        assert_eq!(decimal(667, 3), "0.667");
+        assert_eq!(decimal(2_000, 3), "2");
+        assert_eq!(decimal(4_250, 3), "4.25");
+        assert_eq!(decimal(-333, 3), "-0.333");
+        assert_eq!(decimal(0, 3), "0");
+        assert_eq!(decimal(1_234, 2), "12.34");
+        assert_eq!(decimal(-150, 2), "-1.5");
+        assert_eq!(decimal(i64::MIN, 3), "-9223372036854775.808");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::catalog::BlacklistVersions;
 use crate::directory::ListPage;
 use crate::domain::devices::{
     BlacklistEntry, BlacklistId, Category, DeviceId, ModelId, Scope, SerialNo, SupplierId,
@@ -26,7 +27,12 @@ use crate::domain::devices::{
 use crate::domain::tenancy::{ProjectId, RegionCode};
 use crate::ids::IntegratorId;
 use crate::store::records::{self, decode, record};
-use crate::store::{Condition, Cursor, Item, Key, Query, SkCond, Store, StoreError, TxOp, keys};
+use crate::store::{
+    Attr, Condition, Cursor, Item, Key, Query, SkCond, Store, StoreError, TxOp, keys,
+};
+
+/// How often a change of a device record is retried after losing a race.
+const MAX_ATTEMPTS: usize = 8;
 
 /// Attribute conditioning decommissioning: `active` until decommissioned.
 const STATUS: &str = "status";
@@ -130,6 +136,13 @@ pub enum FleetError {
     AlreadyDecommissioned,
     #[error("{0} already exists")]
     Exists(&'static str),
+    /// A blacklist entry naming the device's supplier, model or serial was issued since its
+    /// binding check: check again.
+    #[error("the blacklist changed during the binding; check it again")]
+    BlacklistChanged,
+    /// The device kept changing concurrently.
+    #[error("the device changed concurrently; retry")]
+    Contention,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("stored record is corrupt: {0}")]
@@ -216,9 +229,15 @@ impl Fleet {
     }
 
     /// Binds a new (active) device: record, listing, id pointer, serial pointer and `BOUND`
-    /// pointers in one transaction. `SerialBound` names the holder if the supplier's serial is
-    /// bound already.
-    pub async fn bind(&self, integrator: &IntegratorId, d: &Device) -> Result<(), FleetError> {
+    /// pointers in one transaction, conditioned on the blacklist `versions` its binding check
+    /// read (`BlacklistChanged` when an entry was issued since). `SerialBound` names the holder
+    /// if the supplier's serial is bound already.
+    pub async fn bind(
+        &self,
+        integrator: &IntegratorId,
+        d: &Device,
+        versions: &BlacklistVersions,
+    ) -> Result<(), FleetError> {
         if &d.integrator_id != integrator || d.status != DeviceStatus::Active {
             return Err(FleetError::Store(StoreError::Invalid(
                 "bind takes an active device of the integrator".into(),
@@ -271,6 +290,8 @@ impl Fleet {
                 cond: None,
             });
         }
+        let checks = ops.len()..ops.len() + versions.checks().len();
+        ops.extend(versions.checks());
         let mn_index = ops.len();
         if let Some(mn) = &d.mn {
             ops.push(TxOp::Put {
@@ -287,6 +308,9 @@ impl Fleet {
         }
         match self.store.transact(ops).await {
             Ok(()) => Ok(()),
+            Err(StoreError::TransactionConditionFailed { index }) if checks.contains(&index) => {
+                Err(FleetError::BlacklistChanged)
+            }
             Err(StoreError::TransactionConditionFailed { index }) if index == mn_index => {
                 Err(FleetError::Exists("device with this HJ 212 MN"))
             }
@@ -349,27 +373,30 @@ impl Fleet {
         })
     }
 
-    /// Every device of the integrator, or only those carrying a blacklist flag. Reads the
-    /// integrator's device records and filters (fine while fleets are small).
-    pub async fn devices_of(
+    /// A page of the integrator's devices (by id), only those carrying a blacklist flag when
+    /// `only_flagged`.
+    pub async fn list_devices(
         &self,
         integrator: &IntegratorId,
         only_flagged: bool,
-    ) -> Result<Vec<Device>, FleetError> {
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Result<ListPage<Device>, FleetError> {
+        let q = Query::partition(&keys::integrator(integrator))
+            .sk(SkCond::BeginsWith(keys::DEVICE_PREFIX.into()));
+        records::page_filtered(&*self.store, q, limit, cursor, |d: &Device| {
+            !only_flagged || d.untrusted()
+        })
+        .await
+    }
+
+    /// Every device of the integrator (for platform jobs), read a page at a time.
+    pub async fn devices_of(&self, integrator: &IntegratorId) -> Result<Vec<Device>, FleetError> {
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
-            let q = Query::partition(&keys::integrator(integrator))
-                .sk(SkCond::BeginsWith(keys::DEVICE_PREFIX.into()))
-                .limit(200)
-                .after(cursor);
-            let page = self.store.query(q).await?;
-            for item in &page.items {
-                let d: Device = decode(item)?;
-                if !only_flagged || d.untrusted() {
-                    out.push(d);
-                }
-            }
+            let page = self.list_devices(integrator, false, 200, cursor).await?;
+            out.extend(page.items);
             match page.next {
                 Some(c) => cursor = Some(c),
                 None => return Ok(out),
@@ -377,33 +404,51 @@ impl Fleet {
         }
     }
 
-    /// Stores `d` (record and listing copy), if the stored one is still active.
-    pub async fn update(&self, integrator: &IntegratorId, d: &Device) -> Result<(), FleetError> {
-        if &d.integrator_id != integrator || d.status != DeviceStatus::Active {
-            return Err(FleetError::Store(StoreError::Invalid(
-                "update takes an active device of the integrator".into(),
-            )));
+    /// Changes an active device: reads its record, applies `change` (which answers whether it
+    /// changed anything), and stores the record and its listing copy only if the record is
+    /// still exactly what was read — a compare-and-swap on the stored JSON, so a concurrent
+    /// change (another entry's flag, a rotation) is never overwritten; on a lost race it reads
+    /// again and reapplies. `None`: no such device; `AlreadyDecommissioned` when it is not
+    /// active.
+    pub async fn modify(
+        &self,
+        integrator: &IntegratorId,
+        id: &DeviceId,
+        mut change: impl FnMut(&mut Device) -> bool,
+    ) -> Result<Option<Device>, FleetError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(item) = self.store.get(&device_key(integrator, id)).await? else {
+                return Ok(None);
+            };
+            let mut d: Device = decode(&item)?;
+            if d.status != DeviceStatus::Active {
+                return Err(FleetError::AlreadyDecommissioned);
+            }
+            if !change(&mut d) {
+                return Ok(Some(d));
+            }
+            let read = item.attr(records::DATA).cloned().unwrap_or(Attr::Null);
+            let (main, listing) = Self::copies(&d)?;
+            match self
+                .store
+                .transact(vec![
+                    TxOp::Put {
+                        item: main,
+                        cond: Some(Condition::Equals(records::DATA.to_owned(), read)),
+                    },
+                    TxOp::Put {
+                        item: listing,
+                        cond: Some(Condition::Exists),
+                    },
+                ])
+                .await
+            {
+                Ok(()) => return Ok(Some(d)),
+                Err(e) if is_condition_failure(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
-        let (main, listing) = Self::copies(d)?;
-        self.store
-            .transact(vec![
-                TxOp::Put {
-                    item: main,
-                    cond: Some(Condition::equals(STATUS, DeviceStatus::Active.as_str())),
-                },
-                TxOp::Put {
-                    item: listing,
-                    cond: Some(Condition::Exists),
-                },
-            ])
-            .await
-            .map_err(|e| {
-                if is_condition_failure(&e) {
-                    FleetError::AlreadyDecommissioned
-                } else {
-                    e.into()
-                }
-            })
+        Err(FleetError::Contention)
     }
 
     /// Stores `d` (now decommissioned) if the stored record is active, and removes its serial
@@ -481,26 +526,24 @@ impl Fleet {
     /// Flags every active device the (active) entry covers; idempotent. Returns how many
     /// devices carry the flag now.
     pub async fn flag(&self, e: &BlacklistEntry, since: &str) -> Result<usize, FleetError> {
-        let covered = self.covered_by(e).await?;
         let mut n = 0;
-        for b in covered {
-            let Some(mut d) = self.device(&b.integrator_id, &b.device_id).await? else {
-                continue;
-            };
-            if d.status != DeviceStatus::Active {
-                continue;
-            }
-            n += 1;
-            if d.flags.iter().any(|f| f.entry_id == e.id) {
-                continue;
-            }
-            d.flags.push(Flag {
-                entry_id: e.id.clone(),
-                scope: e.scope,
-                since: since.to_owned(),
-            });
-            match self.update(&b.integrator_id, &d).await {
-                Ok(()) | Err(FleetError::AlreadyDecommissioned) => {}
+        for b in self.covered_by(e).await? {
+            let flagged = self
+                .modify(&b.integrator_id, &b.device_id, |d| {
+                    if d.flags.iter().any(|f| f.entry_id == e.id) {
+                        return false;
+                    }
+                    d.flags.push(Flag {
+                        entry_id: e.id.clone(),
+                        scope: e.scope,
+                        since: since.to_owned(),
+                    });
+                    true
+                })
+                .await;
+            match flagged {
+                Ok(Some(_)) => n += 1,
+                Ok(None) | Err(FleetError::AlreadyDecommissioned) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -510,16 +553,15 @@ impl Fleet {
     /// Removes the entry's flag from every device it covers (after lifting); idempotent.
     pub async fn unflag(&self, e: &BlacklistEntry) -> Result<(), FleetError> {
         for b in self.covered_by(e).await? {
-            let Some(mut d) = self.device(&b.integrator_id, &b.device_id).await? else {
-                continue;
-            };
-            let before = d.flags.len();
-            d.flags.retain(|f| f.entry_id != e.id);
-            if d.status != DeviceStatus::Active || d.flags.len() == before {
-                continue;
-            }
-            match self.update(&b.integrator_id, &d).await {
-                Ok(()) | Err(FleetError::AlreadyDecommissioned) => {}
+            let unflagged = self
+                .modify(&b.integrator_id, &b.device_id, |d| {
+                    let before = d.flags.len();
+                    d.flags.retain(|f| f.entry_id != e.id);
+                    d.flags.len() != before
+                })
+                .await;
+            match unflagged {
+                Ok(_) | Err(FleetError::AlreadyDecommissioned) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -28,10 +28,10 @@ use crate::domain::safety_fund::{
     self as sf, BrokenLink, CivilizedAccount, CivilizedTerms, ContractVariation, CostPlan,
     EnterpriseYearSummary, Entry, Expenditure, FeeRules, FeeRulesSet, Flag, FlagLevel, FundAccount,
     Links, PlanLine, ProjectLedger, ProjectTerms, Regime, SafetyFundError, Settlement, Subcontract,
-    YearMonth,
+    TakeBack, YearMonth,
 };
 use crate::domain::tenancy::{CustomerId, Project};
-use crate::handoff::{self, InvoiceIssued};
+use crate::handoff::{self, HandoffEvent, InvoiceChange};
 use crate::ids::IntegratorId;
 use crate::store::keys::{self, EntityKind};
 use crate::store::records::{DATA, decode, record};
@@ -59,6 +59,10 @@ pub enum FundsError {
     Contention,
     #[error("the account's rules version `{0}` is not configured")]
     UnknownRulesVersion(String),
+    /// The project's terms cannot open an account (a contract value beyond the bounds, stored
+    /// before they were enforced at the edge): it has no ledger, and never gets one.
+    #[error("the project's terms cannot open a safety-fund account: {0}")]
+    Terms(SafetyFundError),
 }
 
 /// The two ledgers of a project.
@@ -227,7 +231,7 @@ pub struct EnterpriseYear {
 /// A hand-off event that could not be posted (kept, never dropped).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailedHandoff {
-    pub event: InvoiceIssued,
+    pub event: HandoffEvent,
     pub reason: String,
     pub at: String,
 }
@@ -336,7 +340,7 @@ impl Funds {
         let Some(item) = self.store.get(&key).await? else {
             let rules = self.rules_on(today())?;
             return Ok(Accounts {
-                safety: FundAccount::open(terms_of(p), rules)?,
+                safety: FundAccount::open(terms_of(p), rules).map_err(FundsError::Terms)?,
                 civilized: CivilizedAccount::default(),
                 plan: CostPlan::new(),
                 rev: 0,
@@ -373,6 +377,21 @@ impl Funds {
             stored: (h.safety_len, h.civilized_len),
             exists: true,
         })
+    }
+
+    /// The accounts for a summary over many projects (an enterprise's, a region's, the flag
+    /// sweep): `None` for a project whose terms cannot open an account ([`FundsError::Terms`]).
+    /// Such a project has no ledger, so leaving it out loses nothing, and it cannot break the
+    /// summaries of every other project.
+    pub async fn load_for_summary(&self, p: &Project) -> Result<Option<Accounts>, FundsError> {
+        match self.load(p).await {
+            Ok(a) => Ok(Some(a)),
+            Err(FundsError::Terms(e)) => {
+                tracing::error!(project = %p.id, error = %e, "project left out of fund summaries");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The rules version the account was opened under (an account keeps it).
@@ -530,8 +549,9 @@ impl Funds {
         loop {
             let page = self.directory.all_projects(100, cursor).await?;
             for p in &page.items {
-                let a = match self.load(p).await {
-                    Ok(a) => a,
+                let a = match self.load_for_summary(p).await {
+                    Ok(Some(a)) => a,
+                    Ok(None) => continue,
                     Err(FundsError::Broken(b)) => {
                         tracing::error!(project = %p.id, broken = %b, "ledger chain broken");
                         continue;
@@ -661,8 +681,9 @@ impl Funds {
                 .list_customers_projects(&customer, 200, cursor)
                 .await?;
             for p in page.items {
-                if &p.contractor_customer_id == c {
-                    let a = self.load(&p).await?;
+                if &p.contractor_customer_id == c
+                    && let Some(a) = self.load_for_summary(&p).await?
+                {
                     out.push((p, a));
                 }
             }
@@ -791,82 +812,107 @@ impl Funds {
         .await
     }
 
-    /// Posts every pending hand-off event (billing's issued invoices funded by safety money) as
-    /// one expenditure each. The ledger append and the removal of the event commit together; an
-    /// event that cannot be posted is moved, with its reason, to `HANDOFF_FAILED#…`.
+    /// Posts every pending hand-off event (what happened to billing's invoices funded by safety
+    /// money): an issue as one expenditure, a credit note or a void as the entry that takes it
+    /// back. The ledger append and the removal of the event commit together; an event that
+    /// cannot be posted is moved, with its reason, to `HANDOFF_FAILED#…`.
     pub async fn drain_handoffs(&self) -> Result<DrainReport, FundsError> {
         let mut report = DrainReport::default();
+        let mut cursor = None;
         loop {
-            let batch = handoff::pending(self.store.as_ref(), 50).await?;
-            if batch.is_empty() {
-                return Ok(report);
-            }
+            let (batch, next) = handoff::pending(self.store.as_ref(), 50, cursor).await?;
             for e in batch {
-                match self.post_invoice(&e).await {
+                match self.post_event(&e).await {
                     Ok(true) => report.posted += 1,
                     Ok(false) => report.already_posted += 1,
                     Err(FundsError::Store(s)) => return Err(FundsError::Store(s)),
                     Err(reason) => {
-                        tracing::error!(invoice = %e.invoice_id, error = %reason, "hand-off event not posted");
+                        tracing::error!(invoice = %e.invoice.invoice_id, error = %reason, "hand-off event not posted");
                         self.fail_handoff(&e, &reason.to_string()).await?;
                         report.failed += 1;
                     }
                 }
             }
+            // Posted events are gone; the cursor still marks where the next page starts.
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(report),
+            }
         }
     }
 
-    /// Posts one event; `false` when the invoice was already posted (the event is then removed).
-    async fn post_invoice(&self, e: &InvoiceIssued) -> Result<bool, FundsError> {
-        let i = IntegratorId::parse(&e.integrator_id)
+    /// Posts one event; `false` when it was already posted or leaves nothing to book (the event
+    /// is then removed).
+    async fn post_event(&self, e: &HandoffEvent) -> Result<bool, FundsError> {
+        let inv = &e.invoice;
+        let i = IntegratorId::parse(&inv.integrator_id)
             .map_err(|x| SafetyFundError::Config(x.to_string()))?;
-        let pid = crate::domain::tenancy::ProjectId::parse("project_id", &e.project_id)
+        let pid = crate::domain::tenancy::ProjectId::parse("project_id", &inv.project_id)
             .map_err(|x| SafetyFundError::Config(x.message))?;
         let Some(p) = self.directory.project(&i, &pid).await? else {
             return Err(
-                SafetyFundError::Config(format!("unknown project {}", e.project_id)).into(),
+                SafetyFundError::Config(format!("unknown project {}", inv.project_id)).into(),
             );
         };
-        let fund = if e.funding_source == "civilized_fee" {
+        let fund = if inv.funding_source == "civilized_fee" {
             Fund::Civilized
         } else {
             Fund::Safety
         };
-        if e.total_fen <= 0 {
-            // Nothing was spent: the event is consumed without an entry.
+        if inv.total_fen <= 0 {
+            // Nothing was spent, so nothing is taken back either: consumed without an entry.
             self.store.transact(vec![handoff::done_op(e)]).await?;
             return Ok(false);
         }
-        let exp = |category: String| Expenditure {
-            date: e.issued_on,
-            amount_fen: e.total_fen,
-            category,
-            summary: format!("智慧工地服务费（发票 {}，{}）", e.invoice_no, e.period),
-            evidence_ref: e.invoice_no.clone(),
-            links: Links {
-                invoice_id: Some(e.invoice_id.clone()),
-                subscription_id: Some(e.subscription_id.clone()),
-                ..Links::default()
-            },
+        let res = match &e.change {
+            InvoiceChange::Issued => {
+                let exp = |category: String| Expenditure {
+                    date: inv.issued_on,
+                    amount_fen: inv.total_fen,
+                    category,
+                    summary: format!("智慧工地服务费（发票 {}，{}）", inv.invoice_no, inv.period),
+                    evidence_ref: inv.invoice_no.clone(),
+                    links: Links {
+                        invoice_id: Some(inv.invoice_id.clone()),
+                        subscription_id: Some(inv.subscription_id.clone()),
+                        ..Links::default()
+                    },
+                };
+                self.change(&p, vec![handoff::done_op(e)], |a, rules| {
+                    match fund {
+                        Fund::Safety => {
+                            let cat = rules.invoice_category.get(a.safety.regime).clone();
+                            a.safety.record_expenditure(exp(cat), rules)?;
+                        }
+                        Fund::Civilized => {
+                            let cat = rules.civilized_invoice_category.clone();
+                            a.civilized.record_expenditure(exp(cat), rules)?;
+                        }
+                    }
+                    Ok(())
+                })
+                .await
+            }
+            InvoiceChange::Credited {
+                credit_note_id,
+                amount_fen,
+                on,
+            } => {
+                let take = TakeBack::Credit {
+                    note_id: credit_note_id.clone(),
+                    amount_fen: *amount_fen,
+                };
+                self.take_back(&p, e, fund, &take, *on).await
+            }
+            InvoiceChange::Voided { on } => self.take_back(&p, e, fund, &TakeBack::Void, *on).await,
         };
-        let res = self
-            .change(&p, vec![handoff::done_op(e)], |a, rules| {
-                match fund {
-                    Fund::Safety => {
-                        let cat = rules.invoice_category.get(a.safety.regime).clone();
-                        a.safety.record_expenditure(exp(cat), rules)?;
-                    }
-                    Fund::Civilized => {
-                        let cat = rules.civilized_invoice_category.clone();
-                        a.civilized.record_expenditure(exp(cat), rules)?;
-                    }
-                }
-                Ok(())
-            })
-            .await;
         match res {
             Ok(()) => Ok(true),
-            Err(FundsError::Rule(SafetyFundError::InvoiceAlreadyPosted { .. })) => {
+            Err(FundsError::Rule(
+                SafetyFundError::InvoiceAlreadyPosted { .. }
+                | SafetyFundError::CreditNoteAlreadyPosted { .. }
+                | SafetyFundError::NothingToTakeBack { .. },
+            )) => {
                 self.store.transact(vec![handoff::done_op(e)]).await?;
                 Ok(false)
             }
@@ -874,7 +920,28 @@ impl Funds {
         }
     }
 
-    async fn fail_handoff(&self, e: &InvoiceIssued, reason: &str) -> Result<(), FundsError> {
+    /// Books a credit note or a void of invoice `e` in `fund`'s ledger, consuming the event in
+    /// the same transaction.
+    async fn take_back(
+        &self,
+        p: &Project,
+        e: &HandoffEvent,
+        fund: Fund,
+        take: &TakeBack,
+        on: NaiveDate,
+    ) -> Result<(), FundsError> {
+        let invoice_id = e.invoice.invoice_id.as_str();
+        self.change(p, vec![handoff::done_op(e)], |a, _| {
+            match fund {
+                Fund::Safety => a.safety.take_back(invoice_id, take, on)?,
+                Fund::Civilized => a.civilized.ledger.take_back(invoice_id, take, on)?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn fail_handoff(&self, e: &HandoffEvent, reason: &str) -> Result<(), FundsError> {
         let failed = FailedHandoff {
             event: e.clone(),
             reason: reason.to_owned(),
@@ -882,7 +949,7 @@ impl Funds {
         };
         let key = Key::new(
             keys::platform(),
-            keys::handoff_failed_sk(&e.integrator_id, &e.invoice_id),
+            keys::handoff_failed_sk(&e.invoice.integrator_id, &e.id()),
         );
         self.store
             .transact(vec![

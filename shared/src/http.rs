@@ -25,6 +25,9 @@ pub struct Problem {
     /// small.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// Seconds for a `Retry-After` header (429 and 503 answers).
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 impl Problem {
@@ -36,7 +39,55 @@ impl Problem {
             detail: None,
             field: None,
             extensions: None,
+            retry_after: None,
         }
+    }
+
+    /// Sets the `Retry-After` header (seconds).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(u32::try_from(secs).unwrap_or(u32::MAX).max(1));
+        self
+    }
+
+    /// 429: the caller is throttled; retry after `secs`.
+    pub fn too_many_requests(secs: u64) -> Self {
+        Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            "Too many requests",
+        )
+        .retry_after(secs)
+    }
+
+    /// A problem for any status, with the status's own reason as its title (used where a layer
+    /// below the handlers answered, e.g. a timeout or an over-long body).
+    pub fn for_status(status: StatusCode) -> Self {
+        let (slug, title) = match status {
+            StatusCode::BAD_REQUEST => ("malformed-request", "Malformed request"),
+            StatusCode::UNAUTHORIZED => ("unauthorized", "Authentication required"),
+            StatusCode::FORBIDDEN => ("forbidden", "Forbidden"),
+            StatusCode::NOT_FOUND => ("not-found", "Not found"),
+            StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+            StatusCode::NOT_ACCEPTABLE => ("not-acceptable", "Not acceptable"),
+            StatusCode::REQUEST_TIMEOUT => ("request-timeout", "Request timeout"),
+            StatusCode::CONFLICT => ("conflict", "Conflict"),
+            StatusCode::LENGTH_REQUIRED => ("length-required", "Length required"),
+            StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "Request body too large"),
+            StatusCode::URI_TOO_LONG => ("uri-too-long", "URI too long"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => ("validation", "Invalid request field"),
+            StatusCode::TOO_MANY_REQUESTS => ("too-many-requests", "Too many requests"),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                ("headers-too-large", "Request headers too large")
+            }
+            StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "Service unavailable"),
+            StatusCode::GATEWAY_TIMEOUT => ("timeout", "The request took too long"),
+            s if s.is_server_error() => ("internal", "Internal error"),
+            _ => ("http-error", status.canonical_reason().unwrap_or("Error")),
+        };
+        Problem::new(status, slug, title)
     }
 
     /// Adds an extension member.
@@ -119,9 +170,14 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = self.retry_after;
         let mut res = (status, Json(self)).into_response();
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(secs) = retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         res
     }
 }
@@ -208,8 +264,21 @@ where
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| Problem::malformed(e.body_text()))?;
+            .map_err(body_rejection)?;
         parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A body that could not be read: too long (413, the limit named), cut off or unreadable (400).
+pub fn body_rejection(e: axum::extract::rejection::BytesRejection) -> Problem {
+    let status = e.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::for_status(status).detail(format!(
+            "the request body is larger than the limit of {} bytes",
+            body_limit()
+        ))
+    } else {
+        Problem::for_status(status).detail(e.body_text())
     }
 }
 
@@ -273,9 +342,127 @@ pub async fn not_found() -> Problem {
     Problem::not_found().detail("no such route")
 }
 
-/// Completes a router into a service: problem+json 404 for unknown routes and request tracing.
+/// Limits of the HTTP edge, the same in every deployment of a router. The single-box edition
+/// sets them from its command line ([`set_edge_limits`]); Lambdas use the defaults (API Gateway
+/// adds its own: 10 MB payloads, 30 s integrations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// Largest request body read, in bytes; beyond it 413.
+    pub max_body_bytes: usize,
+    /// Longest a request may take, body and handler; beyond it 503.
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        EdgeLimits {
+            max_body_bytes: 2 * 1024 * 1024,
+            request_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+static EDGE_LIMITS: std::sync::OnceLock<EdgeLimits> = std::sync::OnceLock::new();
+
+/// Sets the process's edge limits once, before the routers are built; later calls are ignored.
+pub fn set_edge_limits(limits: EdgeLimits) {
+    let _ = EDGE_LIMITS.set(limits);
+}
+
+/// The process's edge limits ([`EdgeLimits::default`] unless set).
+pub fn edge_limits() -> EdgeLimits {
+    *EDGE_LIMITS.get_or_init(EdgeLimits::default)
+}
+
+fn body_limit() -> usize {
+    edge_limits().max_body_bytes
+}
+
+/// Completes a router into a service: problem+json 404 for unknown routes, request tracing, the
+/// body-size limit (413), the request timeout (503), and every error answer as problem+json —
+/// also those that layers below the handlers give as plain text or an empty body (axum's path
+/// and query rejections, 405, 413, timeouts).
 pub fn finish(router: axum::Router) -> axum::Router {
-    router.fallback(not_found).layer(trace_layer())
+    let limits = edge_limits();
+    router
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.request_timeout,
+        ))
+        .layer(axum::middleware::map_response(problem_json_errors))
+        .layer(trace_layer())
+}
+
+/// Rewrites an error answer that is not problem+json into one with the same status, keeping its
+/// text as `detail` for 4xx (a 5xx body is never shown) and its other headers (`Allow`,
+/// `WWW-Authenticate`, `Retry-After` …).
+pub async fn problem_json_errors(res: Response) -> Response {
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with(PROBLEM_JSON));
+    if is_problem {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let mut problem = Problem::for_status(status);
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        problem = problem.detail(format!(
+            "the request body is larger than the limit of {} bytes",
+            body_limit()
+        ));
+    } else if status.is_client_error() && !text.is_empty() {
+        problem = problem.detail(text);
+    }
+    let mut out = problem.into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The caller's network address, when the deployment knows it: the TCP peer in the single-box
+/// edition (`ConnectInfo`), API Gateway's `sourceIp` in Lambda. Used to throttle by source, never
+/// to authorise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::ConnectInfo;
+        if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>()
+        {
+            return Ok(ClientIp(Some(addr.ip())));
+        }
+        let gateway = match parts
+            .extensions
+            .get::<lambda_http::request::RequestContext>()
+        {
+            Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => {
+                ctx.http.source_ip.as_deref().and_then(|ip| ip.parse().ok())
+            }
+            _ => None,
+        };
+        Ok(ClientIp(gateway))
+    }
 }
 
 /// The request span: method, path, and the tenant fields, declared empty here and recorded by

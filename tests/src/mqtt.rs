@@ -52,6 +52,15 @@ impl DeviceCreds {
     }
 }
 
+/// Provisions a tower crane into the world's project and returns its credentials.
+pub async fn crane(
+    api: &crate::world::Api,
+    w: &crate::world::World,
+    serial: &str,
+) -> anyhow::Result<DeviceCreds> {
+    DeviceCreds::from_answer(&crate::world::provision_crane(api, w, serial).await?)
+}
+
 /// The events of one connection, as the test sees them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seen {
@@ -183,4 +192,40 @@ impl Device {
         self.backlog.extend(kept);
         r
     }
+}
+
+/// A raw MQTT 3.1.1 session over plain TCP with a token: CONNECT with `keep_alive` seconds and a
+/// last will on the device's own events topic carrying `cause`; answers the socket after an
+/// accepting CONNACK.
+pub async fn raw_session(
+    addr: &str,
+    creds: &DeviceCreds,
+    keep_alive: u16,
+    cause: &str,
+) -> anyhow::Result<tokio::net::TcpStream> {
+    use rumqttc::mqttbytes::v4::{Connect, LastWill};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = Connect::new(creds.device_id.clone());
+    c.keep_alive = keep_alive;
+    c.set_login(creds.device_id.clone(), creds.device_token.clone());
+    let will =
+        serde_json::json!({"ts": chrono::Utc::now().to_rfc3339(), "type": "fault", "cause": cause});
+    c.last_will = Some(LastWill::new(
+        creds.events.clone(),
+        will.to_string(),
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let mut buf = bytes::BytesMut::new();
+    c.write(&mut buf)?;
+    let mut sock = tokio::net::TcpStream::connect(addr).await?;
+    sock.write_all(&buf).await?;
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), sock.read_exact(&mut connack))
+        .await
+        .context("no CONNACK within 10 s")??;
+    if connack != [0x20, 0x02, 0x00, 0x00] {
+        bail!("CONNACK {connack:?} does not accept the session");
+    }
+    Ok(sock)
 }

@@ -104,6 +104,18 @@ impl Api {
 
 pub const PASSWORD: &str = "Site-Safety-2026";
 
+/// Percent-encodes a query value (timestamps, cursors).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 pub fn uscc(first17: &str) -> String {
     let check = smartsite_shared::domain::tenancy::Uscc::check_char(first17).unwrap_or('?');
     format!("{first17}{check}")

@@ -232,8 +232,19 @@ async fn three_models_close_issue_and_export_over_http() {
     );
     assert_eq!(line["trace"], json!([format!("{m}/messages")]));
 
-    // The enterprise sees its invoices; the owner's representative may not read them.
-    let (s, v) = api
+    // The enterprise sees its invoices; the owner's representative those of the project its
+    // customer owns (the same three, billed to the contractor), and cannot issue them.
+    let ids = |v: &Value| {
+        let mut ids: Vec<String> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (s, mine) = api
         .call(
             "GET",
             &format!("/v1/invoices?period={m}"),
@@ -242,9 +253,19 @@ async fn three_models_close_issue_and_export_over_http() {
         )
         .await
         .unwrap();
-    assert_eq!((s, v["items"].as_array().unwrap().len()), (200, 3));
-    let (s, _) = api
+    assert_eq!((s, mine["items"].as_array().unwrap().len()), (200, 3));
+    let (s, owned) = api
         .call("GET", "/v1/invoices", Some(w.token("owner_rep")), None)
+        .await
+        .unwrap();
+    assert_eq!((s, ids(&owned)), (200, ids(&mine)));
+    let (s, _) = api
+        .call(
+            "POST",
+            &format!("/v1/invoices/{}/issue", ids(&mine)[0]),
+            Some(w.token("owner_rep")),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(s, 403);
@@ -359,8 +380,9 @@ async fn three_models_close_issue_and_export_over_http() {
 
     // The hand-off, end to end: the issued full-solution invoice (funded by the 安全文明施工费)
     // reaches the project's civilized ledger as a `smart_site` expenditure of 1,500,213 fen, and
-    // the leasing invoice (funded by the 安全生产费), once issued, its safety ledger under the
-    // 2022 list's `safety_informatisation` (contract signed 2026-03-01: r2022). Each once.
+    // its 13-fen credit note as a correction taking 13 back; the leasing invoice (funded by the
+    // 安全生产费), once issued, its safety ledger under the 2022 list's `safety_informatisation`
+    // (contract signed 2026-03-01: r2022). Each once.
     let (s, v) = post(format!("/v1/invoices/{lease_id}/issue"), None).await;
     assert_eq!(s, 200, "{v}");
     let fund = format!("/v1/projects/{}/safety-fund", w.project);
@@ -380,7 +402,7 @@ async fn three_models_close_issue_and_export_over_http() {
             .call("GET", &format!("{fund}/statement"), Some(ea), None)
             .await
             .unwrap();
-        if !civ["entries"].as_array().is_none_or(Vec::is_empty)
+        if civ["entries"].as_array().is_some_and(|e| e.len() >= 2)
             && !safety["entries"].as_array().is_none_or(Vec::is_empty)
         {
             posted = (civ, safety);
@@ -389,18 +411,22 @@ async fn three_models_close_issue_and_export_over_http() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let (civ, safety) = posted;
-    assert_eq!(civ["entries"].as_array().map(Vec::len), Some(1), "{civ}");
-    let e = &civ["entries"][0];
-    assert_eq!(
-        (
-            e["kind"].as_str(),
-            e["category"].as_str(),
-            e["spent_fen"].as_i64()
-        ),
-        (Some("expenditure"), Some("smart_site"), Some(1_500_213)),
-        "{e}"
-    );
-    assert_eq!(e["links"]["invoice_id"].as_str(), Some(id));
+    assert_eq!(civ["entries"].as_array().map(Vec::len), Some(2), "{civ}");
+    for (e, kind, spent) in [
+        (&civ["entries"][0], "expenditure", 1_500_213),
+        (&civ["entries"][1], "correction", -13),
+    ] {
+        assert_eq!(
+            (
+                e["kind"].as_str(),
+                e["category"].as_str(),
+                e["spent_fen"].as_i64()
+            ),
+            (Some(kind), Some("smart_site"), Some(spent)),
+            "{e}"
+        );
+        assert_eq!(e["links"]["invoice_id"].as_str(), Some(id));
+    }
     assert_eq!(
         safety["entries"].as_array().map(Vec::len),
         Some(1),
@@ -417,7 +443,7 @@ async fn three_models_close_issue_and_export_over_http() {
     let (_, acct) = api.call("GET", &fund, Some(ea), None).await.unwrap();
     assert_eq!(
         acct["civilized"]["spent_fen"].as_i64(),
-        Some(1_500_213),
+        Some(1_500_200),
         "{acct}"
     );
     assert!(

@@ -14,20 +14,11 @@ use rumqttc::{ConnectReturnCode, QoS};
 use serde_json::{Value, json};
 use smartsite::simulate::Scenario;
 use smartsite_tests::Server;
-use smartsite_tests::mqtt::{DeviceCreds, Seen, connect};
-use smartsite_tests::world::{Api, World, onboard, provision_crane, provision_dust};
+use smartsite_tests::mqtt::{DeviceCreds, Seen, connect, crane, raw_session};
+use smartsite_tests::world::{Api, World, onboard, provision_dust, urlencode};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_smartsite-under-test"))
-}
-
-fn endpoint(server: &Server, name: &str) -> String {
-    server.endpoints[name].as_str().unwrap().to_owned()
-}
-
-/// Provisions a tower crane into the world's project and returns its credentials.
-async fn crane(api: &Api, w: &World, serial: &str) -> DeviceCreds {
-    DeviceCreds::from_answer(&provision_crane(api, w, serial).await.unwrap()).unwrap()
 }
 
 /// A certified dust/noise model and a device of it with an HJ 212 MN.
@@ -62,8 +53,8 @@ async fn telemetry_over_tls_lands_in_state_series_quarantine_and_alarms() {
         .await
         .unwrap();
     let so = w.token("safety_officer");
-    let creds = crane(&api, &w, "m1-TC-9").await;
-    let mut dev = connect(&creds, &endpoint(&server, "mqtts"), false, &creds.device_id).unwrap();
+    let creds = crane(&api, &w, "m1-TC-9").await.unwrap();
+    let mut dev = connect(&creds, &server.endpoint("mqtts"), false, &creds.device_id).unwrap();
     assert_eq!(dev.connack().await.unwrap(), Ok(ConnectReturnCode::Success));
 
     // 95 % moment: TC-MOMENT warning (≥ 90, < 100).
@@ -185,7 +176,7 @@ async fn telemetry_over_tls_lands_in_state_series_quarantine_and_alarms() {
 
     // Another device's topic: refused (3.1.1 has no negative ack: the connection is closed) and
     // recorded; the other device has no data.
-    let other = crane(&api, &w, "m1-TC-10").await;
+    let other = crane(&api, &w, "m1-TC-10").await.unwrap();
     dev.client
         .publish(
             &other.telemetry,
@@ -214,7 +205,7 @@ async fn telemetry_over_tls_lands_in_state_series_quarantine_and_alarms() {
     assert!(series.is_empty(), "{series:?}");
 
     // A device may not subscribe to another device's commands.
-    let mut dev = connect(&creds, &endpoint(&server, "mqtts"), false, &creds.device_id).unwrap();
+    let mut dev = connect(&creds, &server.endpoint("mqtts"), false, &creds.device_id).unwrap();
     assert_eq!(dev.connack().await.unwrap(), Ok(ConnectReturnCode::Success));
     dev.client
         .subscribe(&other.cmd, QoS::AtLeastOnce)
@@ -257,6 +248,22 @@ async fn telemetry_over_tls_lands_in_state_series_quarantine_and_alarms() {
     );
     let v = get(&api, ia, &path).await;
     assert_eq!(v["telemetry_retention_days"], 90);
+    // A role that may not touch settings learns nothing about which integrators exist: the same
+    // 403 for this one, a made-up one and a malformed one, before the body is looked at.
+    let ops = w.token("integrator_ops");
+    for p in [
+        path.clone(),
+        "/v1/integrators/int-nosuchintegrator/ingest-settings".to_owned(),
+        "/v1/integrators/!!/ingest-settings".to_owned(),
+    ] {
+        for (method, body) in [("GET", None), ("PUT", Some(json!({"x": "not settings"})))] {
+            let (s, v) = api
+                .call(method, &p, Some(ops), body.as_ref())
+                .await
+                .unwrap();
+            assert_eq!(s, 403, "{method} {p}: {v}");
+        }
+    }
 
     // Another tenant cannot read this device's data.
     let w2 = onboard(&api, &admin, "m2", "220200", "220202", 2)
@@ -295,11 +302,11 @@ async fn revoked_and_retired_credentials_are_refused() {
         .await
         .unwrap();
     let ia = w.token("integrator_admin");
-    let mqtts = endpoint(&server, "mqtts");
-    let mqtt = endpoint(&server, "mqtt");
+    let mqtts = server.endpoint("mqtts");
+    let mqtt = server.endpoint("mqtt");
 
     // Certificate and token both work; a wrong token, a wrong client id do not.
-    let creds = crane(&api, &w, "r1-TC-2").await;
+    let creds = crane(&api, &w, "r1-TC-2").await.unwrap();
     let mut d = connect(&creds, &mqtts, false, &creds.device_id).unwrap();
     assert_eq!(d.connack().await.unwrap(), Ok(ConnectReturnCode::Success));
     let mut d = connect(&creds, &mqtt, true, &creds.device_id).unwrap();
@@ -380,8 +387,8 @@ async fn a_qos1_message_acknowledged_before_kill_9_is_there_after_restart() {
     let w = onboard(&api, &admin, "k1", "220100", "220102", 1)
         .await
         .unwrap();
-    let creds = crane(&api, &w, "k1-TC-2").await;
-    let mut dev = connect(&creds, &endpoint(&server, "mqtts"), false, &creds.device_id).unwrap();
+    let creds = crane(&api, &w, "k1-TC-2").await.unwrap();
+    let mut dev = connect(&creds, &server.endpoint("mqtts"), false, &creds.device_id).unwrap();
     assert_eq!(dev.connack().await.unwrap(), Ok(ConnectReturnCode::Success));
 
     // Publish a stream without waiting; kill -9 while acks are still arriving.
@@ -432,10 +439,10 @@ async fn a_qos1_message_acknowledged_before_kill_9_is_there_after_restart() {
         let mut path = format!(
             "/v1/devices/{}/telemetry?from={}&limit=200",
             creds.device_id,
-            urlenc(&(start - chrono::Duration::seconds(1)).to_rfc3339())
+            urlencode(&(start - chrono::Duration::seconds(1)).to_rfc3339())
         );
         if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={}", urlenc(c)));
+            path.push_str(&format!("&cursor={}", urlencode(c)));
         }
         let page = get(&api, &token, &path).await;
         stored += page["items"].as_array().unwrap().len();
@@ -451,17 +458,6 @@ async fn a_qos1_message_acknowledged_before_kill_9_is_there_after_restart() {
     eprintln!("kill -9: {acked} acknowledged, {stored} stored");
 }
 
-fn urlenc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dust_over_the_hourly_limit_sprays_and_stops_below_the_stop_value() {
     let (server, api, admin) = Server::spawn_as_admin(bin()).await.unwrap();
@@ -470,7 +466,7 @@ async fn dust_over_the_hourly_limit_sprays_and_stops_below_the_stop_value() {
         .unwrap();
     let so = w.token("safety_officer");
     let creds = dust(&api, &w, "s1", "0123456789ABCDEF01234567").await;
-    let mut dev = connect(&creds, &endpoint(&server, "mqtts"), false, &creds.device_id).unwrap();
+    let mut dev = connect(&creds, &server.endpoint("mqtts"), false, &creds.device_id).unwrap();
     assert_eq!(dev.connack().await.unwrap(), Ok(ConnectReturnCode::Success));
     dev.client
         .subscribe(&creds.cmd, QoS::AtLeastOnce)
@@ -657,8 +653,8 @@ async fn escalation_offline_presence_events_and_untrusted_data() {
         .await
         .unwrap();
     assert_eq!(s, 200, "{v}");
-    let creds = crane(&api, &w, "e1-TC-2").await;
-    let mut dev = connect(&creds, &endpoint(&server, "mqtts"), false, &creds.device_id).unwrap();
+    let creds = crane(&api, &w, "e1-TC-2").await.unwrap();
+    let mut dev = connect(&creds, &server.endpoint("mqtts"), false, &creds.device_id).unwrap();
     assert_eq!(dev.connack().await.unwrap(), Ok(ConnectReturnCode::Success));
 
     // 105 % moment: an alarm (not a warning, which would never leave the project).
@@ -757,7 +753,7 @@ async fn escalation_offline_presence_events_and_untrusted_data() {
         .await
         .unwrap();
     assert_eq!(s, 201, "{v}");
-    let mut dev = connect(&creds, &endpoint(&server, "mqtts"), false, &creds.device_id).unwrap();
+    let mut dev = connect(&creds, &server.endpoint("mqtts"), false, &creds.device_id).unwrap();
     assert_eq!(dev.connack().await.unwrap(), Ok(ConnectReturnCode::Success));
     let mut tagged = false;
     for _ in 0..12 {
@@ -792,9 +788,9 @@ async fn mqtt5_acks_stored_messages_and_refuses_foreign_topics_with_a_reason() {
     let w = onboard(&api, &admin, "v5", "220100", "220102", 1)
         .await
         .unwrap();
-    let creds = crane(&api, &w, "v5-TC-2").await;
-    let other = crane(&api, &w, "v5-TC-3").await;
-    let (host, port) = smartsite::simulate::host_port(&endpoint(&server, "mqtts")).unwrap();
+    let creds = crane(&api, &w, "v5-TC-2").await.unwrap();
+    let other = crane(&api, &w, "v5-TC-3").await.unwrap();
+    let (host, port) = smartsite::simulate::host_port(&server.endpoint("mqtts")).unwrap();
     let mut opts = Options5::new(creds.device_id.clone(), host, port);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_transport(rumqttc::Transport::tls_with_config(
@@ -853,39 +849,6 @@ async fn mqtt5_acks_stored_messages_and_refuses_foreign_topics_with_a_reason() {
     assert!(series.is_empty(), "{series:?}");
 }
 
-/// A raw MQTT 3.1.1 session over plain TCP with a token: CONNECT with `keep_alive` seconds and a
-/// last will on the device's own events topic carrying `cause`; answers the socket after CONNACK.
-async fn raw_session(
-    addr: &str,
-    creds: &DeviceCreds,
-    keep_alive: u16,
-    cause: &str,
-) -> tokio::net::TcpStream {
-    use rumqttc::mqttbytes::v4::{Connect, LastWill};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut c = Connect::new(creds.device_id.clone());
-    c.keep_alive = keep_alive;
-    c.set_login(creds.device_id.clone(), creds.device_token.clone());
-    let will = json!({"ts": Utc::now().to_rfc3339(), "type": "fault", "cause": cause});
-    c.last_will = Some(LastWill::new(
-        creds.events.clone(),
-        will.to_string(),
-        QoS::AtLeastOnce,
-        false,
-    ));
-    let mut buf = bytes::BytesMut::new();
-    c.write(&mut buf).unwrap();
-    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    sock.write_all(&buf).await.unwrap();
-    let mut connack = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(10), sock.read_exact(&mut connack))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "CONNACK accepted");
-    sock
-}
-
 fn causes(events: &Value) -> Vec<String> {
     events["items"]
         .as_array()
@@ -905,15 +868,15 @@ async fn keep_alive_expiry_and_lost_links_deliver_the_last_will_a_clean_disconne
         .await
         .unwrap();
     let so = w.token("safety_officer");
-    let creds = crane(&api, &w, "k1-TC-2").await;
-    let addr = endpoint(&server, "mqtt");
+    let creds = crane(&api, &w, "k1-TC-2").await.unwrap();
+    let addr = server.endpoint("mqtt");
     let state = format!("/v1/devices/{}/state", creds.device_id);
     let events = format!("/v1/devices/{}/events", creds.device_id);
 
     // 1. A clean DISCONNECT: the will is discarded (MQTT 3.1.1 §3.14.4). Three QoS 1 publishes
     // arrive in the same write as the DISCONNECT: all are stored and acknowledged before the
     // broker closes.
-    let mut sock = raw_session(&addr, &creds, 30, "clean").await;
+    let mut sock = raw_session(&addr, &creds, 30, "clean").await.unwrap();
     eventually(&api, so, &state, |v| v["online"] == true).await;
     let mut buf = bytes::BytesMut::new();
     for k in 1..=3u16 {
@@ -941,7 +904,7 @@ async fn keep_alive_expiry_and_lost_links_deliver_the_last_will_a_clean_disconne
 
     // 2. Keep-alive 1 s and then silence on an open socket: the broker gives up after 1.5 ×
     // keep-alive, closes the connection, marks the device offline and delivers the will.
-    let mut sock = raw_session(&addr, &creds, 1, "keepalive").await;
+    let mut sock = raw_session(&addr, &creds, 1, "keepalive").await.unwrap();
     let mut rest = Vec::new();
     let n = tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut rest))
         .await
@@ -955,7 +918,7 @@ async fn keep_alive_expiry_and_lost_links_deliver_the_last_will_a_clean_disconne
     eventually(&api, so, &state, |v| v["online"] == false).await;
 
     // 3. The link drops without DISCONNECT (socket closed): the will is delivered too.
-    let sock = raw_session(&addr, &creds, 30, "link_lost").await;
+    let sock = raw_session(&addr, &creds, 30, "link_lost").await.unwrap();
     drop(sock);
     let ev2 = eventually(&api, so, &events, |v| {
         causes(v).contains(&"link_lost".to_owned())
@@ -991,8 +954,8 @@ async fn a_device_silent_across_a_restart_still_gets_du_offline() {
         .await
         .unwrap();
     assert_eq!(s, 200, "{v}");
-    let creds = crane(&api, &w, "o1-TC-2").await;
-    let mut dev = connect(&creds, &endpoint(&server, "mqtts"), false, &creds.device_id).unwrap();
+    let creds = crane(&api, &w, "o1-TC-2").await.unwrap();
+    let mut dev = connect(&creds, &server.endpoint("mqtts"), false, &creds.device_id).unwrap();
     assert_eq!(dev.connack().await.unwrap(), Ok(ConnectReturnCode::Success));
     dev.publish_acked(
         &creds.telemetry,
@@ -1055,7 +1018,7 @@ async fn stuck_dust_data_and_boundary_noise_by_day_and_night_raise_their_alarms(
         .unwrap();
     let so = w.token("safety_officer");
     let creds = dust(&api, &w, "n1", "0123456789ABCDEF01234568").await;
-    let mut dev = connect(&creds, &endpoint(&server, "mqtts"), false, &creds.device_id).unwrap();
+    let mut dev = connect(&creds, &server.endpoint("mqtts"), false, &creds.device_id).unwrap();
     assert_eq!(dev.connack().await.unwrap(), Ok(ConnectReturnCode::Success));
 
     // Boundary noise, GB 12523: at night (22:00–06:00 Shanghai) above 55 dB(A), by day above

@@ -21,8 +21,9 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use serde_json::Value;
 use smartsite::simulate::{Scenario, SimulateArgs};
+use smartsite_bench::fleet::onboard_fleet;
+use smartsite_bench::procfs::{cpu_seconds, thread_cpu_seconds};
 use smartsite_shared::store::embedded::WRITER_THREAD;
-use smartsite_tests::world::{Api, onboard};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -41,6 +42,9 @@ struct Args {
     /// Skip the smartsite run (mosquitto only).
     #[arg(long)]
     mosquitto_only: bool,
+    /// Skip the mosquitto runs (where it is not installed).
+    #[arg(long, conflicts_with = "mosquitto_only")]
+    smartsite_only: bool,
 }
 
 /// Stops the broker when dropped: SIGTERM first (so `smartsite serve` shuts down cleanly and,
@@ -68,35 +72,6 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-/// CPU seconds (user + system) a process used so far, from /proc.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    stat_cpu(&format!("/proc/{pid}/stat")).map(|(_, cpu)| cpu)
-}
-
-/// CPU seconds of a process's threads named `name` (the store's writer thread: the one part of
-/// the pipeline that cannot spread over cores).
-fn thread_cpu_seconds(pid: u32, name: &str) -> f64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0.0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| stat_cpu(&t.path().join("stat").to_string_lossy()))
-        .filter(|(comm, _)| comm == name)
-        .map(|(_, cpu)| cpu)
-        .sum()
-}
-
-/// A /proc `stat` file's command name and CPU seconds (user + system).
-fn stat_cpu(path: &str) -> Option<(String, f64)> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    let (head, rest) = stat.rsplit_once(')')?;
-    let comm = head.split_once('(')?.1.to_owned();
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some((comm, ticks / 100.0))
 }
 
 /// One measured run: the simulator's summary, the broker's and the client's CPU seconds.
@@ -151,36 +126,10 @@ async fn smartsite_run(args: &Args) -> anyhow::Result<Run> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ep: Value = serde_json::from_slice(&std::fs::read(&endpoints)?)?;
-    let api = Api::new(&format!("http://{}", ep["http"].as_str().context("http")?));
-    let admin = api.login("admin", "Bench-Admin-2026!").await?;
-    let w = onboard(&api, &admin, "bench", "220100", "220102", 1).await?;
-    let token = w.token("integrator_admin").to_owned();
-    let (_, d) = api
-        .call(
-            "GET",
-            &format!("/v1/devices/{}", w.device),
-            Some(&token),
-            None,
-        )
-        .await?;
-    let model = d["model_id"].as_str().context("model")?.to_owned();
+    let fleet = onboard_fleet(&endpoints).await?;
     eprintln!("smartsite: provisioning {} devices…", args.devices);
-    let sim = |messages: u64| SimulateArgs {
-        endpoints: Some(endpoints.clone()),
-        devices: args.devices,
-        rate: 0.0,
-        scenario: Scenario::Normal,
-        duration: None,
-        messages: Some(messages),
-        project_id: Some(w.project.clone()),
-        model_id: Some(model.clone()),
-        token: Some(token.clone()),
-        state: None,
-        broker: None,
-        inflight: args.inflight,
-        sink: false,
-    };
+    let sim =
+        |messages: u64| fleet.simulate(args.devices, args.inflight, 0.0, None, Some(messages));
     // Provision and warm up, then measure.
     smartsite::simulate::run(sim(args.devices as u64 * 10)).await?;
     measured(server.0.id(), sim(args.messages)).await
@@ -245,6 +194,10 @@ async fn main() -> anyhow::Result<()> {
             r,
         ));
     }
+    if args.smartsite_only {
+        print_rows(rows);
+        return Ok(());
+    }
     let r = mosquitto_run(&args, false).await?;
     rows.push((
         "mosquitto 2.0 (no persistence): pub→ack, same client",
@@ -261,6 +214,13 @@ async fn main() -> anyhow::Result<()> {
         r.summary["delivered_per_second"].clone(),
         r,
     ));
+    print_rows(rows);
+    Ok(())
+}
+
+type ResultRow = (&'static str, Value, Value, Value, Run);
+
+fn print_rows(rows: Vec<ResultRow>) {
     println!(
         "| run | devices | messages | seconds | msg/s | broker CPU s (store writer) | client CPU s |"
     );
@@ -276,5 +236,4 @@ async fn main() -> anyhow::Result<()> {
             r.summary["devices"], r.broker_cpu, r.client_cpu
         );
     }
-    Ok(())
 }

@@ -95,6 +95,8 @@ pub enum Out {
     ConnAck {
         code: ConnectCode,
         receive_maximum: u16,
+        /// The keep-alive the server holds the client to, when not the one it asked for (v5).
+        server_keep_alive: Option<u16>,
     },
     PubAck {
         pkid: u16,
@@ -128,8 +130,9 @@ pub enum CodecError {
     Level(u8),
 }
 
-/// Whether `buf` holds the start of a complete packet, and the CONNECT's protocol level if the
-/// packet is a CONNECT. Used before the version is known.
+/// The CONNECT's protocol level once `buf` holds that far, or why the bytes cannot be a CONNECT
+/// (including one larger than [`MAX_PACKET`], refused from its fixed header). Used before the
+/// version is known.
 pub fn sniff_connect_level(buf: &[u8]) -> Option<Result<u8, CodecError>> {
     let first = *buf.first()?;
     if first >> 4 != 1 {
@@ -137,10 +140,12 @@ pub fn sniff_connect_level(buf: &[u8]) -> Option<Result<u8, CodecError>> {
             "the first packet must be CONNECT".into(),
         )));
     }
-    // Remaining length: up to 4 bytes of 7-bit groups.
+    // Remaining length: up to 4 bytes of 7-bit groups, least significant first.
     let mut i = 1;
+    let mut remaining = 0usize;
     loop {
         let b = *buf.get(i)?;
+        remaining |= usize::from(b & 0x7f) << (7 * (i - 1));
         i += 1;
         if b & 0x80 == 0 {
             break;
@@ -149,8 +154,18 @@ pub fn sniff_connect_level(buf: &[u8]) -> Option<Result<u8, CodecError>> {
             return Some(Err(CodecError::Malformed("bad remaining length".into())));
         }
     }
-    // Protocol name: 2-byte length, then "MQTT" (4) — level follows.
+    if remaining > MAX_PACKET {
+        return Some(Err(CodecError::Malformed(format!(
+            "CONNECT of {remaining} bytes exceeds the maximum packet size {MAX_PACKET}"
+        ))));
+    }
+    // Protocol name: 2-byte length, then "MQTT" (4) — level follows, inside the packet.
     let len = u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]) as usize;
+    if 2 + len >= remaining {
+        return Some(Err(CodecError::Malformed(
+            "CONNECT protocol name longer than the packet".into(),
+        )));
+    }
     let level = *buf.get(i + 2 + len)?;
     Some(Ok(level))
 }
@@ -349,6 +364,7 @@ fn to_v5(out: Out) -> v5::Packet {
         Out::ConnAck {
             code,
             receive_maximum,
+            server_keep_alive,
         } => v5::Packet::ConnAck(v5::ConnAck {
             session_present: false,
             code: match code {
@@ -371,7 +387,7 @@ fn to_v5(out: Out) -> v5::Packet {
                 wildcard_subscription_available: Some(0),
                 subscription_identifiers_available: Some(0),
                 shared_subscription_available: Some(0),
-                server_keep_alive: None,
+                server_keep_alive,
                 response_information: None,
                 server_reference: None,
                 authentication_method: None,
@@ -416,5 +432,62 @@ fn to_v5(out: Out) -> v5::Packet {
             properties: None,
         }),
         Out::PingResp => v5::Packet::PingResp(v5::PingResp),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// A CONNECT's first bytes: the fixed header with `remaining` (a variable byte integer as
+    /// sent), then the protocol name "MQTT" and level 4.
+    fn connect_head(remaining: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x10];
+        out.extend(remaining);
+        out.extend([0, 4, b'M', b'Q', b'T', b'T', 4]);
+        out
+    }
+
+    #[test]
+    fn a_connect_declaring_more_than_the_maximum_packet_is_refused_from_its_header() {
+        // 100 bytes, and exactly MAX_PACKET (64 KiB = 0x80 0x80 0x04).
+        assert!(matches!(
+            sniff_connect_level(&connect_head(&[100])),
+            Some(Ok(4))
+        ));
+        assert_eq!(MAX_PACKET, 4 * 128 * 128);
+        assert!(matches!(
+            sniff_connect_level(&connect_head(&[0x80, 0x80, 0x04])),
+            Some(Ok(4))
+        ));
+        // 256 MiB (the largest the encoding allows): refused before any of it is read.
+        let refused = sniff_connect_level(&connect_head(&[0xff, 0xff, 0xff, 0x7f]));
+        assert!(
+            matches!(&refused, Some(Err(CodecError::Malformed(m))) if m.contains("exceeds")),
+            "{refused:?}"
+        );
+        // One byte over.
+        assert!(matches!(
+            sniff_connect_level(&connect_head(&[0x81, 0x80, 0x04])),
+            Some(Err(_))
+        ));
+        // A protocol name that runs past the packet is no CONNECT either (it would make the
+        // sniffer wait for bytes of the next packet).
+        let mut long_name = connect_head(&[10]);
+        long_name[2] = 0xff;
+        assert!(matches!(sniff_connect_level(&long_name), Some(Err(_))));
+    }
+
+    #[test]
+    fn packets_after_connect_are_refused_from_their_header_beyond_the_maximum() {
+        for version in [Version::V4, Version::V5] {
+            // PUBLISH QoS 0 declaring MAX_PACKET + 1 bytes, of which only the header is here.
+            let mut buf = BytesMut::from(&[0x30, 0x81, 0x80, 0x04][..]);
+            assert!(read(version, &mut buf).is_err(), "{version:?}");
+            // Within the maximum, the same header just waits for more bytes.
+            let mut buf = BytesMut::from(&[0x30, 0x80, 0x80, 0x04][..]);
+            assert!(matches!(read(version, &mut buf), Ok(None)), "{version:?}");
+        }
     }
 }

@@ -20,6 +20,12 @@
 //!   takeover; the last will is delivered (as an `events` message, if the ACL allows its topic)
 //!   unless the client disconnected normally.
 //! - Downlink: [`Broker::send`] publishes on a connected device's `cmd` topic (QoS 1).
+//! - Bounded ([`MqttLimits`]): connections in total and per source address (both listeners
+//!   share the budget; refused at accept); one deadline from TCP accept to a complete CONNECT,
+//!   TLS handshake included; packets of at most [`codec::MAX_PACKET`], refused from the fixed
+//!   header, so the read buffer never holds more than one packet; keep-alive capped (0 = the
+//!   cap) and renewed only by whole packets, so a client trickling bytes is idle; at most
+//!   [`MAX_INFLIGHT`] publishes and [`MAX_INFLIGHT_BYTES`] of them being stored per connection.
 //!
 //! Why our own session loop over rumqttc's codecs rather than rumqttd or ntex-mqtt: rumqttd
 //! acknowledges QoS 1 once a message is in its in-memory commit log, with no hook to wait for our
@@ -49,12 +55,22 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
 
 use codec::{ConnectCode, In, Out, PubOutcome, Version};
+use smartsite_shared::telemetry::Untrusted;
+
+use crate::limits::{ConnCaps, MqttLimits};
 
 /// QoS 1/2 publishes of one connection being stored at once; beyond it the broker stops reading
 /// from that connection (back-pressure) until acks go out. Advertised as MQTT 5 receive maximum.
 pub const MAX_INFLIGHT: usize = 256;
-/// A client must send CONNECT this soon after connecting.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Payload bytes of one connection being stored at once, the other bound of the back-pressure:
+/// 256 packets of the largest size would pin 16 MiB per connection; telemetry (≈ 200 bytes a
+/// message) never comes near it.
+pub const MAX_INFLIGHT_BYTES: usize = 1024 * 1024;
+/// Read buffer before CONNECT: enough for a CONNECT with credentials; it grows (up to one packet)
+/// if the CONNECT carries a large will, and to [`SESSION_BUFFER`] once the client is in.
+const CONNECT_BUFFER: usize = 512;
+/// Read buffer of an authenticated session.
+const SESSION_BUFFER: usize = 8 * 1024;
 
 /// Resolves once the stop flag is set (or its sender is gone). The watch guard stays inside, so
 /// the caller's future remains `Send`.
@@ -74,9 +90,14 @@ pub trait Uplink: Send + Sync + 'static {
     async fn refused(&self, device: &DeviceIdentity, topic: &str, payload: Bytes, reason: &str);
 }
 
-/// The outcomes `(packet id, QoS, outcome)` of publishes handed over together.
-type Stored = Vec<(u16, u8, PubOutcome)>;
+/// The outcomes `(packet id, QoS, outcome)` of publishes handed over together, and their bytes.
+type Stored = (Vec<(u16, u8, PubOutcome)>, usize);
 type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Stored> + Send>>;
+
+/// What publishes hold while they are stored (the back-pressure's byte count).
+fn payload_bytes(msgs: &[Inbound]) -> usize {
+    msgs.iter().map(|m| m.payload.len()).sum()
+}
 
 struct SessionHandle {
     id: u64,
@@ -91,6 +112,9 @@ pub struct Broker {
     uplink: Arc<dyn Uplink>,
     sessions: Mutex<HashMap<String, SessionHandle>>,
     next_id: AtomicU64,
+    caps: Arc<ConnCaps>,
+    connect_timeout: Duration,
+    max_keep_alive: u16,
 }
 
 /// An authenticated connection's device and how it proved itself.
@@ -99,13 +123,25 @@ struct Authed {
 }
 
 impl Broker {
-    pub fn new(registry: Arc<LocalRegistry>, fleet: Fleet, uplink: Arc<dyn Uplink>) -> Arc<Self> {
+    pub fn new(
+        registry: Arc<LocalRegistry>,
+        fleet: Fleet,
+        uplink: Arc<dyn Uplink>,
+        limits: &MqttLimits,
+    ) -> Arc<Self> {
         Arc::new(Broker {
             registry,
             fleet,
             uplink,
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            caps: ConnCaps::new(
+                "mqtt",
+                limits.max_connections,
+                limits.max_connections_per_addr,
+            ),
+            connect_timeout: limits.connect_timeout(),
+            max_keep_alive: limits.max_keep_alive_secs,
         })
     }
 
@@ -144,16 +180,19 @@ impl Broker {
         stop: watch::Receiver<bool>,
     ) {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        self.accept_loop(listener, stop, move |broker, tcp, peer, stop| {
+        self.accept_loop(listener, stop, move |broker, tcp, peer, connect_by, stop| {
             let acceptor = acceptor.clone();
             async move {
-                let tls = match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout_at(connect_by, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
-                        tracing::info!(%peer, error = %e, "mqtts: TLS handshake refused");
+                        tracing::info!(%peer, error = %Untrusted(&e), "mqtts: TLS handshake refused");
                         return;
                     }
-                    Err(_) => return,
+                    Err(_) => {
+                        tracing::debug!(%peer, "mqtts: no TLS handshake in time; closing");
+                        return;
+                    }
                 };
                 let cert = tls
                     .get_ref()
@@ -161,7 +200,7 @@ impl Broker {
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .map(|c| c.as_ref().to_vec());
-                broker.session(tls, peer, cert, stop).await;
+                broker.session(tls, peer, cert, connect_by, stop).await;
             }
         })
         .await;
@@ -169,19 +208,31 @@ impl Broker {
 
     /// Serves plain MQTT (device tokens) on `listener` until `stop` turns true.
     pub async fn serve_plain(self: Arc<Self>, listener: TcpListener, stop: watch::Receiver<bool>) {
-        self.accept_loop(listener, stop, |broker, tcp, peer, stop| async move {
-            broker.session(tcp, peer, None, stop).await;
-        })
+        self.accept_loop(
+            listener,
+            stop,
+            |broker, tcp, peer, connect_by, stop| async move {
+                broker.session(tcp, peer, None, connect_by, stop).await;
+            },
+        )
         .await;
     }
 
+    /// Accepts connections within the caps and hands each to `handle` with the instant by which
+    /// its CONNECT must have arrived.
     async fn accept_loop<F, Fut>(
         self: Arc<Self>,
         listener: TcpListener,
         mut stop: watch::Receiver<bool>,
         handle: F,
     ) where
-        F: Fn(Arc<Self>, tokio::net::TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
+        F: Fn(
+            Arc<Self>,
+            tokio::net::TcpStream,
+            SocketAddr,
+            tokio::time::Instant,
+            watch::Receiver<bool>,
+        ) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let sessions_stop = stop.clone();
@@ -190,8 +241,15 @@ impl Broker {
                 _ = stopped(&mut stop) => return,
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
+                        // Beyond a cap the stream is dropped here, which closes it.
+                        let Some(permit) = self.caps.admit(peer) else { continue };
                         let _ = tcp.set_nodelay(true);
-                        tokio::spawn(handle(self.clone(), tcp, peer, sessions_stop.clone()));
+                        let connect_by = tokio::time::Instant::now() + self.connect_timeout;
+                        let session = handle(self.clone(), tcp, peer, connect_by, sessions_stop.clone());
+                        tokio::spawn(async move {
+                            session.await;
+                            drop(permit);
+                        });
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "mqtt: accept failed");
@@ -297,21 +355,24 @@ impl Broker {
         let uplink = self.uplink.clone();
         let msgs = std::mem::take(batch);
         let ids = std::mem::take(arrived);
+        let bytes = payload_bytes(&msgs);
         Box::pin(async move {
             let results = uplink.accept(msgs).await;
-            ids.into_iter()
+            let outcomes = ids
+                .into_iter()
                 .zip(results)
                 .map(|((pkid, qos), r)| {
                     let outcome = match r {
                         Ok(()) => PubOutcome::Stored,
                         Err(e) => {
-                            tracing::warn!(error = %e, "mqtt: message not stored");
+                            tracing::warn!(error = %Untrusted(&e), "mqtt: message not stored");
                             PubOutcome::Failed
                         }
                     };
                     (pkid, qos, outcome)
                 })
-                .collect()
+                .collect();
+            (outcomes, bytes)
         })
     }
 
@@ -320,16 +381,18 @@ impl Broker {
         stream: S,
         peer: SocketAddr,
         cert: Option<Vec<u8>>,
+        connect_by: tokio::time::Instant,
         mut stop: watch::Receiver<bool>,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (mut rd, mut wr) = tokio::io::split(stream);
-        let mut inb = BytesMut::with_capacity(8 * 1024);
-        let mut out = BytesMut::with_capacity(8 * 1024);
+        // Small until the client is in: an unauthenticated connection costs little.
+        let mut inb = BytesMut::with_capacity(CONNECT_BUFFER);
+        let mut out = BytesMut::new();
 
-        // CONNECT first, within the timeout.
-        let first = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        // CONNECT first, by the deadline set at accept.
+        let first = tokio::time::timeout_at(connect_by, async {
             loop {
                 if let Some(level) = codec::sniff_connect_level(&inb) {
                     let version = match level {
@@ -353,20 +416,30 @@ impl Broker {
             Ok(Ok((v, In::Connect(c)))) => (v, c),
             Ok(Ok(_)) => return,
             Ok(Err(e)) => {
-                tracing::info!(%peer, error = %e, "mqtt: refused before CONNECT");
+                tracing::info!(%peer, error = %Untrusted(&e), "mqtt: refused before CONNECT");
                 return;
             }
-            Err(_) => return,
+            Err(_) => {
+                tracing::debug!(%peer, "mqtt: no CONNECT in time; closing");
+                return;
+            }
         };
         let authed = match self.authenticate(&connect, cert.as_deref()).await {
             Ok(a) => a,
             Err(code) => {
-                tracing::info!(%peer, client_id = %connect.client_id, ?code, "mqtt: connection refused");
+                tracing::info!(
+                    %peer,
+                    client_id = %Untrusted(&connect.client_id),
+                    username = connect.username.as_deref().map(|u| tracing::field::display(Untrusted(u))),
+                    ?code,
+                    "mqtt: connection refused"
+                );
                 let _ = codec::write(
                     version,
                     Out::ConnAck {
                         code,
                         receive_maximum: 0,
+                        server_keep_alive: None,
                     },
                     &mut out,
                 );
@@ -397,22 +470,34 @@ impl Broker {
                 old.kick.notify_one();
             }
         }
+        // Keep-alive as AWS IoT Core: none asked (0) or more than the cap gets the cap, which an
+        // MQTT 5 client is told; 3.1.1 has no way to say it.
+        let keep_alive_secs = match connect.keep_alive {
+            0 => self.max_keep_alive,
+            k => k.min(self.max_keep_alive),
+        };
         let _ = codec::write(
             version,
             Out::ConnAck {
                 code: ConnectCode::Accepted,
                 receive_maximum: MAX_INFLIGHT as u16,
+                server_keep_alive: (keep_alive_secs != connect.keep_alive)
+                    .then_some(keep_alive_secs),
             },
             &mut out,
         );
         self.uplink.presence(&identity, true, Utc::now()).await;
         tracing::debug!(%peer, device = %device_id, ?version, "mqtt: connected");
+        inb.reserve(SESSION_BUFFER);
 
-        let keep_alive = Duration::from_millis(u64::from(connect.keep_alive) * 1500);
+        // 1.5 × keep-alive without a whole packet from the client ends the session (MQTT 3.1.1
+        // §3.1.2.10): bytes that do not complete a packet do not count.
+        let keep_alive = Duration::from_millis(u64::from(keep_alive_secs) * 1500);
         let mut deadline = tokio::time::Instant::now() + keep_alive;
         // Publishes read together are stored together: one hand-over to the uplink per read.
         let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
         let mut inflight_msgs = 0usize;
+        let mut inflight_bytes = 0usize;
         let mut arrived: Vec<(u16, u8)> = Vec::new();
         let mut batch: Vec<Inbound> = Vec::new();
         let mut qos2: HashSet<u16> = HashSet::new();
@@ -424,15 +509,17 @@ impl Broker {
 
         'session: loop {
             // Decode everything already buffered.
+            let mut heard = false;
             loop {
                 let pkt = match codec::read(version, &mut inb) {
                     Ok(Some(p)) => p,
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::info!(device = %device_id, error = %e, "mqtt: malformed packet, closing");
+                        tracing::info!(device = %device_id, error = %Untrusted(&e), "mqtt: malformed packet, closing");
                         break 'session;
                     }
                 };
+                heard = true;
                 match pkt {
                     In::Publish(p) => {
                         if !topics.may_publish(&p.topic) {
@@ -455,7 +542,7 @@ impl Broker {
                                 );
                                 continue;
                             }
-                            tracing::info!(device = %device_id, topic = %p.topic, "mqtt: publish outside the ACL, closing");
+                            tracing::info!(device = %device_id, topic = %Untrusted(&p.topic), "mqtt: publish outside the ACL, closing");
                             break 'session;
                         }
                         if p.qos == 2 && qos2.contains(&p.pkid) {
@@ -518,8 +605,12 @@ impl Broker {
                     }
                 }
             }
+            if heard {
+                deadline = tokio::time::Instant::now() + keep_alive;
+            }
             if !batch.is_empty() {
                 inflight_msgs += arrived.len();
+                inflight_bytes += payload_bytes(&batch);
                 inflight.push_back(self.hand_over(&mut batch, &mut arrived));
             }
             if !out.is_empty() {
@@ -528,7 +619,7 @@ impl Broker {
                 }
                 out.clear();
             }
-            let may_read = inflight_msgs < MAX_INFLIGHT;
+            let may_read = inflight_msgs < MAX_INFLIGHT && inflight_bytes < MAX_INFLIGHT_BYTES;
             tokio::select! {
                 biased;
                 _ = kick.notified() => {
@@ -539,8 +630,14 @@ impl Broker {
                     abnormal = false;
                     break 'session;
                 }
-                Some(stored) = inflight.next(), if !inflight.is_empty() => {
+                Some((stored, bytes)) = inflight.next(), if !inflight.is_empty() => {
                     inflight_msgs -= stored.len();
+                    inflight_bytes -= bytes;
+                    // The client's packets were whole when they were read; while the store held
+                    // them back, the client was not idle.
+                    if !may_read {
+                        deadline = tokio::time::Instant::now() + keep_alive;
+                    }
                     for (pkid, qos, outcome) in stored {
                         match (qos, outcome) {
                             (0, _) => {}
@@ -574,10 +671,10 @@ impl Broker {
                 read = rd.read_buf(&mut inb), if may_read => {
                     match read {
                         Ok(0) | Err(_) => break 'session,
-                        Ok(_) => deadline = tokio::time::Instant::now() + keep_alive,
+                        Ok(_) => {}
                     }
                 }
-                _ = tokio::time::sleep_until(deadline), if !keep_alive.is_zero() => {
+                _ = tokio::time::sleep_until(deadline) => {
                     tracing::info!(device = %device_id, "mqtt: keep-alive expired");
                     break 'session;
                 }
@@ -589,7 +686,7 @@ impl Broker {
         if !batch.is_empty() {
             inflight.push_back(self.hand_over(&mut batch, &mut arrived));
         }
-        while let Some(stored) = inflight.next().await {
+        while let Some((stored, _)) = inflight.next().await {
             for (pkid, qos, outcome) in stored {
                 if qos == 1 && outcome == PubOutcome::Stored {
                     let _ = codec::write(version, Out::PubAck { pkid, outcome }, &mut out);

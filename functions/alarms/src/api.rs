@@ -7,6 +7,7 @@ use smartsite_shared::alarming::{Alarm, AlarmError, Command, RuleView, Status};
 use smartsite_shared::auth::{Caller, Role, roles_json};
 use smartsite_shared::domain::alarms::{Patch, Tier};
 use smartsite_shared::domain::tenancy::{Project, RegionCode};
+use smartsite_shared::domain::text;
 use smartsite_shared::fleet::visible_device;
 use smartsite_shared::http::{List, ListParams, Problem};
 
@@ -167,9 +168,11 @@ async fn handle(
 ) -> Result<Alarm, Problem> {
     alarm(state, caller, id).await?;
     caller.require(HANDLE_ROLES)?;
-    if note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
-        return Err(Problem::validation("note", "at most 2000 characters"));
-    }
+    // Blank is no note; anything else is a multi-line note of at most 2000 characters.
+    let note = note
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| text::note("note", &n, 2000))
+        .transpose()?;
     match state
         .alarms
         .handle(id, to, &caller.user_id, note)
@@ -368,6 +371,10 @@ pub async fn commands(
         .await
         .map_err(|e| Problem::internal(&e))?
         .ok_or_else(Problem::not_found)?;
-    let items = state.alarms.commands(&d, page.limit()).await.map_err(err)?;
-    Ok(Json(List { items, next: None }))
+    let (items, next) = state
+        .alarms
+        .commands(&d, page.limit(), page.cursor.clone())
+        .await
+        .map_err(err)?;
+    Ok(Json(List { items, next }))
 }

@@ -1,7 +1,8 @@
 //! Two alarm evaluators over one store, as two Lambda containers of the AWS edition handling the
 //! same device at once (SQS does not order a standard queue, and IoT rules cannot feed FIFO
 //! queues): the rule state is written under its revision and an alarm opens once per device and
-//! rule, so racing containers raise one alarm, not two. Both storage adapters.
+//! rule, so racing containers raise one alarm, not two. Both storage adapters. Also: a device's
+//! commands page with a real cursor.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
@@ -68,6 +69,48 @@ async fn racing_containers_raise_one_alarm(store: Arc<dyn Store>) {
     assert_eq!(moment[0].status, Status::Open);
 }
 
+/// Seven commands stored as the spray logic stores them, read back two at a time by following
+/// `next`: each once, oldest first.
+async fn commands_page_with_a_cursor(store: Arc<dyn Store>) {
+    use smartsite_shared::alarming::Command;
+    use smartsite_shared::store::keys::{self, EntityKind};
+    use smartsite_shared::store::{Key, records};
+    let i = IntegratorId::parse("cmd-co").unwrap();
+    let d = crane(&i);
+    let mut sent = Vec::new();
+    for n in 0..7 {
+        let at = format!("2026-12-07T08:00:0{n}Z");
+        let cmd = Command {
+            device_id: d.id.to_string(),
+            at: at.clone(),
+            payload: json!({"cmd": "spray", "state": if n % 2 == 0 { "on" } else { "off" }}),
+            delivered: true,
+        };
+        let key = Key::new(
+            keys::entity(&i, EntityKind::Device, d.id.as_str()),
+            keys::command_sk(&at, &format!("{n:04}")),
+        );
+        store
+            .put(records::record(key, &cmd).unwrap(), None)
+            .await
+            .unwrap();
+        sent.push(at);
+    }
+    let alarms = Alarms::new(store);
+    let mut read = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (items, next) = alarms.commands(&d, 2, cursor).await.unwrap();
+        assert!(items.len() <= 2);
+        read.extend(items.into_iter().map(|c| c.at));
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(read, sent);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded() {
     let fx = smartsite_shared::testkit::embedded().await;
@@ -78,4 +121,16 @@ async fn embedded() {
 async fn dynamo() {
     let fx = smartsite_shared::testkit::dynamo().await;
     racing_containers_raise_one_alarm(fx.store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_page_embedded() {
+    let fx = smartsite_shared::testkit::embedded().await;
+    commands_page_with_a_cursor(fx.store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_page_dynamo() {
+    let fx = smartsite_shared::testkit::dynamo().await;
+    commands_page_with_a_cursor(fx.store).await;
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use smartsite_shared::auth::{Caller, Role, roles_json};
 use smartsite_shared::domain::billing::{Period, shanghai_date};
+use smartsite_shared::domain::bounds::report_sum;
 use smartsite_shared::domain::tenancy::{CustomerId, ProjectId};
 use smartsite_shared::export::{self, Cell, Format, Table};
 use smartsite_shared::http::{List, ListParams, Problem};
@@ -19,18 +20,27 @@ use smartsite_shared::ids::IntegratorId;
 
 use crate::AppState;
 use crate::service::{
-    API_SOURCE, CreditNote, Invoice, MAX_EVENTS, NewPackage, NewSubscription, ServiceError,
-    StoredPackage, Subscription, UsageResult, UsageStatus,
+    API_SOURCE, CloseFailure, CreditNote, Invoice, InvoiceScope, MAX_EVENTS, NewPackage,
+    NewSubscription, ServiceError, StoredPackage, Subscription, UsageResult, UsageStatus,
 };
 
 /// Who defines packages, manages subscriptions, posts usage, closes periods, issues invoices.
 pub const STAFF_ROLES: &[Role] = &[Role::IntegratorAdmin, Role::IntegratorOps];
 /// Who reads packages, subscriptions and invoices: the integrator's staff, and an enterprise's
-/// administrator for its own.
+/// administrator for its own (invoices: see [`INVOICE_READ_ROLES`]).
 pub const READ_ROLES: &[Role] = &[
     Role::IntegratorAdmin,
     Role::IntegratorOps,
     Role::EnterpriseAdmin,
+];
+
+/// Who reads invoices: [`READ_ROLES`], and a project owner's representative (建设单位) for the
+/// invoices of the projects its customer owns, whoever they are billed to.
+pub const INVOICE_READ_ROLES: &[Role] = &[
+    Role::IntegratorAdmin,
+    Role::IntegratorOps,
+    Role::EnterpriseAdmin,
+    Role::OwnerRep,
 ];
 
 fn err(e: ServiceError) -> Problem {
@@ -79,6 +89,47 @@ fn owns(caller: &Caller, customer_id: &str) -> bool {
             .customer
             .as_ref()
             .is_some_and(|c| c.as_str() == customer_id)
+}
+
+/// The owner customer the caller reads invoices for: a project owner's representative's own
+/// customer (never staff or an enterprise's administrator, who read by what is billed to whom).
+fn as_owner(caller: &Caller) -> Option<&CustomerId> {
+    if caller.staff_of().is_some() || caller.has(Role::EnterpriseAdmin) {
+        return None;
+    }
+    caller
+        .customer
+        .as_ref()
+        .filter(|_| caller.has(Role::OwnerRep))
+}
+
+/// Whether the caller sees an invoice of its integrator: staff all of them, an enterprise's
+/// administrator those billed to its customer, an owner's representative those of the projects
+/// its customer owns today (`owners` caches the projects' owners across one listing).
+async fn sees_invoice(
+    state: &AppState,
+    caller: &Caller,
+    i: &IntegratorId,
+    inv: &Invoice,
+    owners: &mut std::collections::HashMap<String, Option<CustomerId>>,
+) -> Result<bool, Problem> {
+    let Some(me) = as_owner(caller) else {
+        return Ok(owns(caller, &inv.customer_id));
+    };
+    if !owners.contains_key(&inv.project_id) {
+        let owner = match ProjectId::parse("project_id", &inv.project_id) {
+            Ok(pid) => state
+                .directory
+                .project(i, &pid)
+                .await?
+                .and_then(|p| p.owner_customer_id),
+            Err(_) => None,
+        };
+        owners.insert(inv.project_id.clone(), owner);
+    }
+    Ok(owners
+        .get(&inv.project_id)
+        .is_some_and(|o| o.as_ref() == Some(me)))
 }
 
 fn today() -> NaiveDate {
@@ -147,23 +198,22 @@ pub struct VersionQuery {
     pub version: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/v1/packages", tag = "billing",
+#[utoipa::path(get, path = "/v1/packages", tag = "billing", params(ListParams),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = Object, description = "`{items, next}`: the latest version of each package")))]
 pub async fn list_packages(
     State(state): State<AppState>,
     caller: Caller,
+    Query(page): Query<ListParams>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let i = tenant(&caller, READ_ROLES)?;
-    let items: Vec<serde_json::Value> = state
+    let (packages, next) = state
         .billing
-        .list_packages(&i)
+        .list_packages(&i, page.limit(), page.cursor.as_deref())
         .await
-        .map_err(err)?
-        .iter()
-        .map(package_json)
-        .collect();
-    Ok(Json(serde_json::json!({"items": items, "next": null})))
+        .map_err(err)?;
+    let items: Vec<serde_json::Value> = packages.iter().map(package_json).collect();
+    Ok(Json(serde_json::json!({"items": items, "next": next})))
 }
 
 #[utoipa::path(get, path = "/v1/packages/{id}", tag = "billing", params(("id" = String, Path), VersionQuery),
@@ -246,6 +296,10 @@ pub async fn create_subscription(
 pub struct SubscriptionQuery {
     pub customer_id: Option<String>,
     pub project_id: Option<String>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/subscriptions", tag = "billing", params(SubscriptionQuery),
@@ -258,18 +312,21 @@ pub async fn list_subscriptions(
 ) -> Result<Json<serde_json::Value>, Problem> {
     let i = tenant(&caller, READ_ROLES)?;
     let today = today();
-    let items: Vec<serde_json::Value> = state
+    let page = ListParams {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    };
+    let got = state
         .billing
-        .list_subscriptions(&i)
+        .list_subscriptions_page(&i, page.limit(), page.cursor.clone(), |s| {
+            owns(&caller, &s.customer_id)
+                && q.customer_id.as_ref().is_none_or(|c| *c == s.customer_id)
+                && q.project_id.as_ref().is_none_or(|p| *p == s.project_id)
+        })
         .await
-        .map_err(err)?
-        .into_iter()
-        .filter(|s| owns(&caller, &s.customer_id))
-        .filter(|s| q.customer_id.as_ref().is_none_or(|c| *c == s.customer_id))
-        .filter(|s| q.project_id.as_ref().is_none_or(|p| *p == s.project_id))
-        .map(|s| s.view(today))
-        .collect();
-    Ok(Json(serde_json::json!({"items": items, "next": null})))
+        .map_err(err)?;
+    let items: Vec<serde_json::Value> = got.items.iter().map(|s| s.view(today)).collect();
+    Ok(Json(serde_json::json!({"items": items, "next": got.next})))
 }
 
 #[utoipa::path(get, path = "/v1/subscriptions/{id}", tag = "billing", params(("id" = String, Path)),
@@ -453,24 +510,40 @@ pub struct CloseBody {
     pub period: String,
 }
 
+/// The answer of a close: the list of the period's invoices (`{items, next}`), and the
+/// subscriptions that could not be rated.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CloseAnswer {
+    pub items: Vec<Invoice>,
+    pub next: Option<String>,
+    /// Subscriptions refused by the rating (an amount beyond 10^15 fen): nothing was written
+    /// for them; the others are closed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<CloseFailure>,
+}
+
 #[utoipa::path(post, path = "/v1/billing/close", tag = "billing", request_body = CloseBody,
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(STAFF_ROLES)))),
-    responses((status = 200, body = List<Invoice>, description = "the period's invoices; the same on every re-run"),
+    responses((status = 200, body = CloseAnswer, description = "the period's invoices; the same on every re-run"),
         (status = 422, description = "bad or unfinished period")))]
 pub async fn close(
     State(state): State<AppState>,
     caller: Caller,
     bytes: Bytes,
-) -> Result<Json<List<Invoice>>, Problem> {
+) -> Result<Json<CloseAnswer>, Problem> {
     let i = tenant(&caller, STAFF_ROLES)?;
     let b: CloseBody = body(&bytes)?;
     let period = Period::parse(&b.period).map_err(|e| Problem::validation("period", e.message))?;
-    let items = state
+    let closed = state
         .billing
         .close(&i, period, Utc::now())
         .await
         .map_err(err)?;
-    Ok(Json(List { items, next: None }))
+    Ok(Json(CloseAnswer {
+        items: closed.invoices,
+        next: None,
+        failed: closed.failed,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -490,19 +563,6 @@ pub struct FormatQuery {
     pub format: Option<String>,
 }
 
-/// Quantity milli-units as a decimal: 667 → `0.667`, 2000 → `2`.
-fn quantity(milli: i64) -> String {
-    let sign = if milli < 0 { "-" } else { "" };
-    let a = milli.unsigned_abs();
-    let frac = a % 1000;
-    if frac == 0 {
-        format!("{sign}{}", a / 1000)
-    } else {
-        let f = format!("{frac:03}");
-        format!("{sign}{}.{}", a / 1000, f.trim_end_matches('0'))
-    }
-}
-
 /// The export: one row per line (发票号, 客户, 项目, 计费项, 数量, 单价(元), 金额(元)), then 合计.
 async fn table(state: &AppState, i: &IntegratorId, invoices: &[Invoice]) -> Result<Table, Problem> {
     let mut t = Table::new(
@@ -517,7 +577,6 @@ async fn table(state: &AppState, i: &IntegratorId, invoices: &[Invoice]) -> Resu
             "金额(元)",
         ],
     );
-    let mut total = 0i64;
     for inv in invoices {
         let customer = match CustomerId::parse("customer_id", &inv.customer_id) {
             Ok(c) => state.directory.customer(i, &c).await?.map(|c| c.name),
@@ -535,12 +594,12 @@ async fn table(state: &AppState, i: &IntegratorId, invoices: &[Invoice]) -> Resu
                 customer.as_str().into(),
                 project.as_str().into(),
                 l.description.as_str().into(),
-                quantity(l.quantity_milli).into(),
+                // Milli-units: a number cell (a credit's negative quantity stays a number).
+                Cell::Decimal(l.quantity_milli, 3),
                 Cell::Fen(l.unit_price_fen),
                 Cell::Fen(l.amount_fen),
             ]);
         }
-        total += inv.total_fen;
     }
     t.push(vec![
         "合计".into(),
@@ -549,13 +608,13 @@ async fn table(state: &AppState, i: &IntegratorId, invoices: &[Invoice]) -> Resu
         Cell::Empty,
         Cell::Empty,
         Cell::Empty,
-        Cell::Fen(total),
+        Cell::Fen(report_sum(invoices.iter().map(|inv| inv.total_fen))),
     ]);
     Ok(t)
 }
 
 #[utoipa::path(get, path = "/v1/invoices", tag = "billing", params(InvoiceQuery),
-    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(INVOICE_READ_ROLES)))),
     responses((status = 200, body = List<Invoice>, description = "JSON, or a CSV/XLSX attachment with `?format=`"),
         (status = 404, description = "customer not found or not visible")))]
 pub async fn list_invoices(
@@ -563,7 +622,7 @@ pub async fn list_invoices(
     caller: Caller,
     Query(q): Query<InvoiceQuery>,
 ) -> Result<Response, Problem> {
-    let i = tenant(&caller, READ_ROLES)?;
+    let i = tenant(&caller, INVOICE_READ_ROLES)?;
     let format = Format::parse(q.format.as_deref())?;
     let period = q
         .period
@@ -571,7 +630,8 @@ pub async fn list_invoices(
         .map(Period::parse)
         .transpose()
         .map_err(|e| Problem::validation("period", e.message))?;
-    // Customers see their own invoices only; asking for another customer's is a 404.
+    // Customers see their own invoices only (an owner's representative: those of its customer's
+    // projects); asking for another customer's is a 404.
     let customer = match (&caller.customer, q.customer_id) {
         (Some(mine), Some(asked)) if mine.as_str() != asked => return Err(Problem::not_found()),
         (Some(mine), _) => Some(mine.as_str().to_owned()),
@@ -594,11 +654,27 @@ pub async fn list_invoices(
         Format::Csv | Format::Xlsx => (10_000, None),
         Format::Json => (params.limit(), params.cursor.clone()),
     };
-    let (items, next) = state
+    let scope = match (as_owner(&caller), customer.as_deref()) {
+        (Some(owner), _) => InvoiceScope::Owner(owner.as_str()),
+        (None, Some(c)) => InvoiceScope::Customer(c),
+        (None, None) => InvoiceScope::All,
+    };
+    let (mut items, next) = state
         .billing
-        .list_invoices(&i, customer.as_deref(), period, limit, cursor)
+        .list_invoices(&i, scope, period, limit, cursor)
         .await
         .map_err(err)?;
+    if let InvoiceScope::Owner(_) = scope {
+        // Listed by the owner at close; shown only while the customer still owns the project.
+        let mut owners = std::collections::HashMap::new();
+        let mut kept = Vec::with_capacity(items.len());
+        for inv in items {
+            if sees_invoice(&state, &caller, &i, &inv, &mut owners).await? {
+                kept.push(inv);
+            }
+        }
+        items = kept;
+    }
     match format {
         Format::Json => Ok(Json(List { items, next }).into_response()),
         f => {
@@ -626,13 +702,15 @@ async fn visible_invoice(
         .invoice(&i, id)
         .await
         .map_err(err)?
-        .filter(|inv| owns(caller, &inv.customer_id))
         .ok_or_else(Problem::not_found)?;
+    if !sees_invoice(state, caller, &i, &inv, &mut Default::default()).await? {
+        return Err(Problem::not_found());
+    }
     Ok((i, inv))
 }
 
 #[utoipa::path(get, path = "/v1/invoices/{id}", tag = "billing", params(("id" = String, Path), FormatQuery),
-    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(INVOICE_READ_ROLES)))),
     responses((status = 200, body = Invoice, description = "JSON, or a CSV/XLSX attachment with `?format=`"),
         (status = 404, description = "not found or not visible")))]
 pub async fn get_invoice(
@@ -641,7 +719,7 @@ pub async fn get_invoice(
     Path(id): Path<String>,
     Query(q): Query<FormatQuery>,
 ) -> Result<Response, Problem> {
-    let (i, inv) = visible_invoice(&state, &caller, READ_ROLES, &id).await?;
+    let (i, inv) = visible_invoice(&state, &caller, INVOICE_READ_ROLES, &id).await?;
     match Format::parse(q.format.as_deref())? {
         Format::Json => {
             let notes = state.billing.credit_notes(&i, &id).await.map_err(err)?;
@@ -727,16 +805,4 @@ pub async fn credit_note(
         .await
         .map_err(err)?;
     Ok(created(note))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn quantities_print_as_decimals_without_trailing_zeros() {
-        assert_eq!(super::quantity(667), "0.667");
-        assert_eq!(super::quantity(2_000), "2");
-        assert_eq!(super::quantity(4_250), "4.25");
-        assert_eq!(super::quantity(-333), "-0.333");
-        assert_eq!(super::quantity(0), "0");
-    }
 }

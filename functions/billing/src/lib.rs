@@ -91,7 +91,12 @@ pub struct CloseReport {
     pub period: Option<String>,
     pub integrators: usize,
     pub invoices: usize,
+    /// Integrators whose close failed (the store, …): retried by the next run.
     pub failed: Vec<String>,
+    /// Subscriptions that could not be rated (`{integrator}/{subscription}: {field}: {why}`):
+    /// nothing was written for them, the rest of their integrator closed. A rerun gives the
+    /// same answer until the subscription's inputs change, so these do not ask for a retry.
+    pub unrated: Vec<String>,
 }
 
 /// The scheduled close (EventBridge Scheduler in AWS, the single-box scheduler): once the grace
@@ -123,7 +128,15 @@ pub async fn close_period_for_all(
         for integrator in &page.items {
             report.integrators += 1;
             match billing.close(&integrator.id, period, now).await {
-                Ok(invoices) => report.invoices += invoices.len(),
+                Ok(closed) => {
+                    report.invoices += closed.invoices.len();
+                    report.unrated.extend(closed.failed.iter().map(|f| {
+                        format!(
+                            "{}/{}: {}: {}",
+                            integrator.id, f.subscription_id, f.field, f.detail
+                        )
+                    }));
+                }
                 Err(e) => {
                     tracing::error!(integrator_id = %integrator.id, error = %e, "billing close failed");
                     report.failed.push(integrator.id.to_string());

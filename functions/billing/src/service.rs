@@ -27,19 +27,23 @@ use std::sync::Arc;
 use chrono::{DateTime, Days, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
+use smartsite_shared::directory::{Directory, DirectoryError};
 use smartsite_shared::domain::billing::{
     Aggregates, BillingError, Binding, BindingChange, ChangeKind, DeviceUsage, InvoiceLine, Metric,
     Model, Package, PackageChange, PausePolicy, Period, PriceLine, Suspension, Timeline,
     UsageEvent, classify_change, diff_lines, rate, total_fen,
 };
+use smartsite_shared::domain::bounds;
 use smartsite_shared::domain::tenancy::ProjectId;
+use smartsite_shared::domain::text;
 use smartsite_shared::fleet::{Fleet, FleetError};
-use smartsite_shared::handoff::InvoiceIssued;
+use smartsite_shared::handoff::{InvoiceChange, InvoiceIssued};
 use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::store::keys::{self, EntityKind};
-use smartsite_shared::store::records::{decode, record};
+use smartsite_shared::store::records::{self, ListPage, decode, record};
 use smartsite_shared::store::{
     Condition, Cursor, Item, Key, MAX_TRANSACT_ITEMS, Query, SkCond, Store, StoreError, TxOp,
+    prefix_successor,
 };
 use tokio::sync::Notify;
 
@@ -77,6 +81,12 @@ pub enum ServiceError {
     Conflict(String),
     #[error(transparent)]
     Fleet(#[from] FleetError),
+}
+
+impl From<smartsite_shared::domain::tenancy::FieldError> for ServiceError {
+    fn from(e: smartsite_shared::domain::tenancy::FieldError) -> Self {
+        ServiceError::Invalid(e.into())
+    }
 }
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
@@ -269,6 +279,21 @@ pub struct CreditNote {
     pub created_at: String,
 }
 
+/// A subscription a close could not rate, and why (the field and detail of the refusal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CloseFailure {
+    pub subscription_id: String,
+    pub field: String,
+    pub detail: String,
+}
+
+/// What a close did: the period's invoices, and the subscriptions it could not rate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Closed {
+    pub invoices: Vec<Invoice>,
+    pub failed: Vec<CloseFailure>,
+}
+
 /// What was billed for a (subscription, period): the rating's own lines, updated when a later
 /// close bills a correction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -393,11 +418,24 @@ fn is_condition(e: &StoreError) -> bool {
     )
 }
 
+/// Whose invoices a listing reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvoiceScope<'a> {
+    /// Every invoice of the integrator.
+    All,
+    /// Those billed to a customer.
+    Customer(&'a str),
+    /// Those of the projects a customer owned (建设单位) when they were closed, whoever they are
+    /// billed to.
+    Owner(&'a str),
+}
+
 /// The billing service. Cheap to clone.
 #[derive(Clone)]
 pub struct Billing {
     store: Arc<dyn Store>,
     fleet: Fleet,
+    directory: Directory,
     issued: Option<Arc<Notify>>,
 }
 
@@ -405,13 +443,14 @@ impl Billing {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Billing {
             fleet: Fleet::new(Arc::clone(&store)),
+            directory: Directory::new(Arc::clone(&store)),
             store,
             issued: None,
         }
     }
 
-    /// Notified after an issue committed a hand-off event (the single-box edition wakes the
-    /// safety-fund consumer with it).
+    /// Notified after a hand-off event committed: the issue, a credit note or the void of a
+    /// funded invoice (the single-box edition wakes the safety-fund consumer with it).
     pub fn with_issue_notify(mut self, n: Arc<Notify>) -> Self {
         self.issued = Some(n);
         self
@@ -456,7 +495,7 @@ impl Billing {
         package: Package,
         now: DateTime<Utc>,
     ) -> Result<StoredPackage> {
-        package.validate()?;
+        package.validate_new()?;
         let stored = StoredPackage {
             package,
             created_at: stamp(now),
@@ -485,7 +524,7 @@ impl Billing {
         let package = Package {
             id: new_id("pkg-"),
             version: 1,
-            name: new.name,
+            name: new.name.trim().to_owned(),
             model: new.model,
             prices: new.prices,
             pause_on_suspend: new.pause_on_suspend.unwrap_or_default(),
@@ -508,7 +547,7 @@ impl Billing {
         let package = Package {
             id: id.to_owned(),
             version: latest.package.version + 1,
-            name: new.name,
+            name: new.name.trim().to_owned(),
             model: new.model,
             prices: new.prices,
             pause_on_suspend: new.pause_on_suspend.unwrap_or_default(),
@@ -546,20 +585,49 @@ impl Billing {
         }
     }
 
-    /// The latest version of every package of the integrator, by id.
-    pub async fn list_packages(&self, i: &IntegratorId) -> Result<Vec<StoredPackage>> {
-        let items = self
-            .query_all(
-                Query::partition(&keys::integrator(i))
-                    .sk(SkCond::BeginsWith(keys::PACKAGE_PREFIX.into())),
-            )
-            .await?;
-        let mut latest: BTreeMap<String, StoredPackage> = BTreeMap::new();
-        for item in &items {
-            let p: StoredPackage = decode(item)?;
-            latest.insert(p.package.id.clone(), p);
+    /// The latest version of each package of the integrator, by id: up to `limit` packages
+    /// after the package `after` (the `next` of the previous page, which is the last package id
+    /// it held), and the `next` of this page when more packages follow.
+    pub async fn list_packages(
+        &self,
+        i: &IntegratorId,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(Vec<StoredPackage>, Option<String>)> {
+        let from = match after {
+            None => keys::PACKAGE_PREFIX.to_owned(),
+            Some(id) if valid_id("pkg-", id) => {
+                prefix_successor(&keys::package_versions_prefix(id)).ok_or(StoreError::BadCursor)?
+            }
+            Some(_) => return Err(StoreError::BadCursor.into()),
+        };
+        let to = prefix_successor(keys::PACKAGE_PREFIX).ok_or(StoreError::BadCursor)?;
+        let q = Query::partition(&keys::integrator(i)).sk(SkCond::Between(from, to));
+        let limit = limit.max(1) as usize;
+        let mut out: Vec<StoredPackage> = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .query(q.clone().limit(200).after(cursor.take()))
+                .await?;
+            for item in &page.items {
+                let p: StoredPackage = decode(item)?;
+                // A package's versions sort in order: the last one read is the latest.
+                if let Some(last) = out.last_mut().filter(|l| l.package.id == p.package.id) {
+                    *last = p;
+                } else if out.len() == limit {
+                    let next = out.last().map(|l| l.package.id.clone());
+                    return Ok((out, next));
+                } else {
+                    out.push(p);
+                }
+            }
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => return Ok((out, None)),
+            }
         }
-        Ok(latest.into_values().collect())
     }
 
     // ---- subscriptions
@@ -585,6 +653,10 @@ impl Billing {
             .await?
             .ok_or_else(|| invalid("package_id", "no such package (version)"))?
             .package;
+        bounds::date("start_date", new.start_date)?;
+        new.end_date
+            .map(|d| bounds::date("end_date", d))
+            .transpose()?;
         let timeline = Timeline {
             end: new.end_date,
             ..Timeline::starting(new.start_date)
@@ -621,6 +693,20 @@ impl Billing {
             return Ok(None);
         }
         self.get_json(Self::subscription_key(i, id)).await
+    }
+
+    /// A page of the integrator's subscriptions (by id) that `keep` accepts; a page may be
+    /// short while `next` says more may follow.
+    pub async fn list_subscriptions_page(
+        &self,
+        i: &IntegratorId,
+        limit: u32,
+        cursor: Option<String>,
+        keep: impl Fn(&Subscription) -> bool,
+    ) -> Result<ListPage<Subscription>> {
+        let q = Query::partition(&keys::integrator(i))
+            .sk(SkCond::BeginsWith(keys::SUBSCRIPTION_PREFIX.into()));
+        records::page_filtered(self.store.as_ref(), q, limit, cursor, keep).await
     }
 
     /// Every subscription of the integrator, by id.
@@ -674,6 +760,8 @@ impl Billing {
         from: NaiveDate,
         to: Option<NaiveDate>,
     ) -> Result<Subscription> {
+        bounds::date("from", from)?;
+        to.map(|d| bounds::date("to", d)).transpose()?;
         self.update(i, id, |s| {
             if s.timeline.suspensions.iter().any(|x| x.to.is_none()) {
                 return Err(ServiceError::Conflict(
@@ -701,6 +789,7 @@ impl Billing {
 
     /// Work resumes on `on`: the open suspension ends the day before.
     pub async fn resume(&self, i: &IntegratorId, id: &str, on: NaiveDate) -> Result<Subscription> {
+        bounds::date("on", on)?;
         self.update(i, id, |s| {
             let open = s
                 .timeline
@@ -729,6 +818,7 @@ impl Billing {
         version: Option<u32>,
         on: NaiveDate,
     ) -> Result<(Subscription, ChangeKind)> {
+        bounds::date("on", on)?;
         let package = self
             .package(i, package_id, version)
             .await?
@@ -756,6 +846,7 @@ impl Billing {
 
     /// The subscription ends on `on` (the last billed day).
     pub async fn end(&self, i: &IntegratorId, id: &str, on: NaiveDate) -> Result<Subscription> {
+        bounds::date("on", on)?;
         self.update(i, id, |s| {
             if on < s.timeline.start {
                 return Err(invalid("on", "must not be before the start date"));
@@ -1123,12 +1214,12 @@ impl Billing {
                         ),
                     )
                     .await?;
-                let msgs: i64 = hours.iter().map(|h| h.n("msgs").unwrap_or(0)).sum();
+                let msgs = bounds::report_sum(hours.iter().map(|h| h.n("msgs").unwrap_or(0)));
                 dev.messages = msgs;
                 dev.message_events = u64::try_from(msgs).unwrap_or(0);
                 dev.active = msgs > 0;
-                agg.messages += msgs;
-                agg.message_events += dev.message_events;
+                agg.messages = agg.messages.saturating_add(msgs);
+                agg.message_events = agg.message_events.saturating_add(dev.message_events);
                 agg.devices.insert(d.id.as_str().to_owned(), dev);
             }
             match page.next {
@@ -1138,7 +1229,8 @@ impl Billing {
         }
     }
 
-    /// Everything a (subscription, period) is rated on: posted usage and platform usage.
+    /// Everything a (subscription, period) is rated on: posted usage with the platform's own
+    /// usage laid over it, each device counted once ([`Aggregates::overlay_platform`]).
     pub async fn rated_usage(
         &self,
         i: &IntegratorId,
@@ -1147,7 +1239,7 @@ impl Billing {
     ) -> Result<Aggregates> {
         let mut agg = self.usage(i, &s.id, period).await?;
         let platform = self.platform_usage(i, &s.project_id, period).await?;
-        agg.merge(&platform);
+        agg.overlay_platform(&platform, period);
         Ok(agg)
     }
 
@@ -1156,21 +1248,36 @@ impl Billing {
     /// Rates every subscription of the integrator for `period` into invoices (one per
     /// subscription with anything to bill), with corrections of earlier closed periods whose
     /// usage changed since. Idempotent: a second close answers the invoices of the first.
+    ///
+    /// A subscription whose rating is refused (an amount beyond the bounds) is reported in
+    /// [`Closed::failed`] with the reason; nothing is written for it (no invoice, no close
+    /// marker, so a later close tries it again) and the others close.
     pub async fn close(
         &self,
         i: &IntegratorId,
         period: Period,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Invoice>> {
+    ) -> Result<Closed> {
         if now < period.end() {
             return Err(invalid("period", format!("{period} has not ended yet")));
         }
         let mut subs = self.list_subscriptions(i).await?;
         subs.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut out = Vec::new();
+        let mut out = Closed::default();
         for s in &subs {
-            if let Some(inv) = self.close_one(i, s, period, now).await? {
-                out.push(inv);
+            match self.close_one(i, s, period, now).await {
+                Ok(Some(inv)) => out.invoices.push(inv),
+                Ok(None) => {}
+                Err(ServiceError::Invalid(e)) => {
+                    tracing::error!(integrator_id = %i, subscription_id = %s.id, %period,
+                        field = %e.field, error = %e.message, "subscription not rated");
+                    out.failed.push(CloseFailure {
+                        subscription_id: s.id.clone(),
+                        field: e.field,
+                        detail: e.message,
+                    });
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
@@ -1224,7 +1331,7 @@ impl Billing {
             let billed: Billed = decode(item)?;
             let usage = self.rated_usage(i, s, p).await?;
             let now_rated = rate(&s.package, &s.timeline, &usage, p)?;
-            let corr = diff_lines(p, &billed.lines, &now_rated);
+            let corr = diff_lines(p, &billed.lines, &now_rated)?;
             if corr.is_empty() {
                 continue;
             }
@@ -1266,7 +1373,7 @@ impl Billing {
                 period: period.to_string(),
                 funding_source: s.funding_source,
                 status: InvoiceStatus::Draft,
-                total_fen: total_fen(&all_lines),
+                total_fen: total_fen(&all_lines)?,
                 lines: all_lines,
                 credited_fen: 0,
                 created_at: stamp(now),
@@ -1294,6 +1401,13 @@ impl Billing {
                 &inv.period,
                 &inv.id,
             )));
+            if let Some(owner) = self.project_owner(i, &inv.project_id).await? {
+                ops.push(pointer(keys::invoice_by_owner_sk(
+                    &owner,
+                    &inv.period,
+                    &inv.id,
+                )));
+            }
             invoice = Some(inv);
         }
         match self.store.transact(ops).await {
@@ -1306,6 +1420,20 @@ impl Billing {
 
     // ---- invoices
 
+    /// The owner (建设单位) of a project, if it has one.
+    async fn project_owner(&self, i: &IntegratorId, project: &str) -> Result<Option<String>> {
+        let Ok(pid) = ProjectId::parse("project_id", project) else {
+            return Ok(None);
+        };
+        let p = self.directory.project(i, &pid).await.map_err(|e| match e {
+            DirectoryError::Store(s) => ServiceError::Store(s),
+            DirectoryError::Corrupt(j) => ServiceError::Corrupt(j),
+            other @ DirectoryError::Exists(_) => ServiceError::Conflict(other.to_string()),
+        })?;
+        Ok(p.and_then(|p| p.owner_customer_id)
+            .map(|c| c.as_str().to_owned()))
+    }
+
     pub async fn invoice(&self, i: &IntegratorId, id: &str) -> Result<Option<Invoice>> {
         if !valid_id("inv-", id) {
             return Ok(None);
@@ -1314,22 +1442,25 @@ impl Billing {
             .await
     }
 
-    /// Invoices by customer and/or period, a page at a time (by period then id, or by id).
+    /// Invoices of a scope and/or period, a page at a time (by period then id, or by id).
     pub async fn list_invoices(
         &self,
         i: &IntegratorId,
-        customer: Option<&str>,
+        scope: InvoiceScope<'_>,
         period: Option<Period>,
         limit: u32,
         cursor: Option<String>,
     ) -> Result<(Vec<Invoice>, Option<String>)> {
-        let prefix = match (customer, period) {
-            (Some(c), Some(p)) => keys::invoices_of_period_customer_prefix(&p.to_string(), c),
-            (None, Some(p)) => keys::invoices_of_period_prefix(&p.to_string()),
-            (Some(c), None) => keys::invoices_of_customer_prefix(c),
-            (None, None) => keys::INVOICE_PREFIX.to_owned(),
+        let period = period.map(|p| p.to_string());
+        let prefix = match (scope, period.as_deref()) {
+            (InvoiceScope::Customer(c), Some(p)) => keys::invoices_of_period_customer_prefix(p, c),
+            (InvoiceScope::Customer(c), None) => keys::invoices_of_customer_prefix(c),
+            (InvoiceScope::Owner(o), Some(p)) => keys::invoices_of_owner_period_prefix(o, p),
+            (InvoiceScope::Owner(o), None) => keys::invoices_of_owner_prefix(o),
+            (InvoiceScope::All, Some(p)) => keys::invoices_of_period_prefix(p),
+            (InvoiceScope::All, None) => keys::INVOICE_PREFIX.to_owned(),
         };
-        let direct = customer.is_none() && period.is_none();
+        let direct = matches!(scope, InvoiceScope::All) && period.is_none();
         let page = self
             .store
             .query(
@@ -1352,8 +1483,8 @@ impl Billing {
         Ok((out, page.next.map(|c| c.as_str().to_owned())))
     }
 
-    /// Moves an invoice from one of `from` to `to`. Issuing a subscription funded by safety
-    /// money records the hand-off event in the same transaction.
+    /// Moves an invoice from one of `from` to `to`. Issuing or voiding an invoice of a
+    /// subscription funded by safety money records the hand-off event in the same transaction.
     async fn transition(
         &self,
         i: &IntegratorId,
@@ -1384,22 +1515,21 @@ impl Billing {
             item: invoice_item(i, &inv)?,
             cond: Some(Condition::equals("status", was.as_str())),
         }];
-        let handoff =
-            to == InvoiceStatus::Issued && InvoiceIssued::funds(inv.funding_source.as_str());
-        if handoff {
-            let event = InvoiceIssued {
-                integrator_id: inv.integrator_id.clone(),
-                customer_id: inv.customer_id.clone(),
-                project_id: inv.project_id.clone(),
-                subscription_id: inv.subscription_id.clone(),
-                invoice_id: inv.id.clone(),
-                invoice_no: inv.number.clone(),
-                period: inv.period.clone(),
-                funding_source: inv.funding_source.as_str().to_owned(),
-                total_fen: inv.total_fen,
-                issued_on: smartsite_shared::domain::billing::shanghai_date(now),
-            };
-            ops.push(event.put_op()?);
+        // The ledger hears of an issue, and of the void of an issued invoice (a draft was never
+        // booked), in the same transaction.
+        let change = match (was, to) {
+            (_, InvoiceStatus::Issued) => Some(InvoiceChange::Issued),
+            (InvoiceStatus::Issued, InvoiceStatus::Void) => Some(InvoiceChange::Voided {
+                on: smartsite_shared::domain::billing::shanghai_date(now),
+            }),
+            _ => None,
+        };
+        let handoff = match change {
+            Some(change) => self.handoff_event(&inv, change)?,
+            None => None,
+        };
+        if let Some(op) = &handoff {
+            ops.push(op.clone());
         }
         match self.store.transact(ops).await {
             Ok(()) => {}
@@ -1410,10 +1540,46 @@ impl Billing {
             }
             Err(e) => return Err(e.into()),
         }
-        if handoff && let Some(n) = &self.issued {
-            n.notify_one();
+        if handoff.is_some() {
+            self.wake_handoff();
         }
         Ok(inv)
+    }
+
+    /// The outbox put of `change` to a funded invoice (`None` when its funding source does not
+    /// hand invoices to the safety fund). The issue date is the Asia/Shanghai date it was issued.
+    fn handoff_event(&self, inv: &Invoice, change: InvoiceChange) -> Result<Option<TxOp>> {
+        if !InvoiceIssued::funds(inv.funding_source.as_str()) {
+            return Ok(None);
+        }
+        let issued_on = inv
+            .issued_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| smartsite_shared::domain::billing::shanghai_date(t.with_timezone(&Utc)))
+            .ok_or_else(|| {
+                ServiceError::Conflict("a funded invoice changed before it was issued".into())
+            })?;
+        let issued = InvoiceIssued {
+            integrator_id: inv.integrator_id.clone(),
+            customer_id: inv.customer_id.clone(),
+            project_id: inv.project_id.clone(),
+            subscription_id: inv.subscription_id.clone(),
+            invoice_id: inv.id.clone(),
+            invoice_no: inv.number.clone(),
+            period: inv.period.clone(),
+            funding_source: inv.funding_source.as_str().to_owned(),
+            total_fen: inv.total_fen,
+            issued_on,
+        };
+        Ok(Some(issued.event(change).put_op()?))
+    }
+
+    /// Wakes the single-box safety-fund consumer after a hand-off event committed.
+    fn wake_handoff(&self) {
+        if let Some(n) = &self.issued {
+            n.notify_one();
+        }
     }
 
     pub async fn issue(&self, i: &IntegratorId, id: &str, now: DateTime<Utc>) -> Result<Invoice> {
@@ -1447,12 +1613,8 @@ impl Billing {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<(Invoice, CreditNote)> {
-        if amount_fen <= 0 {
-            return Err(invalid("amount_fen", "must be positive"));
-        }
-        if reason.trim().is_empty() || reason.chars().count() > 500 {
-            return Err(invalid("reason", "must be 1 to 500 characters"));
-        }
+        bounds::positive_amount("amount_fen", amount_fen)?;
+        let reason = text::note("reason", reason, 500)?;
         let mut inv = self.invoice(i, id).await?.ok_or(ServiceError::NotFound)?;
         if !matches!(inv.status, InvoiceStatus::Issued | InvoiceStatus::Paid) {
             return Err(ServiceError::Conflict(format!(
@@ -1460,7 +1622,11 @@ impl Billing {
                 inv.status.as_str()
             )));
         }
-        if inv.credited_fen + amount_fen > inv.total_fen {
+        let credited = inv
+            .credited_fen
+            .checked_add(amount_fen)
+            .filter(|c| *c <= inv.total_fen);
+        let Some(credited) = credited else {
             return Err(invalid(
                 "amount_fen",
                 format!(
@@ -1468,19 +1634,19 @@ impl Billing {
                     inv.credited_fen, inv.total_fen
                 ),
             ));
-        }
+        };
         let note = CreditNote {
             id: new_id("cn-"),
             invoice_id: inv.id.clone(),
             amount_fen,
-            reason: reason.trim().to_owned(),
+            reason,
             created_by: by.to_owned(),
             created_at: stamp(now),
         };
         let rev = inv.rev;
-        inv.credited_fen += amount_fen;
+        inv.credited_fen = credited;
         inv.rev = rev + 1;
-        let ops = vec![
+        let mut ops = vec![
             TxOp::Put {
                 item: invoice_item(i, &inv)?,
                 cond: Some(Condition::equals("rev", rev)),
@@ -1493,8 +1659,23 @@ impl Billing {
                 cond: Some(Condition::NotExists),
             },
         ];
+        // The ledger takes the credited amount back, through the outbox, in this transaction.
+        let handoff = self.handoff_event(
+            &inv,
+            InvoiceChange::Credited {
+                credit_note_id: note.id.clone(),
+                amount_fen,
+                on: smartsite_shared::domain::billing::shanghai_date(now),
+            },
+        )?;
+        ops.extend(handoff.clone());
         match self.store.transact(ops).await {
-            Ok(()) => Ok((inv, note)),
+            Ok(()) => {
+                if handoff.is_some() {
+                    self.wake_handoff();
+                }
+                Ok((inv, note))
+            }
             Err(e) if is_condition(&e) => Err(ServiceError::Conflict(
                 "the invoice changed concurrently; retry".into(),
             )),

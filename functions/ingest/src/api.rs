@@ -287,15 +287,14 @@ pub async fn quarantine(
 pub const SETTINGS_ROLES: &[Role] = &[Role::IntegratorAdmin, Role::PlatformAdmin];
 
 fn settings_integrator(caller: &Caller, id: &str) -> Result<IntegratorId, Problem> {
+    // The role first, whatever the id: a caller without it gets the same 403 for a real id, a
+    // made-up one and a malformed one, so the answer says nothing about which exist.
+    caller.require(SETTINGS_ROLES)?;
     let id = IntegratorId::parse(id).map_err(|_| Problem::not_found())?;
     let own = caller.staff_of() == Some(&id) && caller.has(Role::IntegratorAdmin);
     if !(own || caller.is_platform_admin()) {
         // Another integrator's settings are none of the caller's business: as if absent.
-        return Err(if caller.has_any(SETTINGS_ROLES) {
-            Problem::not_found()
-        } else {
-            Problem::forbidden("your roles do not allow this")
-        });
+        return Err(Problem::not_found());
     }
     Ok(id)
 }

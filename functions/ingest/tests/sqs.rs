@@ -79,10 +79,7 @@ async fn series_len(store: &dyn Store, d: &Device) -> usize {
 async fn batches_are_stored_exactly_once(store: Arc<dyn Store>) {
     let integrator = IntegratorId::parse("acme-sqs").unwrap();
     let d = device(&integrator);
-    Fleet::new(store.clone())
-        .bind(&integrator, &d)
-        .await
-        .unwrap();
+    bind(&store, &integrator, &d).await;
     let pipeline = Pipeline::new(store.clone());
     let topic = format!("ss/{}/{}/{}/telemetry", integrator, d.project_id, d.id);
     let t0 = Utc::now() - chrono::Duration::minutes(2);
@@ -178,10 +175,7 @@ async fn batches_are_stored_exactly_once(store: Arc<dyn Store>) {
 async fn retention_follows_the_integrators_setting(store: Arc<dyn Store>) {
     let integrator = IntegratorId::parse("acme-ret").unwrap();
     let d = device(&integrator);
-    Fleet::new(store.clone())
-        .bind(&integrator, &d)
-        .await
-        .unwrap();
+    bind(&store, &integrator, &d).await;
     store
         .put(
             smartsite_shared::store::records::record(
@@ -241,4 +235,16 @@ async fn sqs_batches_are_stored_exactly_once_embedded() {
 async fn sqs_batches_are_stored_exactly_once_dynamo() {
     let f = testkit::dynamo().await;
     batches_are_stored_exactly_once(f.store.clone()).await;
+}
+
+/// Binds `d` as provisioning does: after reading the blacklist versions of its targets.
+async fn bind(store: &Arc<dyn Store>, integrator: &IntegratorId, d: &Device) {
+    let (_, versions) = smartsite_shared::catalog::Catalog::new(store.clone())
+        .active_bans_for(&d.supplier_id, &d.model_id, &d.serial_no)
+        .await
+        .unwrap();
+    Fleet::new(store.clone())
+        .bind(integrator, d, &versions)
+        .await
+        .unwrap();
 }

@@ -13,12 +13,14 @@ use axum::response::{IntoResponse, Response};
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use smartsite_shared::auth::{Caller, Role, roles_json};
+use smartsite_shared::domain::bounds::{self, report_sum};
 use smartsite_shared::domain::safety_fund::{
     self as sf, CivPrepayRule, CivilizedTerms, ContractVariation, CostPlan, Entry, Expenditure,
     Links, PlanLine, PlanVsActual, STATEMENT_HEADERS, SafetyFundError, Settlement, StatementRow,
     Subcontract, YearMonth,
 };
 use smartsite_shared::domain::tenancy::{CustomerId, Project, RegionCode};
+use smartsite_shared::domain::text;
 use smartsite_shared::export::{self, Cell, Format, Table};
 use smartsite_shared::funds::{
     AccountView, ChainReport, DrainReport, EnterpriseYear, Fund, FundsError, ProjectUse, today,
@@ -62,7 +64,7 @@ pub const OPERATOR_ROLES: &[Role] = &[Role::PlatformAdmin];
 
 pub(crate) fn err(e: FundsError) -> Problem {
     match e {
-        FundsError::Rule(r) => rule_err(r),
+        FundsError::Rule(r) | FundsError::Terms(r) => rule_err(r),
         FundsError::Broken(b) => Problem::new(
             StatusCode::CONFLICT,
             "ledger-broken",
@@ -110,7 +112,13 @@ fn rule_err(e: SafetyFundError) -> Problem {
         | E::PlanApproved
         | E::DuplicatePlanLine(_)
         | E::EmptyPlan => Problem::conflict(detail),
-        E::NoStartDate | E::DateOutOfRange | E::Overflow => Problem::validation("date", detail),
+        E::NoStartDate | E::DateOutOfRange => Problem::validation("date", detail),
+        E::Overflow => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "amount-out-of-range",
+            "Amount out of range",
+        )
+        .detail(detail),
         other => Problem::internal(&other),
     }
 }
@@ -129,6 +137,27 @@ async fn writable(
 ) -> Result<Project, Problem> {
     caller.require(roles)?;
     project(state, caller, id).await
+}
+
+/// A fee year of a summary: 2000 to 2200 (the years the civilized terms may plan).
+fn fee_year(y: Option<i32>) -> Result<i32, Problem> {
+    y.filter(|y| (2000..=2200).contains(y)).ok_or_else(|| {
+        Problem::validation("year", "expected a calendar year 2000 to 2200, e.g. 2026")
+    })
+}
+
+/// References (evidence, variation, link ids) and summaries: single-line, at most this long.
+const REF_CHARS: usize = 200;
+/// Ids a person chooses (subcontracts, plan lines): single-line, at most this long.
+const ID_CHARS: usize = 64;
+
+/// An optional single-line field; blank counts as absent.
+fn opt_text(field: &str, s: Option<&str>) -> Result<Option<String>, Problem> {
+    Ok(text::opt_line(
+        field,
+        s.filter(|s| !s.trim().is_empty()),
+        REF_CHARS,
+    )?)
 }
 
 fn fund_of(s: Option<&str>) -> Result<Fund, Problem> {
@@ -207,6 +236,7 @@ pub async fn progress(
 ) -> Result<Response, Problem> {
     let p = writable(&state, &caller, &id, BOOK_ROLES).await?;
     let b: ProgressBody = parse_json(&body)?;
+    b.date.map(|d| bounds::date("date", d)).transpose()?;
     let out = state
         .funds
         .report_progress(
@@ -254,8 +284,10 @@ pub async fn owner_payment(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let p = writable(&state, &caller, &id, PAYMENT_ROLES).await?;
-    let b: PaymentBody = parse_json(&body)?;
+    let mut b: PaymentBody = parse_json(&body)?;
     let fund = fund_of(b.fund.as_deref())?;
+    bounds::date("date", b.date)?;
+    b.evidence_ref = opt_text("evidence_ref", b.evidence_ref.as_deref())?;
     let entry = state
         .funds
         .change(&p, Vec::new(), |a, _| {
@@ -320,17 +352,17 @@ pub async fn expenditure(
     let b: ExpenditureBody = parse_json(&body)?;
     let fund = fund_of(b.fund.as_deref())?;
     let exp = Expenditure {
-        date: b.date,
+        date: bounds::date("date", b.date)?,
         amount_fen: b.amount_fen,
-        category: b.category,
-        summary: b.summary.unwrap_or_default(),
-        evidence_ref: b.evidence_ref,
+        category: text::line("category", &b.category, ID_CHARS)?,
+        summary: opt_text("summary", b.summary.as_deref())?.unwrap_or_default(),
+        evidence_ref: text::line("evidence_ref", &b.evidence_ref, REF_CHARS)?,
         links: Links {
-            device_id: b.device_id,
-            subscription_id: b.subscription_id,
-            invoice_id: b.invoice_id,
+            device_id: opt_text("device_id", b.device_id.as_deref())?,
+            subscription_id: opt_text("subscription_id", b.subscription_id.as_deref())?,
+            invoice_id: opt_text("invoice_id", b.invoice_id.as_deref())?,
             subcontract_id: None,
-            plan_line_id: b.plan_line_id,
+            plan_line_id: opt_text("plan_line_id", b.plan_line_id.as_deref())?,
         },
     };
     let out = state
@@ -373,9 +405,9 @@ pub async fn variation(
     let p = writable(&state, &caller, &id, BOOK_ROLES).await?;
     let b: VariationBody = parse_json(&body)?;
     let v = ContractVariation {
-        date: b.date,
+        date: bounds::date("date", b.date)?,
         amount_fen: b.amount_fen,
-        reference: b.reference,
+        reference: text::line("reference", &b.reference, REF_CHARS)?,
     };
     state
         .funds
@@ -412,9 +444,9 @@ pub async fn subcontract(
     let p = writable(&state, &caller, &id, BOOK_ROLES).await?;
     let b: SubcontractBody = parse_json(&body)?;
     let s = Subcontract {
-        id: b.id,
+        id: text::line("id", &b.id, ID_CHARS)?,
         share_fen: b.share_fen,
-        start_date: b.start_date,
+        start_date: bounds::date("start_date", b.start_date)?,
     };
     state
         .funds
@@ -448,7 +480,10 @@ pub async fn allocation(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let p = writable(&state, &caller, &id, BOOK_ROLES).await?;
-    let b: AllocationBody = parse_json(&body)?;
+    let mut b: AllocationBody = parse_json(&body)?;
+    bounds::date("date", b.date)?;
+    b.subcontract_id = text::line("subcontract_id", &b.subcontract_id, ID_CHARS)?;
+    b.evidence_ref = opt_text("evidence_ref", b.evidence_ref.as_deref())?;
     let entry = state
         .funds
         .change(&p, Vec::new(), |a, _| {
@@ -488,8 +523,11 @@ pub async fn reverse(
 ) -> Result<Response, Problem> {
     let p = writable(&state, &caller, &id, BOOK_ROLES).await?;
     let seq: u64 = seq.parse().map_err(|_| Problem::not_found())?;
-    let b: ReverseBody = parse_json(&body)?;
+    let mut b: ReverseBody = parse_json(&body)?;
     let fund = fund_of(b.fund.as_deref())?;
+    bounds::date("date", b.date)?;
+    // The reason becomes part of the reversal's one-line summary (摘要).
+    b.reason = text::line("reason", &b.reason, REF_CHARS)?;
     let entry = state
         .funds
         .change(&p, Vec::new(), |a, _| {
@@ -522,6 +560,7 @@ pub async fn settle(
 ) -> Result<Response, Problem> {
     let p = writable(&state, &caller, &id, SETTLE_ROLES).await?;
     let b: SettleBody = parse_json(&body)?;
+    bounds::date("date", b.date)?;
     let s: Settlement = state.funds.settle(&p, b.date).await.map_err(err)?;
     Ok(created(s))
 }
@@ -611,6 +650,22 @@ pub struct PlanBody {
     pub lines: Vec<PlanLine>,
 }
 
+/// The plan's text parsed at the edge, so a refusal names the line (`lines[2].item`); the
+/// amounts are the plan's own rules (`CostPlan::add_line`).
+fn plan_lines(lines: Vec<PlanLine>) -> Result<Vec<PlanLine>, Problem> {
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            Ok(PlanLine {
+                id: text::line(&format!("lines[{i}].id"), &l.id, ID_CHARS)?,
+                item: text::line(&format!("lines[{i}].item"), &l.item, REF_CHARS)?,
+                ..l
+            })
+        })
+        .collect()
+}
+
 #[utoipa::path(put, path = "/v1/projects/{id}/safety-fund/cost-plan", tag = "safety-fund",
     params(("id" = String, Path)), request_body = PlanBody,
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(BOOK_ROLES)))),
@@ -623,7 +678,8 @@ pub async fn put_cost_plan(
 ) -> Result<Json<PlanAnswer>, Problem> {
     let p = writable(&state, &caller, &id, BOOK_ROLES).await?;
     let b: PlanBody = parse_json(&body)?;
-    state.funds.put_plan(&p, b.lines).await.map_err(err)?;
+    let lines = plan_lines(b.lines)?;
+    state.funds.put_plan(&p, lines).await.map_err(err)?;
     let a = state.funds.load(&p).await.map_err(err)?;
     Ok(Json(plan_answer(
         a.plan.clone(),
@@ -805,21 +861,18 @@ const USE_HEADERS: [&str; 9] = [
     "余额(元)",
 ];
 
-fn ratio_text(bp: Option<i64>) -> Cell {
+/// A use ratio in percent (bp ÷ 100) as a number cell; a negative one (reversals of earlier
+/// years' spending) stays a number.
+fn ratio_cell(bp: Option<i64>) -> Cell {
     match bp {
-        Some(bp) => Cell::Text(format!("{}.{:02}", bp / 100, bp % 100)),
+        Some(bp) => Cell::Decimal(bp, 2),
         None => Cell::Empty,
     }
 }
 
 fn use_table(sheet: String, projects: &[ProjectUse]) -> Table {
     let mut t = Table::new(sheet, &USE_HEADERS);
-    let mut h = [0i64; 4];
     for u in projects {
-        h[0] += u.required_accrual_fen;
-        h[1] += u.accrued_fen;
-        h[2] += u.used_fen;
-        h[3] += u.balance_fen;
         t.push(vec![
             Cell::Text(u.name.clone()),
             Cell::Text(u.region_code.clone()),
@@ -828,20 +881,21 @@ fn use_table(sheet: String, projects: &[ProjectUse]) -> Table {
             Cell::Fen(u.required_accrual_fen),
             Cell::Fen(u.accrued_fen),
             Cell::Fen(u.used_fen),
-            ratio_text(u.use_ratio_bp),
+            ratio_cell(u.use_ratio_bp),
             Cell::Fen(u.balance_fen),
         ]);
     }
+    let total = |f: fn(&ProjectUse) -> i64| Cell::Fen(report_sum(projects.iter().map(f)));
     t.push(vec![
         "合计".into(),
         Cell::Empty,
         Cell::Empty,
-        Cell::Fen(projects.iter().map(|u| u.planned_total_fen).sum()),
-        Cell::Fen(h[0]),
-        Cell::Fen(h[1]),
-        Cell::Fen(h[2]),
+        total(|u| u.planned_total_fen),
+        total(|u| u.required_accrual_fen),
+        total(|u| u.accrued_fen),
+        total(|u| u.used_fen),
         Cell::Empty,
-        Cell::Fen(h[3]),
+        total(|u| u.balance_fen),
     ]);
     t
 }
@@ -864,11 +918,7 @@ pub async fn enterprise_year(
         .await
         .map_err(Problem::from)?
         .ok_or_else(Problem::not_found)?;
-    let year: i32 = year
-        .parse()
-        .ok()
-        .filter(|y| (2000..=2200).contains(y))
-        .ok_or_else(|| Problem::validation("year", "expected a calendar year, e.g. 2026"))?;
+    let year = fee_year(year.parse().ok())?;
     let format = Format::parse(q.format.as_deref())?;
     let y = state
         .funds
@@ -941,7 +991,7 @@ pub async fn region_summary(
     }
     let format = Format::parse(q.format.as_deref())?;
     let as_of = q.as_of.unwrap_or_else(today);
-    let year = q.year.unwrap_or_else(|| as_of.year());
+    let year = fee_year(Some(q.year.unwrap_or_else(|| as_of.year())))?;
     let mut projects = Vec::new();
     let mut cursor = None;
     loop {
@@ -951,21 +1001,23 @@ pub async fn region_summary(
             .await
             .map_err(Problem::from)?;
         for p in page.items.iter().filter(|p| code.covers(&p.region_code)) {
-            let a = state.funds.load(p).await.map_err(err)?;
-            projects.push(state.funds.project_use(p, &a, year, as_of).map_err(err)?);
+            if let Some(a) = state.funds.load_for_summary(p).await.map_err(err)? {
+                projects.push(state.funds.project_use(p, &a, year, as_of).map_err(err)?);
+            }
         }
         match page.next {
             Some(n) => cursor = Some(n),
             None => break,
         }
     }
-    let required: i64 = projects.iter().map(|u| u.required_accrual_fen).sum();
-    let used: i64 = projects.iter().map(|u| u.used_fen).sum();
+    // Across integrators: sums that cannot fail or wrap, whatever one tenant stored.
+    let required = report_sum(projects.iter().map(|u| u.required_accrual_fen));
+    let used = report_sum(projects.iter().map(|u| u.used_fen));
     let summary = RegionSummary {
         region_code: code.as_str().to_owned(),
         year,
         required_accrual_fen: required,
-        accrued_fen: projects.iter().map(|u| u.accrued_fen).sum(),
+        accrued_fen: report_sum(projects.iter().map(|u| u.accrued_fen)),
         used_fen: used,
         use_ratio_bp: (required > 0).then(|| {
             let r =

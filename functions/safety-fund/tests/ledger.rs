@@ -14,15 +14,15 @@ use smartsite_shared::domain::safety_fund::{
     FEE_SUB_50, FlagLevel, Links, Regime, SafetyFundError, Subcontract, YearMonth,
 };
 use smartsite_shared::domain::tenancy::{
-    Customer, CustomerId, CustomerKind, Integrator, Operator, Project, ProjectId, ProjectType,
-    RegionCode, Status,
+    CustomerId, CustomerKind, Project, ProjectId, ProjectType, RegionCode,
 };
 use smartsite_shared::funds::{FEE_OVERSPENT, Funds, FundsError};
-use smartsite_shared::handoff::{self, InvoiceIssued};
+use smartsite_shared::handoff::{self, InvoiceChange, InvoiceIssued};
 use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::store::keys::{self, EntityKind};
 use smartsite_shared::store::records::{decode, record};
 use smartsite_shared::store::{Key, Store};
+use smartsite_shared::testkit;
 
 fn d(s: &str) -> NaiveDate {
     s.parse().unwrap()
@@ -42,42 +42,14 @@ struct Fixture {
 async fn fixture(store: Arc<dyn Store>, tag: &str) -> Fixture {
     let dir = Directory::new(store.clone());
     let integrator = IntegratorId::parse(&format!("sf-{tag}")).unwrap();
-    dir.create_integrator(&Integrator {
-        id: integrator.clone(),
-        name: "Telecom Jilin".into(),
-        operator: Operator::ChinaTelecom,
-        province_code: RegionCode::parse("p", "220000").unwrap(),
-        status: Status::Active,
-        created_at: Utc::now().to_rfc3339(),
-    })
-    .await
-    .unwrap();
-    let enterprise = customer(&dir, &integrator, CustomerKind::Enterprise).await;
+    testkit::integrator(&dir, &integrator).await;
+    let enterprise = testkit::customer(&dir, &integrator, CustomerKind::Enterprise).await;
     Fixture {
         funds: Funds::with_default_rules(store.clone()).unwrap(),
         store,
         integrator,
         enterprise,
     }
-}
-
-async fn customer(dir: &Directory, i: &IntegratorId, kind: CustomerKind) -> CustomerId {
-    let id = CustomerId::generate();
-    dir.create_customer(&Customer {
-        id: id.clone(),
-        integrator_id: i.clone(),
-        kind,
-        name: "一建".into(),
-        region_code: RegionCode::parse("r", "220102").unwrap(),
-        uscc: None,
-        status: Status::Active,
-        created_at: Utc::now().to_rfc3339(),
-        status_changed_at: None,
-        status_changed_by: None,
-    })
-    .await
-    .unwrap();
-    id
 }
 
 async fn project(
@@ -424,9 +396,10 @@ async fn handoff_posts_each_invoice_once(store: Arc<dyn Store>) {
     let r = f.funds.drain_handoffs().await.unwrap();
     assert_eq!((r.posted, r.already_posted, r.failed), (3, 0, 0));
     assert!(
-        handoff::pending(store.as_ref(), 10)
+        handoff::pending(store.as_ref(), 10, None)
             .await
             .unwrap()
+            .0
             .is_empty()
     );
     // Draining again posts nothing.
@@ -479,9 +452,24 @@ async fn handoff_posts_each_invoice_once(store: Arc<dyn Store>) {
     assert!(
         failed
             .iter()
-            .any(|x| x.event.invoice_id == "inv-ghost" && x.reason.contains("unknown project")),
+            .any(|x| x.event.invoice.invoice_id == "inv-ghost"
+                && x.reason.contains("unknown project")),
         "{failed:?}"
     );
+    // So is the void of an invoice this ledger never booked.
+    let never = invoice(&f, &p22, "inv-never", "safety_fee", 10).event(InvoiceChange::Voided {
+        on: d("2026-03-05"),
+    });
+    store.transact(vec![never.put_op().unwrap()]).await.unwrap();
+    assert_eq!(f.funds.drain_handoffs().await.unwrap().failed, 1);
+    let failed = f.funds.failed_handoffs().await.unwrap();
+    assert!(
+        failed
+            .iter()
+            .any(|x| x.event == never && x.reason.contains("no expenditure")),
+        "{failed:?}"
+    );
+    assert_eq!(failed.len(), 2);
 
     // Settlement of the r2012 project: progress 10 000 000 × 2 % = 200 000 accrued, 200 000
     // spent by the invoice → 0; then 50 000 000 more progress → +1 000 000: surplus 1 000 000.

@@ -16,6 +16,7 @@ use smartsite_shared::accounts::Accounts;
 use smartsite_shared::auth::{Authenticator, LocalIssuer};
 use smartsite_shared::directory::{self, Directory};
 use smartsite_shared::store::Store;
+use smartsite_shared::throttle::SignInThrottle;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub issuer: Option<Arc<LocalIssuer>>,
     /// Where users' sign-in credentials go: the directory (single-box) or Cognito (AWS).
     pub accounts: Arc<dyn Accounts>,
+    /// Failed sign-ins per username and per source address (single-box issuer).
+    pub sign_in: Arc<SignInThrottle>,
 }
 
 impl AppState {
@@ -44,6 +47,7 @@ impl AppState {
             auth,
             issuer,
             accounts,
+            sign_in: Arc::new(SignInThrottle::default()),
         }
     }
 }

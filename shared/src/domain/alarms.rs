@@ -30,6 +30,9 @@ pub const PM10_LIMIT_UGM3: f64 = 150.0;
 pub const PM10_WARN_FACTOR: f64 = 0.8;
 /// The expected upload interval when a rule override does not set one.
 pub const DEFAULT_INTERVAL_S: u64 = 60;
+/// The longest duration, escalation delay or upload interval an override may set (30 days):
+/// anything longer is a unit mistake, or a rule switched off without saying so.
+pub const MAX_RULE_SECONDS: i64 = 30 * 24 * 3600;
 /// Hourly means closer than this count as identical for DU-STUCK: a real sensor's hourly mean of
 /// dozens of samples essentially never repeats, while float summation order may differ by a few
 /// ulps between two computations of the same stuck value.
@@ -570,6 +573,13 @@ fn validate_params(rule: &EffectiveRule, params: &RuleParams) -> Result<(), Patc
     };
     let seconds = |param: &str, v: Option<i64>| match v {
         Some(s) if s < 0 => Err(PatchError::new(id, param, "must not be negative")),
+        Some(s) if s > MAX_RULE_SECONDS => Err(PatchError::new(
+            id,
+            param,
+            format!(
+                "at most {MAX_RULE_SECONDS} s (30 days); set enabled to false to switch the rule off"
+            ),
+        )),
         _ => Ok(()),
     };
     for (param, v) in [
@@ -593,6 +603,7 @@ fn validate_params(rule: &EffectiveRule, params: &RuleParams) -> Result<(), Patc
     {
         return Err(PatchError::new(id, "interval_s", "must be above 0"));
     }
+    seconds("interval_s", params.interval_s)?;
 
     // Whole-count rules: the alarm is a count and cannot be removed (there is no warning).
     let min_count = match rule.id {
@@ -2189,6 +2200,28 @@ mod tests {
             (e.field.as_str(), e.message.as_str()),
             ("NO-DAY.duration_s", "must not be negative")
         );
+        for (json, field) in [
+            (
+                r#"{"NO-DAY": {"duration_s": 2592001}}"#,
+                "NO-DAY.duration_s",
+            ),
+            (
+                r#"{"NO-DAY": {"duration_s": 9223372036854775807}}"#,
+                "NO-DAY.duration_s",
+            ),
+            (
+                r#"{"TC-LOAD": {"escalate_enterprise_s": 2592001}}"#,
+                "TC-LOAD.escalate_enterprise_s",
+            ),
+            (
+                r#"{"DU-OFFLINE": {"interval_s": 2592001}}"#,
+                "DU-OFFLINE.interval_s",
+            ),
+        ] {
+            let e = err(json);
+            assert_eq!(e.field, field, "{json}");
+            assert!(e.message.contains("30 days"), "{json}: {e}");
+        }
         assert_eq!(
             err(r#"{"TC-LOAD": {"escalate_enterprise_s": -1}}"#).field,
             "TC-LOAD.escalate_enterprise_s"

@@ -26,6 +26,9 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::bounds::{MAX_AMOUNT_FEN, MAX_COUNT, MAX_EVENT_QUANTITY};
+use super::tenancy::FieldError;
+
 // ---------------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------------
@@ -46,12 +49,26 @@ impl BillingError {
         }
     }
 
+    /// The amount of `field` left the bounds every amount keeps (±10^15 fen).
+    fn out_of_bounds(field: impl Into<String>) -> Self {
+        BillingError::new(
+            field,
+            "the amount would exceed 10^15 fen (10 trillion yuan); nothing was billed",
+        )
+    }
+
     /// The same error under an enclosing field, e.g. `changes[0].package` + `prices[1]`.
     fn within(self, prefix: &str) -> Self {
         BillingError {
             field: format!("{prefix}.{}", self.field),
             message: self.message,
         }
+    }
+}
+
+impl From<FieldError> for BillingError {
+    fn from(e: FieldError) -> Self {
+        BillingError::new(e.field, e.message)
     }
 }
 
@@ -219,6 +236,30 @@ impl Package {
                             item_base(line.unit, line.category.as_deref())
                         ),
                     ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of a package being created (on top of [`Package::validate`], which every
+    /// rating repeats on stored packages): the name is single-line text
+    /// ([`super::text::line`]) and every price, tier bound and inclusion within the bounds
+    /// ([`super::bounds`]).
+    pub fn validate_new(&self) -> Result<(), BillingError> {
+        super::text::line("name", &self.name, 200)?;
+        self.validate()?;
+        for (i, line) in self.prices.iter().enumerate() {
+            let f = |name: &str| format!("prices[{i}].{name}");
+            super::bounds::amount(&f("price_fen"), line.price_fen)?;
+            if let Some(n) = line.included {
+                super::bounds::count(&f("included"), n, MAX_COUNT)?;
+            }
+            for (j, tier) in line.tiers.iter().flatten().enumerate() {
+                let tf = |name: &str| format!("prices[{i}].tiers[{j}].{name}");
+                super::bounds::amount(&tf("price_fen"), tier.price_fen)?;
+                if let Some(u) = tier.up_to {
+                    super::bounds::count(&tf("up_to"), u, MAX_COUNT)?;
                 }
             }
         }
@@ -752,6 +793,12 @@ impl UsageEvent {
         if self.metric == Metric::Messages && self.quantity < 0 {
             return Err(BillingError::new("quantity", "must not be negative"));
         }
+        if self.metric == Metric::Messages && self.quantity > MAX_EVENT_QUANTITY {
+            return Err(BillingError::new(
+                "quantity",
+                format!("at most {MAX_EVENT_QUANTITY} messages per event"),
+            ));
+        }
         match self.device_id.as_deref() {
             Some("") => Err(BillingError::new("device_id", "must not be empty")),
             None if self.metric != Metric::Messages => Err(BillingError::new(
@@ -875,6 +922,31 @@ fn interval_days(start: i64, end: i64, a: i64, b: i64) -> u32 {
     day_bits(first as u32, last as u32)
 }
 
+// Transitions that bind exactly the days of `mask` (see `DeviceUsage::bound_days`): one bound
+// interval per run of consecutive days, from the first day's start to the last day's end.
+fn bindings_of_days(start: i64, mask: u32) -> Vec<Binding> {
+    let mut out = Vec::new();
+    let mut day = 0i64;
+    let mut rest = mask;
+    while rest != 0 {
+        let skip = i64::from(rest.trailing_zeros());
+        rest >>= skip;
+        day += skip;
+        let run = i64::from(rest.trailing_ones());
+        out.push(Binding {
+            at_ms: start + day * DAY_MS,
+            change: BindingChange::Bound,
+        });
+        out.push(Binding {
+            at_ms: start + (day + run) * DAY_MS,
+            change: BindingChange::Unbound,
+        });
+        rest = rest.checked_shr(run as u32).unwrap_or(0);
+        day += run;
+    }
+    out
+}
+
 // Bits of days first..=last (1-based, at most 31).
 fn day_bits(first: u32, last: u32) -> u32 {
     if first > last || first == 0 {
@@ -950,6 +1022,49 @@ impl Aggregates {
                     self.devices.insert(id.clone(), dev.clone());
                 }
             }
+        }
+    }
+
+    /// Adds the platform's own measurements of `period` (the devices bound to the project, the
+    /// messages ingest counted for them) to posted usage, counting each device once. The rule,
+    /// per device the platform knows in the period (bound to the project at any time in it):
+    /// - messages and activity: the platform's figure wins for the whole period, and whatever
+    ///   was posted for that device is dropped from the device and from the totals (posted usage
+    ///   is kept per device and period, not per day, so the period is the finest common grain);
+    /// - bound days: per day, a day counts once if the platform or the posted transitions have
+    ///   the device bound on it;
+    /// - category: the platform's (its device record), else the posted one.
+    ///
+    /// Devices the platform does not know, and messages posted without a device, count as
+    /// posted.
+    pub fn overlay_platform(&mut self, platform: &Aggregates, period: Period) {
+        self.messages = self.messages.saturating_add(platform.messages);
+        self.message_events = self.message_events.saturating_add(platform.message_events);
+        for (id, plat) in &platform.devices {
+            let Some(posted) = self.devices.remove(id) else {
+                self.devices.insert(id.clone(), plat.clone());
+                continue;
+            };
+            self.messages = self.messages.saturating_sub(posted.messages);
+            self.message_events = self.message_events.saturating_sub(posted.message_events);
+            let bindings = if posted.bindings.is_empty() {
+                plat.bindings.clone()
+            } else {
+                bindings_of_days(
+                    period.start_ms(),
+                    plat.bound_days(period) | posted.bound_days(period),
+                )
+            };
+            self.devices.insert(
+                id.clone(),
+                DeviceUsage {
+                    category: plat.category.clone().or(posted.category),
+                    messages: plat.messages,
+                    message_events: plat.message_events,
+                    active: plat.active,
+                    bindings,
+                },
+            );
         }
     }
 
@@ -1115,9 +1230,11 @@ pub struct InvoiceLine {
     pub corrects: Option<Period>,
 }
 
-/// The sum of the lines' amounts.
-pub fn total_fen(lines: &[InvoiceLine]) -> i64 {
-    lines.iter().map(|l| l.amount_fen).sum()
+/// The sum of the lines' amounts: an invoice total, so within ±10^15 fen, or an error naming
+/// `total_fen` (nothing is billed).
+pub fn total_fen(lines: &[InvoiceLine]) -> Result<i64, BillingError> {
+    super::bounds::sum_within(lines.iter().map(|l| l.amount_fen), MAX_AMOUNT_FEN)
+        .ok_or_else(|| BillingError::out_of_bounds("total_fen"))
 }
 
 /// `numerator / denominator` rounded to the nearest integer, halves away from zero (half-up on
@@ -1400,7 +1517,7 @@ pub fn rate(
                         0,
                         BTreeSet::new(),
                     ));
-                    e.1 += i64::try_from(n).unwrap_or(i64::MAX);
+                    e.1 = e.1.saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
                     e.2.insert(key_with_category(
                         period,
                         "active_devices",
@@ -1436,7 +1553,7 @@ pub fn rate(
                     0,
                     BTreeSet::from([timeline_key.clone()]),
                 ));
-                e.1 += i64::from(n);
+                e.1 = e.1.saturating_add(i64::from(n));
                 e.2.insert(key_with_category(period, "device_days", *category));
             }
         }
@@ -1464,6 +1581,15 @@ pub fn rate(
 
         lines.extend(out.lines);
     }
+    // Within the bounds line by line and in total, or nothing: an amount past them is refused
+    // here, never stored.
+    if let Some(l) = lines
+        .iter()
+        .find(|l| l.amount_fen.unsigned_abs() > MAX_AMOUNT_FEN.unsigned_abs())
+    {
+        return Err(BillingError::out_of_bounds(l.item.clone()));
+    }
+    total_fen(&lines)?;
     Ok(lines)
 }
 
@@ -1480,17 +1606,18 @@ pub fn correction_lines(
 ) -> Result<Vec<InvoiceLine>, BillingError> {
     let before = rate(package, timeline, previous, period)?;
     let after = rate(package, timeline, new, period)?;
-    Ok(diff_lines(period, &before, &after))
+    diff_lines(period, &before, &after)
 }
 
 /// The delta lines turning the invoiced lines `before` of `period` into `after`, keyed by
 /// (package_id, package_version, item): the lines of `after` in its order, then the lines only
-/// in `before`. Unchanged lines are left out. Items become `correction:<period>:<item>`.
+/// in `before`. Unchanged lines are left out. Items become `correction:<period>:<item>`. The
+/// deltas are computed checked (a difference beyond `i64` is an error naming the item).
 pub fn diff_lines(
     period: Period,
     before: &[InvoiceLine],
     after: &[InvoiceLine],
-) -> Vec<InvoiceLine> {
+) -> Result<Vec<InvoiceLine>, BillingError> {
     let key = |l: &InvoiceLine| (l.package_id.clone(), l.package_version, l.item.clone());
     let mut old: BTreeMap<_, &InvoiceLine> = before.iter().map(|l| (key(l), l)).collect();
     let mut out = Vec::new();
@@ -1510,13 +1637,17 @@ pub fn diff_lines(
             corrects: Some(period),
         });
     };
+    let delta = |l: &InvoiceLine, a: i64, b: i64| {
+        a.checked_sub(b)
+            .ok_or_else(|| BillingError::out_of_bounds(l.item.clone()))
+    };
     for l in after {
         let (qty, amount, trace) = match old.remove(&key(l)) {
             Some(o) => {
                 let trace: BTreeSet<String> = l.trace.iter().chain(&o.trace).cloned().collect();
                 (
-                    l.quantity_milli - o.quantity_milli,
-                    l.amount_fen - o.amount_fen,
+                    delta(l, l.quantity_milli, o.quantity_milli)?,
+                    delta(l, l.amount_fen, o.amount_fen)?,
                     trace.into_iter().collect(),
                 )
             }
@@ -1526,10 +1657,15 @@ pub fn diff_lines(
     }
     for o in before {
         if old.remove(&key(o)).is_some() {
-            emit(o, -o.quantity_milli, -o.amount_fen, o.trace.clone());
+            emit(
+                o,
+                delta(o, 0, o.quantity_milli)?,
+                delta(o, 0, o.amount_fen)?,
+                o.trace.clone(),
+            );
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -1772,7 +1908,7 @@ mod tests {
                 ("messages_overage", 29_750, 50, 1_488),
             ]
         );
-        assert_eq!(total_fen(&lines), 1_401_488);
+        assert_eq!(total_fen(&lines).unwrap(), 1_401_488);
         assert_eq!(lines[1].trace, vec!["2026-11/timeline"]);
         assert_eq!(lines[2].trace, vec!["2026-11/messages"]);
         assert!(lines[1].description.contains("20/30"));
@@ -1797,7 +1933,7 @@ mod tests {
                 ("device_month#t2", 2_000, 4_000, 8_000),
             ]
         );
-        assert_eq!(total_fen(&lines), 23_000);
+        assert_eq!(total_fen(&lines).unwrap(), 23_000);
         assert_eq!(
             lines[0].trace,
             vec![
@@ -1833,7 +1969,7 @@ mod tests {
                 ("device_day:tower_crane", 26_000, 800, 20_800),
             ]
         );
-        assert_eq!(total_fen(&lines), 27_000);
+        assert_eq!(total_fen(&lines).unwrap(), 27_000);
         assert_eq!(
             lines[0].trace,
             vec!["2026-11/device_days:hoist", "2026-11/timeline"]
@@ -1846,7 +1982,7 @@ mod tests {
         p.pause_on_suspend.leasing_clock = false;
         let lines = rate(&p, &suspended_timeline(), &nov_usage(&stream()), nov()).unwrap();
         // tower_crane 20 + 20 = 40 × 800 = 32,000; dust 30 × 300 = 9,000; hoist 200 → 41,200.
-        assert_eq!(total_fen(&lines), 41_200);
+        assert_eq!(total_fen(&lines).unwrap(), 41_200);
         // And project_month keeps running when its pause is off: 300,000 × 30/30.
         let mut f = full_solution();
         f.pause_on_suspend.project_month = false;
@@ -1867,7 +2003,7 @@ mod tests {
         // Leasing from 11 November: crane-1 11–20 = 10, crane-2 11–30 = 20 → 30 × 800 = 24,000;
         // dust-1 11–30 = 20 × 300 = 6,000; hoist-1 (day 3) is before the start. Total 30,000.
         let lines = rate(&leasing(), &tl, &usage, nov()).unwrap();
-        assert_eq!(total_fen(&lines), 30_000);
+        assert_eq!(total_fen(&lines).unwrap(), 30_000);
         // The one-off is not charged again in December: 31/31 of 300,000 and the overage only.
         let lines = rate(&full_solution(), &tl, &Aggregates::default(), dec()).unwrap();
         assert_eq!(
@@ -1923,7 +2059,7 @@ mod tests {
         );
         assert_eq!(lines[1].package_id, "pkg-a");
         assert_eq!(lines[2].package_id, "pkg-b");
-        assert_eq!(total_fen(&lines), 276_667);
+        assert_eq!(total_fen(&lines).unwrap(), 276_667);
         // December: B only, in full.
         let lines = rate(&a, &tl, &Aggregates::default(), dec()).unwrap();
         assert_eq!(
@@ -1969,7 +2105,7 @@ mod tests {
                 ("device_day:tower_crane", 20_000, 1_000, 20_000),
             ]
         );
-        assert_eq!(total_fen(&lines), 51_000);
+        assert_eq!(total_fen(&lines).unwrap(), 51_000);
     }
 
     #[test]
@@ -2090,7 +2226,7 @@ mod tests {
                 ("project_month", 33, 9_000, 300),
             ]
         );
-        assert_eq!(total_fen(&lines), 4_664);
+        assert_eq!(total_fen(&lines).unwrap(), 4_664);
     }
 
     // ---- tiers ----
@@ -2197,6 +2333,155 @@ mod tests {
         (1..=31)
             .filter(|day| mask & (1 << (day - 1)) != 0)
             .collect()
+    }
+
+    fn fold_events(events: &[UsageEvent]) -> Aggregates {
+        let mut a = Aggregates::default();
+        for e in events {
+            a.add(e).unwrap();
+        }
+        a
+    }
+
+    fn days_of(mask: u32) -> Vec<u32> {
+        (1..=31)
+            .filter(|day| mask & (1 << (day - 1)) != 0)
+            .collect()
+    }
+
+    /// A device the platform knows and the integrator also posts is counted once: the
+    /// platform's messages and activity win, a bound day counts once whichever source has it.
+    #[test]
+    fn platform_usage_overlays_posted_usage_of_the_same_device_once() {
+        let tc = Some("tower_crane");
+        let posted = fold_events(&[
+            // The device the platform knows: 100 messages in 2 events, bound on the 1st–5th,
+            // then an unbind on the 12th the platform never saw.
+            ev(
+                "p1",
+                Messages,
+                60,
+                "2026-11-02T10:00:00+08:00",
+                Some("crane-1"),
+                Some("hoist"),
+            ),
+            ev(
+                "p2",
+                Messages,
+                40,
+                "2026-11-03T10:00:00+08:00",
+                Some("crane-1"),
+                None,
+            ),
+            ev(
+                "p3",
+                Bound,
+                1,
+                "2026-11-01T00:00:00+08:00",
+                Some("crane-1"),
+                None,
+            ),
+            ev(
+                "p4",
+                Unbound,
+                1,
+                "2026-11-06T00:00:00+08:00",
+                Some("crane-1"),
+                None,
+            ),
+            ev(
+                "p5",
+                Unbound,
+                1,
+                "2026-11-12T12:00:00+08:00",
+                Some("crane-1"),
+                None,
+            ),
+            // A device only the integrator reports, and messages without a device.
+            ev(
+                "p6",
+                Messages,
+                7,
+                "2026-11-02T10:00:00+08:00",
+                Some("dust-9"),
+                None,
+            ),
+            ev("p7", Messages, 3, "2026-11-02T10:00:00+08:00", None, None),
+        ]);
+        // The platform: crane-1 bound from the 10th on (still bound), 40 messages counted.
+        let platform = fold_events(&[
+            ev(
+                "f1",
+                Bound,
+                1,
+                "2026-11-10T09:00:00+08:00",
+                Some("crane-1"),
+                tc,
+            ),
+            ev(
+                "f2",
+                Messages,
+                40,
+                "2026-11-10T10:00:00+08:00",
+                Some("crane-1"),
+                tc,
+            ),
+        ]);
+
+        let mut rated = posted.clone();
+        rated.overlay_platform(&platform, nov());
+        // 40 (platform, crane-1) + 7 (dust-9) + 3 (no device); never 100 + 40.
+        assert_eq!(rated.messages, 50);
+        assert_eq!(rated.message_events, 3);
+        let crane = &rated.devices["crane-1"];
+        assert_eq!(
+            (crane.messages, crane.active, crane.category.as_deref()),
+            (40, true, tc)
+        );
+        // Days 1–5 (posted) and 10–30 (platform): 26, each once. A plain merge of the
+        // transitions would let the posted unbind on the 12th cut the platform's binding short.
+        let mut days: Vec<u32> = (1..=5).collect();
+        days.extend(10..=30);
+        assert_eq!(days_of(crane.bound_days(nov())), days);
+        assert_eq!(rated.device_days(nov())[&tc.map(str::to_owned)], 26);
+        assert_eq!(rated.devices["dust-9"].messages, 7);
+
+        // A device the platform knows and nobody posted keeps the platform's transitions.
+        let mut only = fold_events(&[ev(
+            "q",
+            Messages,
+            3,
+            "2026-11-02T10:00:00+08:00",
+            None,
+            None,
+        )]);
+        only.overlay_platform(&platform, nov());
+        assert_eq!(only.devices["crane-1"], platform.devices["crane-1"]);
+        assert_eq!(only.messages, 43);
+    }
+
+    #[test]
+    fn bindings_of_days_bind_exactly_those_days() {
+        for mask in [
+            0u32,
+            1,
+            0b1011,
+            1 << 29,
+            (1 << 30) - 1,
+            0x5555_5555 & ((1 << 30) - 1),
+        ] {
+            let dev = DeviceUsage {
+                bindings: bindings_of_days(nov().start_ms(), mask),
+                ..DeviceUsage::default()
+            };
+            assert_eq!(dev.bound_days(nov()), mask, "{mask:#b}");
+        }
+        let dec_all = (1u32 << 31) - 1;
+        let dev = DeviceUsage {
+            bindings: bindings_of_days(dec().start_ms(), dec_all),
+            ..DeviceUsage::default()
+        };
+        assert_eq!(dev.bound_days(dec()), dec_all);
     }
 
     #[test]
@@ -2387,6 +2672,133 @@ mod tests {
     // ---- corrections ----
 
     #[test]
+    fn new_packages_and_usage_events_are_bounded() {
+        let mut p = package(
+            "pkg-max",
+            Model::Leasing,
+            vec![PriceLine::flat(Unit::DeviceDay, MAX_AMOUNT_FEN)],
+        );
+        p.validate_new().unwrap();
+        for bad in [MAX_AMOUNT_FEN + 1, i64::MAX] {
+            p.prices[0].price_fen = bad;
+            assert_eq!(p.validate_new().unwrap_err().field, "prices[0].price_fen");
+        }
+        let mut t = package(
+            "pkg-t",
+            Model::TechService,
+            vec![tiered(
+                Unit::DeviceMonth,
+                &[(Some(MAX_COUNT), 1), (None, MAX_AMOUNT_FEN)],
+            )],
+        );
+        t.validate_new().unwrap();
+        t.prices[0].tiers.as_mut().unwrap()[0].up_to = Some(MAX_COUNT + 1);
+        assert_eq!(
+            t.validate_new().unwrap_err().field,
+            "prices[0].tiers[0].up_to"
+        );
+        let mut m = full_solution();
+        m.prices[2].included = Some(MAX_COUNT + 1);
+        assert_eq!(m.validate_new().unwrap_err().field, "prices[2].included");
+        m.prices[2].included = Some(MAX_COUNT);
+        m.name = "总体\u{202E}方案".into();
+        assert_eq!(m.validate_new().unwrap_err().field, "name");
+
+        let mut agg = Aggregates::default();
+        let q = |n| ev("q", Messages, n, "2026-11-02T08:00:00+08:00", None, None);
+        agg.add(&q(MAX_EVENT_QUANTITY)).unwrap();
+        for bad in [MAX_EVENT_QUANTITY + 1, i64::MAX, -1, i64::MIN] {
+            assert_eq!(agg.add(&q(bad)).unwrap_err().field, "quantity", "{bad}");
+        }
+        assert_eq!(agg.messages, MAX_EVENT_QUANTITY);
+    }
+
+    #[test]
+    fn ratings_beyond_the_bounds_are_refused_never_wrapped() {
+        let month = Timeline::starting(nov().first_day());
+        let bound_all_month = nov_usage(&[ev(
+            "b",
+            Bound,
+            1,
+            "2026-11-01T00:00:00+08:00",
+            Some("crane-1"),
+            Some("tower_crane"),
+        )]);
+        // One device-day at the largest price is billable; thirty of them are beyond 10^15.
+        let mut p = package(
+            "pkg-max",
+            Model::Leasing,
+            vec![PriceLine::flat(Unit::DeviceDay, MAX_AMOUNT_FEN / 30)],
+        );
+        assert_eq!(
+            total_fen(&rate(&p, &month, &bound_all_month, nov()).unwrap()).unwrap(),
+            MAX_AMOUNT_FEN / 30 * 30
+        );
+        // Prices stored before the bounds (up to i64::MAX) and huge usage: a clear error naming
+        // the line or the total, never a wrapped or saturated amount, never a panic.
+        for price in [MAX_AMOUNT_FEN / 30 + 1, MAX_AMOUNT_FEN, i64::MAX] {
+            p.prices[0].price_fen = price;
+            let e = rate(&p, &month, &bound_all_month, nov()).unwrap_err();
+            assert_eq!(e.field, "device_day", "{price}: {e}");
+        }
+        let fee = |price| {
+            package(
+                "pkg-fee",
+                Model::FullSolution,
+                vec![PriceLine::flat(Unit::ProjectMonth, price)],
+            )
+        };
+        let none = Aggregates::default();
+        assert_eq!(
+            total_fen(&rate(&fee(MAX_AMOUNT_FEN), &month, &none, nov()).unwrap()).unwrap(),
+            MAX_AMOUNT_FEN
+        );
+        let e = rate(&fee(i64::MAX), &month, &none, nov()).unwrap_err();
+        assert_eq!(e.field, "project_month");
+        // Two lines each within the bound whose sum is not: the total is refused.
+        let two = package(
+            "pkg-two",
+            Model::FullSolution,
+            vec![
+                PriceLine::flat(Unit::ProjectMonth, MAX_AMOUNT_FEN),
+                PriceLine::flat(Unit::OneOff, 1),
+            ],
+        );
+        let e = rate(&two, &month, &Aggregates::default(), nov()).unwrap_err();
+        assert_eq!(e.field, "total_fen");
+        // A message count at i64::MAX (the store's limit) rates to a refusal, not a wrap.
+        let mut overage = PriceLine::flat(Unit::MessageOveragePer1k, 1_000);
+        overage.included = Some(0);
+        let msgs = package("pkg-msg", Model::FullSolution, vec![overage]);
+        let huge = Aggregates {
+            messages: i64::MAX,
+            ..Aggregates::default()
+        };
+        assert!(rate(&msgs, &month, &huge, nov()).is_err());
+        // Totals and corrections of lines at the extremes are checked.
+        let extreme = |amount_fen: i64, quantity_milli: i64| InvoiceLine {
+            item: "x".into(),
+            description: String::new(),
+            package_id: "p".into(),
+            package_version: 1,
+            quantity_milli,
+            unit_price_fen: 0,
+            amount_fen,
+            trace: Vec::new(),
+            corrects: None,
+        };
+        assert!(total_fen(&[extreme(i64::MAX, 1), extreme(i64::MAX, 1)]).is_err());
+        assert!(total_fen(&[extreme(i64::MIN, 1)]).is_err());
+        assert_eq!(
+            diff_lines(nov(), &[extreme(i64::MIN, 1)], &[extreme(1, 1)])
+                .unwrap_err()
+                .field,
+            "x"
+        );
+        assert!(diff_lines(nov(), &[extreme(1, i64::MIN)], &[]).is_err());
+    }
+
+    #[test]
     fn late_usage_becomes_correction_lines() {
         // Closed with e2 (crane-1 unbound on the 20th) and e11 (20,000 dust-1 messages) missing.
         let all = stream();
@@ -2402,7 +2814,7 @@ mod tests {
         // Leasing: crane-1 was billed 1–4 and 15–30 = 20 days, now 10: −10 days × 800 = −8,000.
         // Previously 200 + 6,000 + 36 × 800 = 35,000; now 27,000.
         let before = rate(&leasing(), &tl, &previous, nov()).unwrap();
-        assert_eq!(total_fen(&before), 35_000);
+        assert_eq!(total_fen(&before).unwrap(), 35_000);
         let lines = correction_lines(&leasing(), &tl, &previous, &new, nov()).unwrap();
         assert_eq!(
             summary(&lines),
@@ -2414,7 +2826,10 @@ mod tests {
             )]
         );
         assert_eq!(lines[0].corrects, Some(nov()));
-        assert_eq!(total_fen(&before) + total_fen(&lines), 27_000);
+        assert_eq!(
+            total_fen(&before).unwrap() + total_fen(&lines).unwrap(),
+            27_000
+        );
 
         // Full solution: 110,000 messages gave 9,750 over → 487.5 → 488; now 1,488: +1,000.
         let before = rate(&full_solution(), &tl, &previous, nov()).unwrap();
@@ -2423,7 +2838,10 @@ mod tests {
             summary(&lines),
             vec![("correction:2026-11:messages_overage", 20_000, 50, 1_000)]
         );
-        assert_eq!(total_fen(&before) + total_fen(&lines), 1_401_488);
+        assert_eq!(
+            total_fen(&before).unwrap() + total_fen(&lines).unwrap(),
+            1_401_488
+        );
 
         // Tech service: the same five active devices, nothing to correct.
         assert!(
@@ -2433,7 +2851,7 @@ mod tests {
         );
 
         // A line that disappears is reversed.
-        let gone = diff_lines(nov(), &before[2..], &[]);
+        let gone = diff_lines(nov(), &before[2..], &[]).unwrap();
         assert_eq!(
             summary(&gone),
             vec![("correction:2026-11:messages_overage", -9_750, 50, -488)]

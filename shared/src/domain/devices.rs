@@ -318,8 +318,13 @@ pub struct Supplier {
     #[schema(value_type = String)]
     pub uscc: Uscc,
     pub created_at: String,
-    /// The user who registered it.
-    pub created_by: String,
+    /// The user who registered it; withheld (`null`) from other integrators' users.
+    pub created_by: Option<String>,
+    /// The integrator of that user (`None`: the platform administrator, or recorded before
+    /// this was kept); never shown, it decides who sees `created_by`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub created_by_integrator_id: Option<IntegratorId>,
 }
 
 /// A device model of a supplier, platform-wide.
@@ -336,7 +341,23 @@ pub struct DeviceModel {
     /// where the integrator marked it compliant.
     pub access_cert_no: Option<String>,
     pub created_at: String,
-    pub created_by: String,
+    /// The user who registered it; withheld (`null`) from other integrators' users.
+    pub created_by: Option<String>,
+    /// As [`Supplier::created_by_integrator_id`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub created_by_integrator_id: Option<IntegratorId>,
+}
+
+/// Whether `caller` may see who registered a shared catalogue entry: the platform administrator
+/// always, otherwise only users of the integrator it was registered by. User ids of one
+/// integrator are not another's business.
+pub fn sees_creator(
+    caller_integrator: Option<&IntegratorId>,
+    platform_admin: bool,
+    created_by_integrator: Option<&IntegratorId>,
+) -> bool {
+    platform_admin || (caller_integrator.is_some() && caller_integrator == created_by_integrator)
 }
 
 /// An integrator's explicit statement that a model without an access certificate is compliant,

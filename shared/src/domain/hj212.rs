@@ -18,8 +18,11 @@ const HEADER_LEN: usize = 6;
 const TRAILER_LEN: usize = 6;
 /// Largest well-formed frame on the wire.
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + MAX_SEGMENT_LEN + TRAILER_LEN;
-/// Most bytes the splitter holds while it cannot decide: a peer sending endless garbage (or a
-/// frame that never ends) is reported in pieces of this size instead of growing memory.
+/// Most bytes the splitter holds while it cannot decide. A peer that leaves it a frame's worth
+/// of bytes with neither a frame start nor a line end to resynchronise on (endless garbage, a
+/// frame whose end never comes) is reported once as [`Reason::FrameTooLong`], and the listener
+/// drops it: no well-formed device does that, and cutting such a stream into pieces would only
+/// turn it into a quarantine record per kilobyte.
 const MAX_PENDING: usize = MAX_FRAME_LEN;
 
 /// Hours east of UTC of the timestamps inside frames (QN, DataTime): devices report
@@ -97,6 +100,12 @@ pub enum Reason {
     MissingTime,
     /// A real-time data frame without any factor value.
     NoValues,
+    /// More than [`MAX_FRAME_LEN`] bytes arrived without a frame ending; the connection is
+    /// dropped (see [`Reason::ends_connection`]).
+    FrameTooLong,
+    /// Set by the listener, not the codec: the connection's budget of refusals is spent
+    /// (a peer sending refused frames as fast as it can); the connection is dropped.
+    TooManyRejects,
 }
 
 impl Reason {
@@ -121,7 +130,17 @@ impl Reason {
             Reason::BadTime => "bad_time",
             Reason::MissingTime => "missing_time",
             Reason::NoValues => "no_values",
+            Reason::FrameTooLong => "frame_too_long",
+            Reason::TooManyRejects => "too_many_rejects",
         }
+    }
+
+    /// Whether the listener closes the connection after reporting this: only for a peer that
+    /// is not speaking HJ 212 framing at all, or refused faster than any device would be.
+    /// Every other refusal keeps the connection, since a device resends what was not
+    /// acknowledged over the same long-lived connection.
+    pub fn ends_connection(self) -> bool {
+        matches!(self, Reason::FrameTooLong | Reason::TooManyRejects)
     }
 }
 
@@ -223,10 +242,7 @@ impl Splitter {
                     if self.buf.len() - keep < MAX_PENDING {
                         return None;
                     }
-                    let junk = self.buf.split_to(self.buf.len() - keep).freeze();
-                    if let Some(rejected) = garbage(junk) {
-                        return Some(Err(rejected));
-                    }
+                    return Some(Err(self.too_long("without a frame start")));
                 }
             }
         }
@@ -318,9 +334,22 @@ impl Splitter {
         }
     }
 
+    /// Everything buffered as one [`Reason::FrameTooLong`] refusal, leaving the splitter empty.
+    fn too_long(&mut self, context: &str) -> Rejected {
+        let raw = self.buf.split().freeze();
+        let detail = format!(
+            "{} bytes {context} and no frame end; a frame is at most {MAX_FRAME_LEN} bytes",
+            raw.len()
+        );
+        Rejected {
+            raw,
+            error: Hj212Error::new(Reason::FrameTooLong, detail),
+        }
+    }
+
     /// Drops a broken frame up to its line end or the next frame start, whichever comes first,
-    /// so the following frame decodes. Waits if neither has arrived yet (bounded by
-    /// [`MAX_PENDING`]).
+    /// so the following frame decodes. Waits if neither has arrived yet; [`MAX_PENDING`] bytes
+    /// buffered without either is [`Reason::FrameTooLong`].
     fn resync(&mut self, reason: Reason, detail: String) -> Option<Result<RawFrame, Rejected>> {
         let after_crlf = find(&self.buf, b"\r\n").map(|at| at + 2);
         let next_start = find(&self.buf[2..], b"##").map(|at| at + 2);
@@ -328,7 +357,10 @@ impl Splitter {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) => a,
             (None, Some(b)) => b,
-            (None, None) if self.buf.len() >= MAX_PENDING => self.buf.len(),
+            (None, None) if self.buf.len() >= MAX_PENDING => {
+                let context = format!("after a frame refused as {}", reason.code());
+                return Some(Err(self.too_long(&context)));
+            }
             (None, None) => return None,
         };
         let raw = self.buf.split_to(end).freeze();
@@ -1123,32 +1155,73 @@ mod tests {
         assert!(items[2].is_ok());
     }
 
-    #[test]
-    fn endless_garbage_is_bounded() {
-        let mut splitter = Splitter::new();
-        let mut rejected = 0;
-        for _ in 0..100 {
-            splitter.extend(&[b'x'; 100]);
+    /// Feeds `chunk` `times` times, collecting every item, and checks the buffer never holds a
+    /// frame's worth.
+    fn feed(splitter: &mut Splitter, chunk: &[u8], times: usize) -> Vec<Rejected> {
+        let mut out = Vec::new();
+        for _ in 0..times {
+            splitter.extend(chunk);
             while let Some(item) = splitter.next_item() {
-                assert_eq!(item.unwrap_err().error.reason, Reason::Garbage);
-                rejected += 1;
+                out.push(item.unwrap_err());
             }
             assert!(splitter.pending() < MAX_PENDING);
         }
-        assert!(rejected >= 9);
-        // The same for a frame header whose terminator never comes.
+        out
+    }
+
+    #[test]
+    fn more_than_a_frame_without_a_frame_end_is_frame_too_long() {
+        // Endless garbage: one refusal once a frame's worth has arrived, naming the reason that
+        // ends the connection, holding what was buffered.
+        let mut splitter = Splitter::new();
+        let items = feed(&mut splitter, &[b'x'; 100], 11);
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0].error.reason, Reason::FrameTooLong);
+        assert_eq!(items[0].error.reason.code(), "frame_too_long");
+        assert!(items[0].error.reason.ends_connection());
+        assert_eq!(items[0].raw.len(), 1100);
+        assert_eq!(splitter.pending(), 0);
+        // A frame header whose line never ends: the bad length is not reported on its own.
         let mut splitter = Splitter::new();
         splitter.extend(b"##01x1");
-        let mut reasons = Vec::new();
-        for _ in 0..30 {
-            splitter.extend(&[b'y'; 100]);
-            while let Some(item) = splitter.next_item() {
-                reasons.push(item.unwrap_err().error.reason);
-            }
-            assert!(splitter.pending() < MAX_PENDING);
+        let items = feed(&mut splitter, &[b'y'; 100], 11);
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0].error.reason, Reason::FrameTooLong);
+        assert!(items[0].error.detail.contains("bad_length"), "{items:?}");
+    }
+
+    #[test]
+    fn a_frame_of_the_largest_size_after_garbage_is_not_too_long() {
+        // The largest frame the standard allows, after a little less than a frame of garbage.
+        let segment = format!("{SAMPLE}{}", "0".repeat(MAX_SEGMENT_LEN - SAMPLE.len()));
+        let frame = encode(&segment);
+        assert_eq!(frame.len(), MAX_FRAME_LEN);
+        let mut wire = vec![b'z'; MAX_FRAME_LEN - 1];
+        wire.extend(&frame);
+        wire.extend(b"##01x1 bad length\r\n");
+        wire.extend(&frame);
+        // Whole, and a byte per read: the splitter never holds a frame's worth undecided.
+        let mut byte_by_byte = Splitter::new();
+        let mut items = Vec::new();
+        for b in &wire {
+            byte_by_byte.extend(&[*b]);
+            items.extend(std::iter::from_fn(|| byte_by_byte.next_item()));
         }
-        assert_eq!(reasons[0], Reason::BadLength);
-        assert!(reasons[1..].iter().all(|r| *r == Reason::Garbage));
+        for items in [split_all(&wire), items] {
+            let reasons: Vec<_> = items
+                .iter()
+                .map(|i| i.as_ref().map_err(|r| r.error.reason).map(|_| "frame"))
+                .collect();
+            assert_eq!(
+                reasons,
+                [
+                    Err(Reason::Garbage),
+                    Ok("frame"),
+                    Err(Reason::BadLength),
+                    Ok("frame")
+                ]
+            );
+        }
     }
 
     #[test]

@@ -26,9 +26,9 @@ pub const DEFAULT_RULES_JSON: &str = include_str!("../../config/safety-fund.json
 /// Basis points in one whole (100 % = 10 000 bp).
 pub const BP_PER_WHOLE: i64 = 10_000;
 
-/// Largest single amount (fen) accepted from input: 10¹⁵ fen = 10 trillion yuan. Keeps every sum of
-/// realistic ledgers far from `i64` overflow.
-pub const MAX_AMOUNT_FEN: i64 = 1_000_000_000_000_000;
+/// Largest single amount (fen) accepted from input, and the bound of a ledger's column totals:
+/// 10¹⁵ fen = 10 trillion yuan ([`super::bounds`]).
+pub use super::bounds::MAX_AMOUNT_FEN;
 
 /// `prev_hash` of the first entry of every ledger.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -95,6 +95,12 @@ pub enum SafetyFundError {
     NotReversible { seq: u64, kind: EntryKind },
     #[error("invoice {invoice_id} is already posted as entry {seq}")]
     InvoiceAlreadyPosted { invoice_id: String, seq: u64 },
+    #[error("invoice {invoice_id} has no expenditure in this ledger to take back from")]
+    InvoiceNotPosted { invoice_id: String },
+    #[error("credit note {note_id} is already posted as entry {seq}")]
+    CreditNoteAlreadyPosted { note_id: String, seq: u64 },
+    #[error("invoice {invoice_id} holds nothing more in this ledger (already voided or credited)")]
+    NothingToTakeBack { invoice_id: String },
     #[error(
         "category `{category}` is not an allowed use of the 安全文明施工费 (diversion, 挪用, is refused)"
     )]
@@ -1010,13 +1016,34 @@ impl Ledger {
     }
 
     /// Appends `draft`, setting its seq, prev_hash and hash; returns the stored entry.
-    pub fn append(&mut self, mut draft: Entry) -> &Entry {
+    ///
+    /// Every column total of the ledger (accrued, spent, allocated, paid) stays within
+    /// ±[`MAX_AMOUNT_FEN`]: an entry that would take one beyond is refused as an
+    /// [`SafetyFundError::InvalidAmount`] of `field` (the input that brought the amount), and
+    /// nothing is appended. So the sums of a stored ledger are exact and its balance is far from
+    /// `i64` overflow, however many entries it holds.
+    pub fn append(&mut self, mut draft: Entry, field: &'static str) -> Result<&Entry> {
+        let t = self.totals();
+        for (total, amount) in [
+            (t.accrued_fen, draft.accrued_fen),
+            (t.spent_fen, draft.spent_fen),
+            (t.allocated_fen, draft.allocated_fen),
+            (t.paid_fen, draft.paid_fen),
+        ] {
+            if super::bounds::sum_within([total, amount], MAX_AMOUNT_FEN).is_none() {
+                return Err(SafetyFundError::InvalidAmount {
+                    field,
+                    amount_fen: amount,
+                    expected: "a ledger's totals within ±10^15 fen",
+                });
+            }
+        }
         draft.seq = self.entries.len() as u64 + 1;
         draft.prev_hash = self.last_hash().to_owned();
         draft.hash = draft.compute_hash();
         self.entries.push(draft);
         let i = self.entries.len() - 1;
-        &self.entries[i]
+        Ok(&self.entries[i])
     }
 
     pub fn totals(&self) -> Totals {
@@ -1053,7 +1080,7 @@ impl Ledger {
         e.overspent = balance < 0;
         e.links = exp.links;
         e.evidence_ref = Some(exp.evidence_ref);
-        let entry = self.append(e).clone();
+        let entry = self.append(e, "amount_fen")?.clone();
         Ok(ExpenditureOutcome {
             overspent: entry.overspent,
             entry,
@@ -1085,6 +1112,113 @@ impl Ledger {
             }),
             None => Ok(()),
         }
+    }
+
+    /// What the entries booked for invoice `invoice_id` still spend: its expenditure less what
+    /// credit notes, voids and reversals took back.
+    pub fn invoice_net_fen(&self, invoice_id: &str) -> i64 {
+        self.entries
+            .iter()
+            .filter(|e| e.links.invoice_id.as_deref() == Some(invoice_id))
+            .fold(0i64, |acc, e| acc.saturating_add(e.spent_fen))
+    }
+
+    /// The draft that takes back (part of) what invoice `invoice_id` booked, after billing
+    /// credited or voided it (see [`TakeBack`]). Never edits the expenditure: a credit note is a
+    /// `correction` entry of minus its amount; a void is the `reversal` of the expenditure when
+    /// nothing was credited yet, else a `correction` of minus what the invoice still holds. Both
+    /// keep the expenditure's category and links. Each credit note and the void are taken at
+    /// most once ([`SafetyFundError::CreditNoteAlreadyPosted`],
+    /// [`SafetyFundError::NothingToTakeBack`]).
+    fn take_back_draft(&self, invoice_id: &str, take: &TakeBack, date: NaiveDate) -> Result<Entry> {
+        let booked = self.entries.iter().rev().find(|e| {
+            e.kind == EntryKind::Expenditure
+                && e.links.invoice_id.as_deref() == Some(invoice_id)
+                && self.reversed_by(e.seq).is_none()
+        });
+        let linked = || {
+            self.entries
+                .iter()
+                .filter(|e| e.links.invoice_id.as_deref() == Some(invoice_id))
+        };
+        let Some(booked) = booked else {
+            // A void booked as the expenditure's reversal leaves no expenditure standing.
+            if linked().any(|e| e.kind == EntryKind::Expenditure) {
+                return Err(SafetyFundError::NothingToTakeBack {
+                    invoice_id: invoice_id.to_owned(),
+                });
+            }
+            return Err(SafetyFundError::InvoiceNotPosted {
+                invoice_id: invoice_id.to_owned(),
+            });
+        };
+        let invoice_no = booked.evidence_ref.clone().unwrap_or_default();
+        let net = self.invoice_net_fen(invoice_id);
+        let (amount, summary, evidence) = match take {
+            TakeBack::Credit {
+                note_id,
+                amount_fen,
+            } => {
+                if let Some(e) = linked().find(|e| {
+                    e.kind == EntryKind::Correction && e.evidence_ref.as_ref() == Some(note_id)
+                }) {
+                    return Err(SafetyFundError::CreditNoteAlreadyPosted {
+                        note_id: note_id.clone(),
+                        seq: e.seq,
+                    });
+                }
+                check_amount("amount_fen", *amount_fen, false)?;
+                if *amount_fen > net {
+                    return Err(SafetyFundError::InvalidAmount {
+                        field: "amount_fen",
+                        amount_fen: *amount_fen,
+                        expected: "at most what the invoice still holds in the ledger",
+                    });
+                }
+                (
+                    *amount_fen,
+                    format!("红字冲减：发票 {invoice_no}，红字发票 {note_id}"),
+                    note_id.clone(),
+                )
+            }
+            TakeBack::Void => {
+                if net <= 0 {
+                    return Err(SafetyFundError::NothingToTakeBack {
+                        invoice_id: invoice_id.to_owned(),
+                    });
+                }
+                if net == booked.spent_fen && linked().count() == 1 {
+                    return self.reversal_draft(
+                        booked.seq,
+                        date,
+                        &format!("发票 {invoice_no} 作废"),
+                    );
+                }
+                (
+                    net,
+                    format!("发票 {invoice_no} 作废：冲减未红冲余额"),
+                    invoice_no.clone(),
+                )
+            }
+        };
+        let mut e = Entry::draft(date, EntryKind::Correction, summary);
+        e.category = booked.category.clone();
+        e.spent_fen = -amount;
+        e.links = booked.links.clone();
+        e.evidence_ref = Some(evidence);
+        Ok(e)
+    }
+
+    /// Appends the entry that takes back (part of) invoice `invoice_id` (see
+    /// [`Ledger::take_back_draft`]).
+    pub fn take_back(
+        &mut self,
+        invoice_id: &str,
+        take: &TakeBack,
+        date: NaiveDate,
+    ) -> Result<&Entry> {
+        let e = self.take_back_draft(invoice_id, take, date)?;
+        self.append(e, "amount_fen")
     }
 
     /// The reversal draft of entry `seq`: its amounts negated, its month, progress, category and
@@ -1239,6 +1373,9 @@ pub fn sub_allocation_flag(
     }))
 }
 
+/// The longest prepayment window a contract may set (ten years).
+pub const MAX_PREPAY_DAYS: u32 = 3660;
+
 /// The prepayment rule of a project's 安全文明施工费.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "rule")]
@@ -1351,6 +1488,16 @@ pub struct Expenditure {
     pub evidence_ref: String,
     #[serde(default)]
     pub links: Links,
+}
+
+/// What billing takes back of an invoice it booked as an expenditure (the hand-off of credit
+/// notes and voids, see `crate::handoff`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TakeBack {
+    /// A credit note (红字发票) of `amount_fen` against the invoice.
+    Credit { note_id: String, amount_fen: i64 },
+    /// The invoice's void: whatever it still holds.
+    Void,
 }
 
 /// The result of recording an expenditure.
@@ -1491,6 +1638,13 @@ impl FundAccount {
             return Err(SafetyFundError::Missing { field: "reference" });
         }
         let limit = add(self.contract_limit_fen(), variation.amount_fen)?;
+        if limit > MAX_AMOUNT_FEN {
+            return Err(SafetyFundError::InvalidAmount {
+                field: "amount_fen",
+                amount_fen: variation.amount_fen,
+                expected: "a contract value after the variation ≤ 10^15 fen",
+            });
+        }
         let cumulative = self.cumulative_progress_fen();
         if limit < cumulative {
             return Err(SafetyFundError::VariationBelowProgress {
@@ -1591,7 +1745,7 @@ impl FundAccount {
         e.progress_fen = Some(d_progress);
         e.paused = paused;
         e.accrued_fen = d_accrued;
-        let entry = self.ledger.append(e).clone();
+        let entry = self.ledger.append(e, "progress_value_fen")?.clone();
         Ok(AccrualOutcome {
             entry: Some(entry),
             month: self.month_state(month),
@@ -1610,7 +1764,7 @@ impl FundAccount {
         let mut e = Entry::draft(date, EntryKind::OwnerPayment, "建设单位支付安全生产费");
         e.paid_fen = amount_fen;
         e.evidence_ref = evidence_ref;
-        Ok(self.ledger.append(e))
+        self.ledger.append(e, "amount_fen")
     }
 
     /// Registers a subcontract and its share of the fee.
@@ -1655,7 +1809,7 @@ impl FundAccount {
         e.overspent = balance < 0;
         e.links.subcontract_id = Some(subcontract_id.to_owned());
         e.evidence_ref = evidence_ref;
-        Ok(self.ledger.append(e))
+        self.ledger.append(e, "amount_fen")
     }
 
     /// Records a use of the fund. The category must be allowed under the account's regime by
@@ -1676,6 +1830,18 @@ impl FundAccount {
     /// The reversal entry that cancels `seq`, if any.
     pub fn reversed_by(&self, seq: u64) -> Option<u64> {
         self.ledger.reversed_by(seq)
+    }
+
+    /// Takes back (part of) an invoice's expenditure after a credit note or its void (see
+    /// [`Ledger::take_back_draft`]); a settled account takes nothing more.
+    pub fn take_back(
+        &mut self,
+        invoice_id: &str,
+        take: &TakeBack,
+        date: NaiveDate,
+    ) -> Result<&Entry> {
+        self.ensure_open()?;
+        self.ledger.take_back(invoice_id, take, date)
     }
 
     /// Cancels entry `seq` with a reversal entry carrying its amounts negated (see
@@ -1705,7 +1871,7 @@ impl FundAccount {
                 });
             }
         }
-        Ok(self.ledger.append(e))
+        self.ledger.append(e, "seq")
     }
 
     /// Completion settlement: appends the `settlement` entry and closes the ledger. A surplus is
@@ -1724,7 +1890,7 @@ impl FundAccount {
         let mut e = Entry::draft(date, EntryKind::Settlement, summary);
         e.accrued_fen = -surplus;
         e.paid_fen = -surplus;
-        let entry = self.ledger.append(e).clone();
+        let entry = self.ledger.append(e, "date")?.clone();
         Ok(Settlement {
             date,
             balance_fen: balance,
@@ -1812,7 +1978,11 @@ impl CivilizedTerms {
             }
             check_amount("year_planned_fen", *fen, true)?;
         }
-        if let CivPrepayRule::Contract { min_share_bp, .. } = self.prepay_rule {
+        if let CivPrepayRule::Contract {
+            min_share_bp,
+            within_days,
+        } = self.prepay_rule
+        {
             check_bp("prepay_rule.min_share_bp", min_share_bp, false).map_err(|_| {
                 SafetyFundError::InvalidAmount {
                     field: "min_share_bp",
@@ -1820,6 +1990,14 @@ impl CivilizedTerms {
                     expected: "1..=10000 bp",
                 }
             })?;
+            // A window beyond the calendar would fail every later evaluation of the flags.
+            if !(1..=MAX_PREPAY_DAYS).contains(&within_days) {
+                return Err(SafetyFundError::InvalidAmount {
+                    field: "within_days",
+                    amount_fen: i64::from(within_days),
+                    expected: "1..=3660 days",
+                });
+            }
         }
         Ok(())
     }
@@ -1860,7 +2038,7 @@ impl CivilizedAccount {
         e.paid_fen = amount_fen;
         e.accrued_fen = amount_fen;
         e.evidence_ref = evidence_ref;
-        Ok(self.ledger.append(e))
+        self.ledger.append(e, "amount_fen")
     }
 
     /// A use of the fee; the category must be one of `rules.civilized_categories`. Spending
@@ -1886,7 +2064,7 @@ impl CivilizedAccount {
     /// Cancels entry `seq` with a reversal.
     pub fn reverse(&mut self, seq: u64, date: NaiveDate, reason: &str) -> Result<&Entry> {
         let e = self.ledger.reversal_draft(seq, date, reason)?;
-        Ok(self.ledger.append(e))
+        self.ledger.append(e, "seq")
     }
 
     /// FEE-CIV-PREPAY for every planned year that has begun by `as_of`. The clock of the start
@@ -2138,16 +2316,17 @@ impl CostPlan {
         if line.item.trim().is_empty() {
             return Err(SafetyFundError::Missing { field: "item" });
         }
-        if line.quantity < 1 {
+        if !(1..=super::bounds::MAX_COUNT).contains(&line.quantity) {
             return Err(SafetyFundError::InvalidAmount {
                 field: "quantity",
                 amount_fen: line.quantity,
-                expected: "≥ 1",
+                expected: "1..=10^12",
             });
         }
         check_amount("unit_price_fen", line.unit_price_fen, true)?;
         let total = line.total_fen()?;
         check_amount("line total", total, true)?;
+        check_amount("plan total", add(self.total_fen()?, total)?, true)?;
         if self.lines.iter().any(|l| l.id == line.id) {
             return Err(SafetyFundError::DuplicatePlanLine(line.id));
         }
@@ -2823,6 +3002,109 @@ mod tests {
         assert!(acc.record_expenditure(e, &r).is_ok());
     }
 
+    fn invoice_spend(date: &str, amount_fen: i64, invoice: &str) -> Expenditure {
+        let mut e = spend(date, amount_fen, "safety_informatisation");
+        e.evidence_ref = format!("NO-{invoice}");
+        e.links.invoice_id = Some(invoice.into());
+        e.links.subscription_id = Some("sub-1".into());
+        e
+    }
+
+    #[test]
+    fn credit_notes_and_a_void_take_an_invoice_back_once_each() {
+        let r = rules();
+        let mut acc = building(10_000_000);
+        acc.report_progress(ym("2024-01"), 1_000_000, d("2024-01-31"), false)
+            .unwrap(); // 30 000 accrued
+        acc.record_expenditure(invoice_spend("2024-02-01", 10_000, "inv-7"), &r)
+            .unwrap();
+        let credit = |note: &str, amount_fen| TakeBack::Credit {
+            note_id: note.into(),
+            amount_fen,
+        };
+        // A partial credit note: a correction of minus its amount, the expenditure untouched.
+        let e = acc
+            .take_back("inv-7", &credit("cn-1", 3_000), d("2024-02-05"))
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (e.kind, e.spent_fen, e.category.as_deref(), e.reverses),
+            (
+                EntryKind::Correction,
+                -3_000,
+                Some("safety_informatisation"),
+                None
+            )
+        );
+        assert_eq!(e.links.invoice_id.as_deref(), Some("inv-7"));
+        assert_eq!(e.evidence_ref.as_deref(), Some("cn-1"));
+        assert_eq!(acc.entries()[1].spent_fen, 10_000);
+        assert_eq!(acc.ledger.invoice_net_fen("inv-7"), 7_000);
+        assert_eq!(acc.totals().balance_fen, 23_000);
+        // The same note again, or more than the invoice still holds, is refused.
+        assert_eq!(
+            acc.take_back("inv-7", &credit("cn-1", 3_000), d("2024-02-06"))
+                .unwrap_err(),
+            SafetyFundError::CreditNoteAlreadyPosted {
+                note_id: "cn-1".into(),
+                seq: 3
+            }
+        );
+        assert!(matches!(
+            acc.take_back("inv-7", &credit("cn-2", 7_001), d("2024-02-06")),
+            Err(SafetyFundError::InvalidAmount { .. })
+        ));
+        // The void takes back the 7 000 left, as a correction (the expenditure was partly
+        // credited, so a reversal of all of it would take too much).
+        let e = acc
+            .take_back("inv-7", &TakeBack::Void, d("2024-02-07"))
+            .unwrap()
+            .clone();
+        assert_eq!((e.kind, e.spent_fen), (EntryKind::Correction, -7_000));
+        assert_eq!(acc.ledger.invoice_net_fen("inv-7"), 0);
+        assert_eq!(acc.totals().balance_fen, 30_000);
+        assert_eq!(
+            acc.take_back("inv-7", &TakeBack::Void, d("2024-02-08"))
+                .unwrap_err(),
+            SafetyFundError::NothingToTakeBack {
+                invoice_id: "inv-7".into()
+            }
+        );
+        assert!(matches!(
+            acc.take_back("inv-7", &credit("cn-3", 1), d("2024-02-08")),
+            Err(SafetyFundError::InvalidAmount { .. })
+        ));
+
+        // An invoice voided with nothing credited: the expenditure's reversal, once.
+        acc.record_expenditure(invoice_spend("2024-03-01", 4_000, "inv-8"), &r)
+            .unwrap();
+        let e = acc
+            .take_back("inv-8", &TakeBack::Void, d("2024-03-02"))
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (e.kind, e.spent_fen, e.reverses),
+            (EntryKind::Reversal, -4_000, Some(5))
+        );
+        for take in [TakeBack::Void, credit("cn-4", 1)] {
+            assert_eq!(
+                acc.take_back("inv-8", &take, d("2024-03-03")).unwrap_err(),
+                SafetyFundError::NothingToTakeBack {
+                    invoice_id: "inv-8".into()
+                }
+            );
+        }
+        assert_eq!(
+            acc.take_back("inv-9", &TakeBack::Void, d("2024-03-03"))
+                .unwrap_err(),
+            SafetyFundError::InvoiceNotPosted {
+                invoice_id: "inv-9".into()
+            }
+        );
+        assert_eq!(acc.totals().balance_fen, 30_000);
+        acc.ledger.verify().unwrap();
+    }
+
     #[test]
     fn reversals_negate_once_and_cannot_be_reversed() {
         let r = rules();
@@ -3082,6 +3364,148 @@ mod tests {
     }
 
     // --- statement -------------------------------------------------------------------------
+
+    #[test]
+    fn amounts_and_ledger_totals_are_bounded_however_many_entries() {
+        // The contract value: 10^15 fen opens an account, anything beyond does not.
+        assert!(
+            FundAccount::open(
+                terms("building", MAX_AMOUNT_FEN + 1, "2024-01-05"),
+                &rules()
+            )
+            .is_err()
+        );
+        assert!(FundAccount::open(terms("building", i64::MAX, "2024-01-05"), &rules()).is_err());
+        let mut a = building(MAX_AMOUNT_FEN);
+        let refused = |r: Result<&Entry>| {
+            matches!(
+                r,
+                Err(SafetyFundError::InvalidAmount {
+                    field: "amount_fen",
+                    ..
+                })
+            )
+        };
+        for bad in [i64::MAX, MAX_AMOUNT_FEN + 1, i64::MIN, -1, 0] {
+            assert!(
+                refused(a.record_owner_payment(d("2024-02-01"), bad, None)),
+                "{bad}"
+            );
+        }
+        // Sums that would overflow i64 over many entries: every entry that keeps the column
+        // within 10^15 is booked, every later one refused, and the totals stay exact.
+        let step = MAX_AMOUNT_FEN / 1000;
+        for _ in 0..1000 {
+            a.record_owner_payment(d("2024-02-01"), step, None).unwrap();
+        }
+        for amount in [1, step, MAX_AMOUNT_FEN] {
+            for _ in 0..10_000 {
+                assert!(refused(a.record_owner_payment(
+                    d("2024-02-02"),
+                    amount,
+                    None
+                )));
+            }
+        }
+        assert_eq!(a.entries().len(), 1000);
+        assert_eq!(a.totals().paid_fen, MAX_AMOUNT_FEN);
+        // Spending too, and its refusal appends nothing.
+        a.record_expenditure(spend("2024-03-01", MAX_AMOUNT_FEN, "ppe"), &rules())
+            .unwrap();
+        let e = a
+            .record_expenditure(spend("2024-03-02", 1, "ppe"), &rules())
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SafetyFundError::InvalidAmount {
+                    field: "amount_fen",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(a.entries().len(), 1001);
+        assert_eq!(a.totals().balance_fen, -MAX_AMOUNT_FEN);
+        // A reversal brings the column back down, and room for one more.
+        a.reverse(1001, d("2024-03-03"), "录错").unwrap();
+        a.record_expenditure(spend("2024-03-04", MAX_AMOUNT_FEN, "ppe"), &rules())
+            .unwrap();
+        assert!(a.ledger.verify().is_ok());
+        // Progress up to the contract (10^15), then no variation may lift it beyond 10^15.
+        a.report_progress(ym("2024-03"), MAX_AMOUNT_FEN, d("2024-03-31"), false)
+            .unwrap();
+        let v = |amount_fen: i64| ContractVariation {
+            date: d("2024-04-01"),
+            amount_fen,
+            reference: "BG-1".into(),
+        };
+        for bad in [1, MAX_AMOUNT_FEN, i64::MAX, i64::MIN] {
+            assert!(
+                matches!(
+                    a.record_variation(v(bad)),
+                    Err(SafetyFundError::InvalidAmount { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(a.variations.is_empty());
+    }
+
+    #[test]
+    fn plan_lines_and_prepayment_windows_are_bounded() {
+        let line = |quantity: i64, unit_price_fen: i64| PlanLine {
+            id: format!("L{quantity}-{unit_price_fen}"),
+            item: "摄像机".into(),
+            quantity,
+            unit_price_fen,
+        };
+        let mut plan = CostPlan::new();
+        for (q, p) in [
+            (i64::MAX, 2),
+            (2, i64::MAX),
+            (1_000_000_000_001, 1),
+            (1, MAX_AMOUNT_FEN + 1),
+        ] {
+            assert!(
+                matches!(
+                    plan.add_line(line(q, p)),
+                    Err(SafetyFundError::InvalidAmount { .. })
+                ),
+                "{q} × {p}"
+            );
+        }
+        // i64 overflow of quantity × price is refused, not wrapped.
+        assert!(
+            plan.add_line(line(1_000_000_000_000, 1_000_000_000))
+                .is_err()
+        );
+        plan.add_line(line(1, MAX_AMOUNT_FEN)).unwrap();
+        // The plan's total is bounded like any amount.
+        assert!(plan.add_line(line(1, 1)).is_err());
+        assert_eq!(plan.total_fen().unwrap(), MAX_AMOUNT_FEN);
+
+        let terms = |within_days: u32| CivilizedTerms {
+            year_planned_fen: BTreeMap::from([(2026, 100)]),
+            prepay_rule: CivPrepayRule::Contract {
+                min_share_bp: 6000,
+                within_days,
+            },
+        };
+        assert!(terms(MAX_PREPAY_DAYS).validate().is_ok());
+        for bad in [0, MAX_PREPAY_DAYS + 1, u32::MAX] {
+            assert!(
+                matches!(
+                    terms(bad).validate(),
+                    Err(SafetyFundError::InvalidAmount {
+                        field: "within_days",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn yuan_formatting() {

@@ -54,6 +54,9 @@ pub mod reason {
     pub const OUT_OF_RANGE: &str = "out_of_range";
     pub const TOO_LARGE: &str = "too_large";
     pub const BAD_EVENT: &str = "bad_event";
+    /// A text field holds a control, bidirectional or invisible formatting character
+    /// ([`crate::domain::text`]), which would show differently from what is stored.
+    pub const BAD_TEXT: &str = "bad_text";
     /// A telemetry message with `ts` and nothing else: it carries no reading, and storing it
     /// would make a silent device look alive.
     pub const EMPTY: &str = "empty";
@@ -655,6 +658,9 @@ fn check_value(spec: &FieldSpec, v: &Scalar<'_>) -> Result<Option<Value>, Reject
                     format!("at most {max_chars} characters"),
                 ));
             }
+            if let Some(why) = crate::domain::text::forbidden(s, false) {
+                return Err(Rejection::new(reason::BAD_TEXT, Some(name), why));
+            }
             Ok(Some(Value::Text(s.to_string())))
         }
         (FieldKind::Text { .. }, other) => Err(wrong_type(name, "a string", other)),
@@ -1043,6 +1049,16 @@ fn check_event_body(
                         "expected an array of strings or whole numbers",
                     ));
                 }
+                // Codes are shown as text: the same rule as any device text field.
+                let bad = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(serde_json::Value::as_str)
+                    .find_map(|c| crate::domain::text::forbidden(c, false));
+                if let Some(why) = bad {
+                    return Err(Rejection::new(reason::BAD_TEXT, Some(f.name), why));
+                }
             }
         }
     }
@@ -1373,6 +1389,39 @@ mod tests {
         .unwrap();
         assert_eq!(r.text("state"), Some("on"));
         assert_eq!(r.text("reason"), Some("PM10 hourly mean 162 > 150"));
+    }
+
+    #[test]
+    fn device_text_with_controls_or_bidi_overrides_is_quarantined() {
+        for bad in [
+            r"PM10\u202Eexe.txt",
+            r"line1\nline2",
+            r"nul\u0000",
+            r"\u001b[2J",
+        ] {
+            let json = format!(r#"{{"ts":"2024-05-20T01:55:00Z","state":"on","reason":"{bad}"}}"#);
+            let e = rej(Category::Spray, &json);
+            assert_eq!(
+                (e.reason, field(&e)),
+                (reason::BAD_TEXT, Some("reason")),
+                "{json}"
+            );
+            assert!(e.detail.contains("must not contain"), "{}", e.detail);
+        }
+        // An event's text field too, and the codes of a work cycle.
+        let e = evt(
+            Category::TowerCrane,
+            r#"{"ts":"2024-05-20T01:55:00Z","type":"work_cycle","start":"2024-05-20T01:40:00Z",
+                "end":"2024-05-20T01:50:00Z","codes":["E01","E0\u202E2"]}"#,
+        )
+        .unwrap_err();
+        assert_eq!((e.reason, field(&e)), (reason::BAD_TEXT, Some("codes")));
+        let e = evt(
+            Category::Spray,
+            r#"{"ts":"2024-05-20T01:55:00Z","type":"spray_stopped","reason":"a\u2066b"}"#,
+        )
+        .unwrap_err();
+        assert_eq!((e.reason, field(&e)), (reason::BAD_TEXT, Some("reason")));
     }
 
     #[test]

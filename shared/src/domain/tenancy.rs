@@ -317,13 +317,10 @@ impl Username {
     }
 }
 
-/// A display name: trimmed, 1–200 characters.
+/// A display name: trimmed, 1–200 characters, single-line, without control, bidirectional or
+/// invisible formatting characters ([`super::text::line`]).
 pub fn parse_name(field: &str, s: &str) -> Result<String, FieldError> {
-    let t = s.trim();
-    if t.is_empty() || t.chars().count() > 200 {
-        return Err(FieldError::new(field, "must be 1 to 200 characters"));
-    }
-    Ok(t.to_owned())
+    super::text::line(field, s, 200)
 }
 
 /// A calendar date `YYYY-MM-DD`.
@@ -332,16 +329,9 @@ pub fn parse_date(field: &str, s: &str) -> Result<NaiveDate, FieldError> {
         .map_err(|_| FieldError::new(field, "a date is YYYY-MM-DD"))
 }
 
-/// Money in fen, non-negative.
+/// Money in fen, `0 ..= 10^15` ([`super::bounds::amount`]).
 pub fn parse_fen(field: &str, v: i64) -> Result<i64, FieldError> {
-    if v < 0 {
-        Err(FieldError::new(
-            field,
-            "an amount in fen cannot be negative",
-        ))
-    } else {
-        Ok(v)
-    }
+    super::bounds::amount(field, v)
 }
 
 pub fn parse_enum<T: for<'de> Deserialize<'de>>(field: &str, s: &str) -> Result<T, FieldError> {
@@ -506,6 +496,14 @@ mod tests {
             "2022-11-21"
         );
         assert!(parse_fen("contract_value_fen", -1).is_err());
+        assert_eq!(
+            parse_fen("contract_value_fen", 1_000_000_000_000_000).unwrap(),
+            1_000_000_000_000_000
+        );
+        assert!(parse_fen("contract_value_fen", 1_000_000_000_000_001).is_err());
+        assert!(parse_fen("contract_value_fen", i64::MAX).is_err());
+        assert!(parse_name("name", "吉林\u{202E}建工").is_err());
+        assert!(parse_name("name", "吉林\0建工").is_err());
         let t: ProjectType = parse_enum("project_type", "urban_rail").unwrap();
         assert_eq!(t, ProjectType::UrbanRail);
         assert!(parse_enum::<ProjectType>("project_type", "castle").is_err());

@@ -187,7 +187,7 @@ impl LocalCa {
     pub fn open_or_create(dir: &Path) -> Result<LocalCa, RegistryError> {
         let key_path = dir.join(CA_KEY_FILE);
         let cert_path = dir.join(CA_CERT_FILE);
-        std::fs::create_dir_all(dir).map_err(|e| {
+        crate::fsutil::private_dir(dir).map_err(|e| {
             backend(anyhow::Error::new(e).context(format!("create {}", dir.display())))
         })?;
         let key = if key_path.exists() {

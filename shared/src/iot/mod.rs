@@ -16,6 +16,7 @@
 //! its own identity: the AWS policy enforces this with policy variables, the local broker with
 //! [`Topics::may_publish`] / [`Topics::may_subscribe`].
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod local;
 

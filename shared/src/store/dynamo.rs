@@ -5,7 +5,8 @@
 //! Expired items (see the port's rules) are filtered on every read and treated as absent by every
 //! condition, because DynamoDB deletes expired items only eventually.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,9 +15,9 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, DeleteRequest,
-    GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, Put, PutRequest,
-    ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem,
-    Update, WriteRequest,
+    GlobalSecondaryIndex, KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType,
+    Put, PutRequest, ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TransactWriteItem, Update, WriteRequest,
 };
 
 use super::item::TTL_ATTR;
@@ -267,6 +268,51 @@ where
     }
 }
 
+/// Keys per BatchGetItem request (DynamoDB's limit).
+const BATCH_GET_KEYS: usize = 100;
+/// Requests per BatchWriteItem call (DynamoDB's limit).
+const BATCH_WRITE_OPS: usize = 25;
+
+/// Sends one batch request, then again with whatever DynamoDB left unprocessed (throttling, the
+/// 16 MB answer limit), with exponential backoff, until nothing is left. `send` answers what it
+/// got back and what is still pending (`None` when nothing is); the answers are collected.
+async fn until_processed<P, T, F, Fut>(first: P, send: F) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(P) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<P>), StoreError>>,
+{
+    until_processed_from(first, Duration::from_millis(20), send).await
+}
+
+async fn until_processed_from<P, T, F, Fut>(
+    first: P,
+    mut backoff: Duration,
+    mut send: F,
+) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(P) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<P>), StoreError>>,
+{
+    let mut answered = Vec::new();
+    let mut pending = first;
+    for attempt in 0.. {
+        let (got, rest) = send(pending).await?;
+        answered.extend(got);
+        match rest {
+            None => return Ok(answered),
+            Some(rest) => pending = rest,
+        }
+        if attempt >= 8 {
+            break;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+    Err(StoreError::Unavailable(anyhow::anyhow!(
+        "a batch request left items unprocessed after 9 attempts"
+    )))
+}
+
 /// Builds condition and key-condition expressions with unique placeholders.
 #[derive(Default)]
 struct Expr {
@@ -394,6 +440,48 @@ impl Store for DynamoStore {
             }
             None => Ok(None),
         }
+    }
+
+    /// BatchGetItem in chunks of [`BATCH_GET_KEYS`] distinct keys (DynamoDB refuses a request
+    /// that names a key twice), strongly consistent, retrying `UnprocessedKeys` with backoff; the
+    /// answer follows the order of `keys`, duplicates included.
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
+        let mut seen = HashSet::with_capacity(keys.len());
+        let distinct: Vec<&Key> = keys.iter().filter(|k| seen.insert(*k)).collect();
+        let now = now_epoch();
+        let mut found: HashMap<Key, Item> = HashMap::with_capacity(distinct.len());
+        for chunk in distinct.chunks(BATCH_GET_KEYS) {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.iter().map(|k| self.key_map(k)).collect()))
+                .consistent_read(true)
+                .build()
+                .map_err(build_err)?;
+            let first = HashMap::from([(self.table_name.clone(), request)]);
+            let answered = until_processed(first, |pending| async move {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(pending))
+                    .send()
+                    .await
+                    .map_err(sdk_err)?;
+                let got = out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table_name))
+                    .unwrap_or_default();
+                let mut rest = out.unprocessed_keys.unwrap_or_default();
+                rest.retain(|_, v| !v.keys().is_empty());
+                Ok((got, (!rest.is_empty()).then_some(rest)))
+            })
+            .await?;
+            for m in answered {
+                let item = self.item_from_map(m)?;
+                if item.is_live(now) {
+                    found.insert(item.key.clone(), item);
+                }
+            }
+        }
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
     async fn delete(&self, key: &Key, cond: Option<Condition>) -> Result<(), StoreError> {
@@ -610,7 +698,7 @@ impl Store for DynamoStore {
 
     async fn batch_write(&self, ops: Vec<BatchOp>) -> Result<(), StoreError> {
         // BatchWriteItem takes 25 requests; unprocessed ones are retried with backoff.
-        for chunk in ops.chunks(25) {
+        for chunk in ops.chunks(BATCH_WRITE_OPS) {
             let mut reqs = Vec::with_capacity(chunk.len());
             for op in chunk {
                 reqs.push(match op {
@@ -632,9 +720,8 @@ impl Store for DynamoStore {
                         .build(),
                 });
             }
-            let mut pending = HashMap::from([(self.table_name.clone(), reqs)]);
-            let mut backoff = Duration::from_millis(20);
-            for attempt in 0.. {
+            let first = HashMap::from([(self.table_name.clone(), reqs)]);
+            until_processed(first, |pending| async move {
                 let out = self
                     .client
                     .batch_write_item()
@@ -642,20 +729,49 @@ impl Store for DynamoStore {
                     .send()
                     .await
                     .map_err(sdk_err)?;
-                pending = out.unprocessed_items.unwrap_or_default();
-                pending.retain(|_, v| !v.is_empty());
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt >= 8 {
-                    return Err(StoreError::Unavailable(anyhow::anyhow!(
-                        "batch write left items unprocessed"
-                    )));
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+                let mut rest = out.unprocessed_items.unwrap_or_default();
+                rest.retain(|_, v| !v.is_empty());
+                Ok((Vec::<()>::new(), (!rest.is_empty()).then_some(rest)))
+            })
+            .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What DynamoDB leaves unprocessed is sent again until nothing is left, and every answer of
+    /// every round is kept.
+    #[tokio::test]
+    async fn unprocessed_requests_are_resent_and_answers_kept() {
+        let mut rounds = Vec::new();
+        let got = until_processed(vec![1, 2, 3, 4, 5], |pending: Vec<i32>| {
+            rounds.push(pending.clone());
+            async move {
+                // Each round processes the first two keys and leaves the rest.
+                let (done, rest) = pending.split_at(pending.len().min(2));
+                Ok((done.to_vec(), (!rest.is_empty()).then(|| rest.to_vec())))
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, vec![1, 2, 3, 4, 5]);
+        assert_eq!(rounds, vec![vec![1, 2, 3, 4, 5], vec![3, 4, 5], vec![5]]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_never_drains_is_unavailable() {
+        let mut calls = 0;
+        let err = until_processed_from(vec![1], Duration::from_micros(1), |pending: Vec<i32>| {
+            calls += 1;
+            async move { Ok((Vec::<i32>::new(), Some(pending))) }
+        })
+        .await
+        .unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+        assert_eq!(calls, 9);
     }
 }

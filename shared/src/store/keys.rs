@@ -192,6 +192,11 @@ pub fn blacklist_target_sk(scope: &str, target: &str, b: &str) -> String {
 pub fn blacklist_target_prefix(scope: &str, target: &str) -> String {
     format!("BLTARGET{DELIM}{scope}{DELIM}{target}{DELIM}")
 }
+/// The blacklist version of a target: `(I#_platform#, BLVER#{scope}#{target})`, a counter of the
+/// entries ever issued against it, which a binding conditions its transaction on.
+pub fn blacklist_version_sk(scope: &str, target: &str) -> String {
+    format!("BLVER{DELIM}{scope}{DELIM}{target}")
+}
 
 /// A bound device, in its integrator's partition: `(I#{i}#, DEVICE#{d})`.
 pub fn device_sk(d: &str) -> String {
@@ -328,14 +333,25 @@ pub fn fund_entries_prefix(fund: &str) -> String {
 pub fn fund_entry_sk(fund: &str, seq: u64) -> String {
     seq_sk(&format!("SF{DELIM}{fund}"), seq)
 }
-/// A pending billing hand-off event, platform-wide: `(I#_platform#, HANDOFF#{i}#{invoice})`.
-pub fn handoff_sk(i: &str, invoice: &str) -> String {
-    format!("{HANDOFF_PREFIX}{i}{DELIM}{invoice}")
+/// A pending billing hand-off event, platform-wide: `(I#_platform#, HANDOFF#{i}#{event})`, where
+/// the event is the invoice id for its issue, or one of [`handoff_credit_event`] and
+/// [`handoff_void_event`]. An invoice's issue sorts before its credit notes, and those before its
+/// void, so a consumer reading in key order books them in the order they can happen.
+pub fn handoff_sk(i: &str, event: &str) -> String {
+    format!("{HANDOFF_PREFIX}{i}{DELIM}{event}")
 }
 pub const HANDOFF_PREFIX: &str = "HANDOFF#";
-/// A hand-off event that could not be posted: `(I#_platform#, HANDOFF_FAILED#{i}#{invoice})`.
-pub fn handoff_failed_sk(i: &str, invoice: &str) -> String {
-    format!("{HANDOFF_FAILED_PREFIX}{i}{DELIM}{invoice}")
+/// The hand-off event of a credit note against an invoice: `{invoice}#CN#{note}`.
+pub fn handoff_credit_event(invoice: &str, note: &str) -> String {
+    format!("{invoice}{DELIM}CN{DELIM}{note}")
+}
+/// The hand-off event of an issued invoice's void: `{invoice}#VOID`.
+pub fn handoff_void_event(invoice: &str) -> String {
+    format!("{invoice}{DELIM}VOID")
+}
+/// A hand-off event that could not be posted: `(I#_platform#, HANDOFF_FAILED#{i}#{event})`.
+pub fn handoff_failed_sk(i: &str, event: &str) -> String {
+    format!("{HANDOFF_FAILED_PREFIX}{i}{DELIM}{event}")
 }
 pub const HANDOFF_FAILED_PREFIX: &str = "HANDOFF_FAILED#";
 
@@ -423,6 +439,17 @@ pub fn invoice_by_customer_sk(customer: &str, period: &str, inv: &str) -> String
 pub fn invoices_of_customer_prefix(customer: &str) -> String {
     format!("INVCUSTOMER{DELIM}{customer}{DELIM}")
 }
+/// Invoices by the owner (建设单位) of their project at close, whoever they are billed to:
+/// `(I#{i}#, INVOWNER#{owner}#{period}#{inv})`.
+pub fn invoice_by_owner_sk(owner: &str, period: &str, inv: &str) -> String {
+    format!("INVOWNER{DELIM}{owner}{DELIM}{period}{DELIM}{inv}")
+}
+pub fn invoices_of_owner_prefix(owner: &str) -> String {
+    format!("INVOWNER{DELIM}{owner}{DELIM}")
+}
+pub fn invoices_of_owner_period_prefix(owner: &str, period: &str) -> String {
+    format!("INVOWNER{DELIM}{owner}{DELIM}{period}{DELIM}")
+}
 /// All invoices of the integrator, by id: the prefix of [`invoice_sk`].
 pub const INVOICE_PREFIX: &str = "INVOICE#";
 /// The invoice-number counter of a period: `(I#{i}#, INVSEQ#{period})`.
@@ -460,6 +487,13 @@ mod tests {
         );
         // A pending-event scan never sees failed ones.
         assert!(!handoff_failed_sk("a", "b").starts_with(HANDOFF_PREFIX));
+        let credit = handoff_sk("acme", &handoff_credit_event("inv-1", "cn-9"));
+        let void = handoff_sk("acme", &handoff_void_event("inv-1"));
+        assert_eq!(credit, "HANDOFF#acme#inv-1#CN#cn-9");
+        assert_eq!(void, "HANDOFF#acme#inv-1#VOID");
+        // Issue, then credit notes, then the void; another invoice's events never interleave.
+        assert!(handoff_sk("acme", "inv-1") < credit && credit < void);
+        assert!(void < handoff_sk("acme", "inv-10"));
     }
 
     #[test]
@@ -626,6 +660,8 @@ mod tests {
             blacklist_target_prefix("model", "mdl-1"),
             "BLTARGET#model#mdl-1#"
         );
+        assert_eq!(blacklist_version_sk("model", "mdl-1"), "BLVER#model#mdl-1");
+        assert!(!blacklist_version_sk("model", "mdl-1").starts_with(BLACKLIST_PREFIX));
         assert!(
             blacklist_target_sk("model", "mdl-1", "blk-2")
                 .starts_with(&blacklist_target_prefix("model", "mdl-1"))
@@ -701,6 +737,19 @@ mod tests {
             "INVCUSTOMER#cus-1#2026-11#inv-1"
         );
         assert_eq!(invoices_of_customer_prefix("cus-1"), "INVCUSTOMER#cus-1#");
+        assert_eq!(
+            invoice_by_owner_sk("cus-2", "2026-11", "inv-1"),
+            "INVOWNER#cus-2#2026-11#inv-1"
+        );
+        assert!(
+            invoice_by_owner_sk("cus-2", "2026-11", "inv-1")
+                .starts_with(&invoices_of_owner_period_prefix("cus-2", "2026-11"))
+        );
+        assert!(
+            invoices_of_owner_period_prefix("cus-2", "2026-11")
+                .starts_with(&invoices_of_owner_prefix("cus-2"))
+        );
+        assert!(!invoice_by_owner_sk("cus-2", "2026-11", "inv-1").starts_with(INVOICE_PREFIX));
         assert_eq!(invoice_seq_sk("2026-11"), "INVSEQ#2026-11");
         assert_eq!(credit_note_sk("inv-1", "cn-1"), "CREDIT#inv-1#cn-1");
         assert_eq!(credit_notes_prefix("inv-1"), "CREDIT#inv-1#");

@@ -11,6 +11,7 @@
 //!   items follow.
 //! - `transact` is all-or-nothing over at most [`MAX_TRANSACT_ITEMS`] operations on distinct keys.
 
+#[cfg(feature = "aws")]
 pub mod dynamo;
 pub mod embedded;
 pub mod item;
@@ -373,7 +374,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// The live items at `keys`, in their order (`None` where absent or expired). Each read is
     /// consistent on its own; no snapshot across the keys is promised. The default reads one by
-    /// one; an adapter may batch (the embedded one reads all in one read transaction).
+    /// one; an adapter may batch (the embedded one reads all in one read transaction, DynamoDB's
+    /// uses BatchGetItem). A key may be named more than once; each occurrence gets its answer.
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
@@ -396,6 +398,54 @@ pub trait Store: Send + Sync + 'static {
 
     /// Unconditional puts and deletes, any number; each write is atomic on its own.
     async fn batch_write(&self, ops: Vec<BatchOp>) -> Result<(), StoreError>;
+}
+
+/// How many store reads one filtered page makes at most (see [`query_filtered`]).
+pub const MAX_FILTERED_READS: usize = 8;
+
+/// One page of up to `limit` results of `q` after `cursor`, keeping the items `pick` maps to
+/// `Some`: reads pages of `limit` items until `limit` results are kept (cutting the page at the
+/// last item kept), the query is exhausted, or [`MAX_FILTERED_READS`] reads were made — so a
+/// sparse filter answers a short (even empty) page instead of scanning a whole partition in one
+/// request. The cursor is present exactly when items follow the last one read, and it is the
+/// store's own, so it can be handed to API clients as `next`.
+pub async fn query_filtered<T, E>(
+    store: &dyn Store,
+    q: Query,
+    limit: u32,
+    cursor: Option<Cursor>,
+    mut pick: impl FnMut(&Item) -> Result<Option<T>, E>,
+) -> Result<(Vec<T>, Option<Cursor>), E>
+where
+    E: From<StoreError>,
+{
+    let limit = limit.max(1);
+    let mut out = Vec::new();
+    let mut cursor = cursor;
+    for _ in 0..MAX_FILTERED_READS {
+        let page = store
+            .query(q.clone().limit(limit).after(cursor.take()))
+            .await?;
+        let read = page.items.len();
+        for (n, item) in page.items.iter().enumerate() {
+            if let Some(t) = pick(item)? {
+                out.push(t);
+            }
+            if out.len() >= limit as usize {
+                let next = if n + 1 < read || page.next.is_some() {
+                    Some(Cursor::at(item, &q.target, store.table())?)
+                } else {
+                    None
+                };
+                return Ok((out, next));
+            }
+        }
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok((out, None)),
+        }
+    }
+    Ok((out, cursor))
 }
 
 /// Current time in epoch seconds, the unit of `ttl`.

@@ -3,7 +3,7 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Cursor, Item, Key, Query, Store, StoreError};
+use super::{Cursor, Item, Key, Query, Store, StoreError, query_filtered};
 
 /// The attribute that holds a record's JSON.
 pub const DATA: &str = "data";
@@ -55,5 +55,29 @@ where
     Ok(ListPage {
         items,
         next: page.next.map(|c| c.as_str().to_owned()),
+    })
+}
+
+/// One page of the records `q` matches that `keep` accepts, resuming after a client's cursor
+/// (see [`query_filtered`]: a page may be short while `next` says more may follow).
+pub async fn page_filtered<T, E>(
+    store: &dyn Store,
+    q: Query,
+    limit: u32,
+    cursor: Option<String>,
+    keep: impl Fn(&T) -> bool,
+) -> Result<ListPage<T>, E>
+where
+    T: DeserializeOwned,
+    E: From<StoreError> + From<serde_json::Error>,
+{
+    let (items, next) = query_filtered(store, q, limit, cursor.map(Cursor::from_client), |item| {
+        let t: T = decode(item)?;
+        Ok::<_, E>(keep(&t).then_some(t))
+    })
+    .await?;
+    Ok(ListPage {
+        items,
+        next: next.map(|c| c.as_str().to_owned()),
     })
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::store::keys::{self, EntityKind};
 use smartsite_shared::store::{
-    Attr, BatchOp, Condition, Item, Key, Pk, Query, SkCond, Store, StoreError, TxOp, now_epoch,
+    Attr, BatchOp, Condition, Cursor, Item, Key, MAX_FILTERED_READS, Pk, Query, SkCond, Store,
+    StoreError, TxOp, now_epoch, query_filtered,
 };
 
 pub struct Fixture {
@@ -46,6 +47,8 @@ macro_rules! store_contract {
             batch_write_many_items,
             cursors_are_bound_to_their_query,
             get_many_answers_in_key_order,
+            get_many_beyond_one_batch_keeps_order_duplicates_and_gaps,
+            filtered_pages_walk_every_match_once,
         );
     };
 }
@@ -111,6 +114,112 @@ pub async fn get_many_answers_in_key_order(s: &dyn Store) {
         .collect();
     assert_eq!(vals, vec![Some("c".into()), None, Some("a".into()), None]);
     assert!(s.get_many(&[]).await.unwrap().is_empty());
+}
+
+/// More keys than one BatchGetItem takes (100), with keys named twice, keys never written and
+/// an expired item among them: the answer has one entry per key, in the keys' order.
+pub async fn get_many_beyond_one_batch_keeps_order_duplicates_and_gaps(s: &dyn Store) {
+    let p = pk("many-batches");
+    let live: Vec<String> = (0..230).map(|n| format!("k{n:03}")).collect();
+    let mut writes: Vec<BatchOp> = live
+        .iter()
+        .map(|sk| BatchOp::Put(Item::new(key(&p, sk)).with("v", sk.as_str())))
+        .collect();
+    writes.push(BatchOp::Put(
+        Item::new(key(&p, "expired")).with_ttl(now_epoch() - 10),
+    ));
+    s.batch_write(writes).await.unwrap();
+
+    // Reverse order, every seventh key asked twice (once at once, once at the end), a missing key
+    // after every tenth and the expired one in the middle.
+    let mut asked: Vec<String> = Vec::new();
+    for (n, sk) in live.iter().rev().enumerate() {
+        asked.push(sk.clone());
+        if n % 7 == 0 {
+            asked.push(sk.clone());
+        }
+        if n % 10 == 0 {
+            asked.push(format!("missing{n}"));
+        }
+        if n == 115 {
+            asked.push("expired".into());
+        }
+    }
+    asked.extend(live.iter().step_by(7).cloned());
+    assert!(asked.len() > 300);
+    let keys: Vec<Key> = asked.iter().map(|sk| key(&p, sk)).collect();
+    let got = s.get_many(&keys).await.unwrap();
+    assert_eq!(got.len(), keys.len());
+    for (k, item) in keys.iter().zip(&got) {
+        let expected = live.contains(&k.sk).then(|| k.sk.clone());
+        assert_eq!(
+            item.as_ref().map(|i| i.key.clone()),
+            expected.as_ref().map(|_| k.clone())
+        );
+        assert_eq!(
+            item.as_ref().and_then(|i| i.s("v")).map(str::to_owned),
+            expected,
+            "key {}",
+            k.sk
+        );
+    }
+}
+
+/// Every match of a filtered query, read `limit` at a time by following the cursor.
+async fn walk_filtered(s: &dyn Store, q: Query, limit: u32) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    for _ in 0..1_000 {
+        let (items, next) = query_filtered(s, q.clone(), limit, cursor, |i: &Item| {
+            Ok::<_, StoreError>(
+                (i.attr("keep") == Some(&Attr::Bool(true))).then(|| i.key.sk.clone()),
+            )
+        })
+        .await
+        .unwrap();
+        assert!(items.len() <= limit as usize, "{items:?}");
+        got.extend(items);
+        match next {
+            Some(c) => cursor = Some(c),
+            None => return got,
+        }
+    }
+    panic!("the cursor never ran out")
+}
+
+/// A filtered page reads on until it holds `limit` matches, cuts at the last one kept, and its
+/// cursor continues exactly there: walked a few at a time, forward or backward, every match
+/// comes once and in order. A filter nothing passes reads a bounded amount per page.
+pub async fn filtered_pages_walk_every_match_once(s: &dyn Store) {
+    let p = pk("filtered");
+    let puts = (0..40)
+        .map(|n| BatchOp::Put(Item::new(key(&p, &format!("k{n:02}"))).with("keep", n % 3 == 0)))
+        .collect();
+    s.batch_write(puts).await.unwrap();
+    let want: Vec<String> = (0..40)
+        .filter(|n| n % 3 == 0)
+        .map(|n| format!("k{n:02}"))
+        .collect();
+    for limit in [1, 2, 5, 14, 50] {
+        assert_eq!(
+            walk_filtered(s, Query::partition(&p), limit).await,
+            want,
+            "limit {limit}"
+        );
+    }
+    let mut back = want.clone();
+    back.reverse();
+    assert_eq!(
+        walk_filtered(s, Query::partition(&p).backward(), 3).await,
+        back
+    );
+    let (none, next) = query_filtered(s, Query::partition(&p), 1, None, |_: &Item| {
+        Ok::<Option<()>, StoreError>(None)
+    })
+    .await
+    .unwrap();
+    // Forty items, a page of one: the reads stop after MAX_FILTERED_READS with a cursor.
+    assert!(none.is_empty() && next.is_some() && MAX_FILTERED_READS < 40);
 }
 
 pub async fn conditional_put_conflicts(s: &dyn Store) {

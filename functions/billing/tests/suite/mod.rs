@@ -4,7 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
@@ -12,13 +12,13 @@ use futures::FutureExt as _;
 use serde_json::{Value, json};
 use smartsite_billing::Billing;
 use smartsite_billing::service::{
-    FundingSource, Invoice, InvoiceStatus, NewPackage, NewSubscription, ServiceError, UsageStatus,
-    previous,
+    FundingSource, Invoice, InvoiceScope, InvoiceStatus, NewPackage, NewSubscription, ServiceError,
+    UsageStatus, previous,
 };
 use smartsite_shared::domain::billing::{
     ChangeKind, InvoiceLine, Model, PausePolicy, Period, PriceLine, Tier, Unit, shanghai_date,
 };
-use smartsite_shared::handoff;
+use smartsite_shared::handoff::{self, InvoiceChange};
 use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::testkit::StoreFixture;
 
@@ -30,6 +30,9 @@ macro_rules! billing_suite {
             mid_month_start_suspension_and_upgrade_are_prorated_by_day,
             late_usage_after_close_becomes_a_correction_in_the_next_period,
             issuing_a_funded_invoice_hands_it_off_exactly_once,
+            credit_notes_and_voids_reach_the_safety_fund_ledger_once,
+            a_device_the_platform_reports_and_usage_posts_is_counted_once,
+            owner_reps_read_their_projects_invoices_and_every_list_pages,
             usage_events_are_checked_one_by_one,
             packages_are_versioned_and_subscriptions_keep_theirs,
             platform_usage_comes_from_the_fleet_and_ingest_counts,
@@ -147,10 +150,21 @@ pub async fn subscribe(
     start: NaiveDate,
     funding: FundingSource,
 ) -> String {
+    subscribe_for(b, package, project, "cus-1", start, funding).await
+}
+
+pub async fn subscribe_for(
+    b: &Billing,
+    package: &str,
+    project: &str,
+    customer: &str,
+    start: NaiveDate,
+    funding: FundingSource,
+) -> String {
     b.create_subscription(
         &acme(),
         NewSubscription {
-            customer_id: "cus-1".into(),
+            customer_id: customer.into(),
             project_id: project.into(),
             package_id: package.into(),
             package_version: None,
@@ -278,7 +292,7 @@ pub async fn the_same_usage_rated_under_the_three_models(fx: StoreFixture) {
         );
         subs.push(s);
     }
-    let invoices = b.close(&i, m, now).await.unwrap();
+    let invoices = b.close(&i, m, now).await.unwrap().invoices;
     let by_project: BTreeMap<&str, &Invoice> = invoices
         .iter()
         .map(|v| (v.project_id.as_str(), v))
@@ -335,9 +349,9 @@ pub async fn the_same_usage_rated_under_the_three_models(fx: StoreFixture) {
     assert!(invoices.iter().all(|v| v.status == InvoiceStatus::Draft));
 
     // Re-running the close answers the same invoices, and the list finds them.
-    assert_eq!(b.close(&i, m, now).await.unwrap(), invoices);
+    assert_eq!(b.close(&i, m, now).await.unwrap().invoices, invoices);
     let (listed, _) = b
-        .list_invoices(&i, Some("cus-1"), Some(m), 50, None)
+        .list_invoices(&i, InvoiceScope::Customer("cus-1"), Some(m), 50, None)
         .await
         .unwrap();
     assert_eq!(listed.len(), 3);
@@ -389,7 +403,7 @@ pub async fn mid_month_start_suspension_and_upgrade_are_prorated_by_day(fx: Stor
     let now = DateTime::parse_from_rfc3339("2026-12-05T00:00:00Z")
         .unwrap()
         .to_utc();
-    let inv = b.close(&i, nov, now).await.unwrap();
+    let inv = b.close(&i, nov, now).await.unwrap().invoices;
     assert_eq!(inv.len(), 1);
     // Billable 11–30 = 20 days, of which 15–19 stopped: 15 paying days.
     //   basic   project_month: days 11–30 paying = 15 → 300,000 × 15/30 = 150,000 (qty 0.5)
@@ -412,7 +426,7 @@ pub async fn mid_month_start_suspension_and_upgrade_are_prorated_by_day(fx: Stor
     let now = DateTime::parse_from_rfc3339("2027-01-05T00:00:00Z")
         .unwrap()
         .to_utc();
-    let inv = b.close(&i, dec, now).await.unwrap();
+    let inv = b.close(&i, dec, now).await.unwrap().invoices;
     assert_eq!(
         summary(&inv[0].lines),
         vec![("project_month", 1_000, 600_000, 600_000)]
@@ -429,7 +443,7 @@ pub async fn mid_month_start_suspension_and_upgrade_are_prorated_by_day(fx: Stor
     let now = DateTime::parse_from_rfc3339("2027-02-05T00:00:00Z")
         .unwrap()
         .to_utc();
-    let inv = b.close(&i, jan, now).await.unwrap();
+    let inv = b.close(&i, jan, now).await.unwrap().invoices;
     assert_eq!(
         summary(&inv[0].lines),
         vec![("project_month", 484, 300_000, 145_161)]
@@ -453,7 +467,7 @@ pub async fn late_usage_after_close_becomes_a_correction_in_the_next_period(fx: 
     let all = stream(&s, "late", m);
     // Only the crane arrives in time: 10 days × 800 = 8,000.
     post(&b, &all[0..2]).await;
-    let closed = b.close(&i, m, Utc::now()).await.unwrap();
+    let closed = b.close(&i, m, Utc::now()).await.unwrap().invoices;
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0].total_fen, 8_000);
     // The dust monitor's binding arrives after the close: accepted, flagged as a correction.
@@ -470,10 +484,10 @@ pub async fn late_usage_after_close_becomes_a_correction_in_the_next_period(fx: 
         b.invoice(&i, &closed[0].id).await.unwrap().unwrap(),
         closed[0]
     );
-    assert_eq!(b.close(&i, m, Utc::now()).await.unwrap(), closed);
+    assert_eq!(b.close(&i, m, Utc::now()).await.unwrap().invoices, closed);
     // The next period's close bills the difference: dust 21 days × 300 = 6,300.
     let after_q = q.end() + TimeDelta::days(4);
-    let next = b.close(&i, q, after_q).await.unwrap();
+    let next = b.close(&i, q, after_q).await.unwrap().invoices;
     assert_eq!(next.len(), 1);
     assert_eq!(
         summary(&next[0].lines),
@@ -489,11 +503,12 @@ pub async fn late_usage_after_close_becomes_a_correction_in_the_next_period(fx: 
     // 8,000 + 6,300 = 14,300: what a timely delivery of both would have billed.
     assert_eq!(closed[0].total_fen + next[0].total_fen, 14_300);
     // Nothing is corrected twice.
-    assert_eq!(b.close(&i, q, after_q).await.unwrap(), next);
+    assert_eq!(b.close(&i, q, after_q).await.unwrap().invoices, next);
     let later = b
         .close(&i, q.next(), q.next().end() + TimeDelta::days(4))
         .await
-        .unwrap();
+        .unwrap()
+        .invoices;
     assert!(later.is_empty(), "{later:?}");
 }
 
@@ -522,31 +537,23 @@ pub async fn issuing_a_funded_invoice_hands_it_off_exactly_once(fx: StoreFixture
         FundingSource::Other,
     )
     .await;
-    let invoices = b.close(&i, m, Utc::now()).await.unwrap();
-    let inv = |sub: &str| {
-        invoices
-            .iter()
-            .find(|v| v.subscription_id == sub)
-            .unwrap()
-            .clone()
-    };
-    let (funded, other) = (inv(&funded), inv(&other));
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap().invoices;
+    let (funded, other) = (
+        invoice_of(&invoices, &funded).clone(),
+        invoice_of(&invoices, &other).clone(),
+    );
 
     // Issuing the other-funded invoice records nothing and wakes nobody.
     b.issue(&i, &other.id, Utc::now()).await.unwrap();
-    assert!(
-        handoff::pending(fx.store.as_ref(), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(pending(&fx).await.is_empty());
     assert!(notify.notified().now_or_never().is_none());
 
     let issued = b.issue(&i, &funded.id, Utc::now()).await.unwrap();
     assert_eq!(issued.status, InvoiceStatus::Issued);
-    let events = handoff::pending(fx.store.as_ref(), 10).await.unwrap();
+    let events = pending(&fx).await;
     assert_eq!(events.len(), 1);
-    let e = &events[0];
+    assert_eq!(events[0].change, InvoiceChange::Issued);
+    let e = &events[0].invoice;
     assert_eq!(
         (
             e.invoice_id.as_str(),
@@ -568,22 +575,34 @@ pub async fn issuing_a_funded_invoice_hands_it_off_exactly_once(fx: StoreFixture
         b.issue(&i, &funded.id, Utc::now()).await,
         Err(ServiceError::Conflict(_))
     ));
-    assert_eq!(
-        handoff::pending(fx.store.as_ref(), 10).await.unwrap().len(),
-        1
-    );
+    assert_eq!(pending(&fx).await.len(), 1);
 
-    // Paid, then final; credits never exceed the total.
+    // Paid, then final; credits never exceed the total. A credit note of a funded invoice is
+    // handed over in its transaction too; a refused one records nothing.
     let (after, note) = b
         .credit_note(&i, &funded.id, 100_000, "停工补偿", "usr-1", Utc::now())
         .await
         .unwrap();
     assert_eq!((after.credited_fen, note.amount_fen), (100_000, 100_000));
+    assert!(notify.notified().now_or_never().is_some());
     assert!(matches!(
         b.credit_note(&i, &funded.id, 200_001, "x", "usr-1", Utc::now())
             .await,
         Err(ServiceError::Invalid(_))
     ));
+    let events = pending(&fx).await;
+    assert_eq!(
+        events.iter().map(|e| e.change.clone()).collect::<Vec<_>>(),
+        vec![
+            InvoiceChange::Issued,
+            InvoiceChange::Credited {
+                credit_note_id: note.id.clone(),
+                amount_fen: 100_000,
+                on: shanghai_date(Utc::now()),
+            }
+        ]
+    );
+    assert_eq!(events[1].invoice, events[0].invoice);
     assert_eq!(b.credit_notes(&i, &funded.id).await.unwrap(), vec![note]);
     assert_eq!(
         b.pay(&i, &funded.id, Utc::now()).await.unwrap().status,
@@ -595,13 +614,472 @@ pub async fn issuing_a_funded_invoice_hands_it_off_exactly_once(fx: StoreFixture
     ));
     // A draft may be voided; a void invoice cannot be issued.
     let q_after = m.next().end() + TimeDelta::days(4);
-    let next = b.close(&i, m.next(), q_after).await.unwrap();
+    let next = b.close(&i, m.next(), q_after).await.unwrap().invoices;
     let draft = &next[0];
     assert_eq!(
         b.void(&i, &draft.id, Utc::now()).await.unwrap().status,
         InvoiceStatus::Void
     );
     assert!(b.issue(&i, &draft.id, Utc::now()).await.is_err());
+    // A draft was never booked: its void hands nothing over.
+    assert_eq!(pending(&fx).await.len(), 2);
+}
+
+/// `acme` in the directory, with the customers and projects the cases need.
+struct Dir(smartsite_shared::directory::Directory);
+
+impl Dir {
+    async fn new(fx: &StoreFixture) -> Dir {
+        let dir = smartsite_shared::directory::Directory::new(Arc::clone(&fx.store));
+        smartsite_shared::testkit::integrator(&dir, &acme()).await;
+        Dir(dir)
+    }
+
+    async fn customer(
+        &self,
+        kind: smartsite_shared::domain::tenancy::CustomerKind,
+    ) -> smartsite_shared::domain::tenancy::CustomerId {
+        smartsite_shared::testkit::customer(&self.0, &acme(), kind).await
+    }
+
+    /// A project under the 2022 rules.
+    async fn project(
+        &self,
+        contractor: &smartsite_shared::domain::tenancy::CustomerId,
+        owner: Option<&smartsite_shared::domain::tenancy::CustomerId>,
+    ) -> smartsite_shared::domain::tenancy::Project {
+        use smartsite_shared::domain::tenancy::{Project, ProjectId, ProjectType, RegionCode};
+        let p = Project {
+            id: ProjectId::generate(),
+            integrator_id: acme(),
+            name: "长春一号楼".into(),
+            contractor_customer_id: contractor.clone(),
+            owner_customer_id: owner.cloned(),
+            region_code: RegionCode::parse("r", "220102").unwrap(),
+            project_type: ProjectType::Building,
+            contract_value_fen: 10_000_000_000,
+            contract_signed_date: d(2023, 3, 1),
+            tender_completed_date: Some(d(2023, 1, 5)),
+            start_date: Some(d(2026, 1, 10)),
+            planned_end_date: None,
+            created_at: Utc::now().to_rfc3339(),
+        };
+        self.0.create_project(&p).await.unwrap();
+        p
+    }
+}
+
+/// A project of `acme` in the directory (the safety-fund consumer books only known projects).
+async fn directory_project(fx: &StoreFixture) -> smartsite_shared::domain::tenancy::Project {
+    let dir = Dir::new(fx).await;
+    let contractor = dir
+        .customer(smartsite_shared::domain::tenancy::CustomerKind::Enterprise)
+        .await;
+    dir.project(&contractor, None).await
+}
+
+/// Billing's credit notes and voids of funded invoices reach the project's ledger through the
+/// outbox, each booked once, never by editing the expenditure: a partial credit note takes its
+/// amount back, the void what is left; a void with nothing credited reverses the expenditure.
+pub async fn credit_notes_and_voids_reach_the_safety_fund_ledger_once(fx: StoreFixture) {
+    use smartsite_shared::domain::safety_fund::EntryKind::{Correction, Expenditure, Reversal};
+    use smartsite_shared::funds::{Fund, Funds};
+    let b = Billing::new(Arc::clone(&fx.store));
+    let funds = Funds::with_default_rules(Arc::clone(&fx.store)).unwrap();
+    let i = acme();
+    let m = last_month();
+    let project = directory_project(&fx).await;
+    let pkg = b
+        .create_package(&i, project_fee("基础版", 300_000), Utc::now())
+        .await
+        .unwrap();
+    let pid = project.id.as_str();
+    let safety = subscribe(
+        &b,
+        &pkg.package.id,
+        pid,
+        m.first_day(),
+        FundingSource::SafetyFee,
+    )
+    .await;
+    let civilized = subscribe(
+        &b,
+        &pkg.package.id,
+        pid,
+        m.first_day(),
+        FundingSource::CivilizedFee,
+    )
+    .await;
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap().invoices;
+    let s_inv = invoice_of(&invoices, &safety).id.clone();
+    let c_inv = invoice_of(&invoices, &civilized).id.clone();
+    let today = shanghai_date(Utc::now());
+    let consumer = &funds;
+    let drain = || async move {
+        let r = consumer.drain_handoffs().await.unwrap();
+        (r.posted, r.already_posted, r.failed)
+    };
+    let ledger = |fund| {
+        let (funds, project) = (funds.clone(), project.clone());
+        async move { funds.load(&project).await.unwrap().ledger(fund).to_vec() }
+    };
+
+    for inv in [&s_inv, &c_inv] {
+        b.issue(&i, inv, Utc::now()).await.unwrap();
+    }
+    assert_eq!(drain().await, (2, 0, 0));
+
+    // The 安全生产费 invoice: two partial credit notes (1,000.00 and 500.00 yuan), then its void
+    // takes back the 1,500.00 left.
+    let (_, n1) = b
+        .credit_note(&i, &s_inv, 100_000, "停工补偿", "usr-1", Utc::now())
+        .await
+        .unwrap();
+    let (_, n2) = b
+        .credit_note(&i, &s_inv, 50_000, "少计设备", "usr-1", Utc::now())
+        .await
+        .unwrap();
+    let credit_event = pending(&fx).await.remove(0);
+    assert_eq!(drain().await, (2, 0, 0));
+    assert_eq!(drain().await, (0, 0, 0));
+    b.void(&i, &s_inv, Utc::now()).await.unwrap();
+    let void_event = pending(&fx).await.remove(0);
+    assert_eq!(drain().await, (1, 0, 0));
+    let s = ledger(Fund::Safety).await;
+    let shape: Vec<_> = s.iter().map(|e| (e.kind, e.spent_fen)).collect();
+    assert_eq!(
+        shape,
+        vec![
+            (Expenditure, 300_000),
+            (Correction, -100_000),
+            (Correction, -50_000),
+            (Correction, -150_000)
+        ]
+    );
+    for e in &s {
+        assert_eq!(e.links.invoice_id.as_deref(), Some(s_inv.as_str()));
+        assert_eq!(e.category, s[0].category);
+    }
+    assert_eq!(s[1].evidence_ref.as_deref(), Some(n1.id.as_str()));
+    assert_eq!(s[2].evidence_ref.as_deref(), Some(n2.id.as_str()));
+    assert!(
+        s[1..]
+            .iter()
+            .all(|e| e.date == today && e.reverses.is_none())
+    );
+    assert_eq!(s.iter().map(|e| e.spent_fen).sum::<i64>(), 0);
+
+    // The 安全文明施工费 invoice, voided with nothing credited: the expenditure's reversal.
+    b.void(&i, &c_inv, Utc::now()).await.unwrap();
+    assert_eq!(drain().await, (1, 0, 0));
+    let c = ledger(Fund::Civilized).await;
+    let shape: Vec<_> = c
+        .iter()
+        .map(|e| (e.kind, e.spent_fen, e.reverses))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![(Expenditure, 300_000, None), (Reversal, -300_000, Some(1))]
+    );
+
+    // A credit note or a void delivered again (billing's outbox written twice) is consumed
+    // without a second entry.
+    for e in [credit_event, void_event] {
+        fx.store.transact(vec![e.put_op().unwrap()]).await.unwrap();
+    }
+    assert_eq!(drain().await, (0, 2, 0));
+    assert_eq!(ledger(Fund::Safety).await, s);
+    assert_eq!(ledger(Fund::Civilized).await, c);
+    assert!(funds.verify(&project).await.unwrap().iter().all(|r| r.ok));
+}
+
+/// A device the platform knows (bound to the project, messages counted by ingest) that the
+/// integrator also posts usage for is rated once: the platform's messages win for it, a bound
+/// day counts once whichever source has it, the platform's category prices it.
+pub async fn a_device_the_platform_reports_and_usage_posts_is_counted_once(fx: StoreFixture) {
+    let b = Billing::new(Arc::clone(&fx.store));
+    let i = acme();
+    let m = last_month();
+    platform_dev_a(&fx, m).await;
+    let lease = b.create_package(&i, leasing(), Utc::now()).await.unwrap();
+    let l = subscribe(
+        &b,
+        &lease.package.id,
+        "prj-1",
+        m.first_day(),
+        FundingSource::Other,
+    )
+    .await;
+    // Posted: dev-a again (5,000 messages, bound days 1–6, another category), a device the
+    // platform does not know, and messages without a device.
+    let a = Some(("dev-a", "hoist"));
+    let events = vec![
+        ev("u1".into(), &l, "messages", 5_000, at(m, 6, "11:00"), a),
+        ev("u2".into(), &l, "device_bound", 1, at(m, 1, "00:00"), a),
+        ev("u3".into(), &l, "device_unbound", 1, at(m, 7, "00:00"), a),
+        ev(
+            "u4".into(),
+            &l,
+            "messages",
+            300,
+            at(m, 8, "09:00"),
+            Some(("cam-1", "camera")),
+        ),
+        ev("u5".into(), &l, "messages", 50, at(m, 9, "09:00"), None),
+    ];
+    assert!(
+        post(&b, &events)
+            .await
+            .iter()
+            .all(|s| *s == UsageStatus::Accepted)
+    );
+
+    let sub = b.subscription(&i, &l).await.unwrap().unwrap();
+    let rated = b.rated_usage(&i, &sub, m).await.unwrap();
+    // 300 (the platform's dev-a) + 300 (cam-1) + 50, never 5,000 + 300 for dev-a.
+    assert_eq!(rated.messages, 650);
+    // Events: u4 and u5, plus the platform's 300 (it counts each message as one).
+    assert_eq!(rated.message_events, 302);
+    assert_eq!(rated.devices["dev-a"].messages, 300);
+    assert_eq!(rated.devices["cam-1"].messages, 300);
+    // dev-a: days 1–6 (posted) ∪ 5–14 (platform) = 1–14, each once, at the tower-crane price.
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap().invoices;
+    assert_eq!(
+        summary(&invoices[0].lines),
+        vec![("device_day:tower_crane", 14_000, 800, 11_200)]
+    );
+}
+
+/// The billing router over the fixture's store, with tokens of `acme`'s users.
+struct Api {
+    client: smartsite_shared::testkit::RouterClient,
+    issuer: Arc<smartsite_shared::auth::LocalIssuer>,
+    billing: Billing,
+    _keys: tempfile::TempDir,
+}
+
+impl Api {
+    fn new(fx: &StoreFixture) -> Api {
+        use smartsite_shared::auth::{Authenticator, LocalIssuer};
+        let keys = tempfile::tempdir().unwrap();
+        let issuer =
+            Arc::new(LocalIssuer::load_or_create(keys.path(), "test-issuer", 900).unwrap());
+        let auth = Authenticator::Bearer(Arc::new(issuer.verifier().unwrap()));
+        let state = smartsite_billing::AppState::new(Arc::clone(&fx.store), auth);
+        let billing = state.billing.clone();
+        Api {
+            client: smartsite_shared::testkit::RouterClient::new(smartsite_billing::app(state)),
+            issuer,
+            billing,
+            _keys: keys,
+        }
+    }
+
+    fn token(
+        &self,
+        role: &str,
+        customer: Option<&smartsite_shared::domain::tenancy::CustomerId>,
+    ) -> String {
+        let claims = smartsite_shared::auth::Claims {
+            sub: "usr-test".into(),
+            integrator_id: Some("acme".into()),
+            customer_id: customer.map(|c| c.as_str().to_owned()),
+            roles: vec![role.into()],
+        };
+        self.issuer
+            .issue(claims, smartsite_shared::store::now_epoch())
+            .unwrap()
+    }
+
+    /// The ids a list answers, walked `limit` at a time; no id twice.
+    async fn ids(&self, path: &str, token: &str, limit: u32) -> BTreeSet<String> {
+        let items = self.client.walk(path, token, limit).await;
+        let ids: Vec<String> = items
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_owned())
+            .collect();
+        let set: BTreeSet<String> = ids.iter().cloned().collect();
+        assert_eq!(
+            set.len(),
+            ids.len(),
+            "GET {path}: an item came twice: {ids:?}"
+        );
+        set
+    }
+}
+
+/// An owner's representative (建设单位) reads the invoices of the projects its customer owns,
+/// whoever they are billed to, and nothing else; every billing list pages with a real cursor,
+/// each item once.
+pub async fn owner_reps_read_their_projects_invoices_and_every_list_pages(fx: StoreFixture) {
+    use smartsite_shared::domain::tenancy::CustomerKind::{Enterprise, ProjectOwner};
+    let api = Api::new(&fx);
+    let b = &api.billing;
+    let i = acme();
+    let m = last_month();
+    let dir = Dir::new(&fx).await;
+    let contractor = dir.customer(Enterprise).await;
+    let (o1, o2) = (
+        dir.customer(ProjectOwner).await,
+        dir.customer(ProjectOwner).await,
+    );
+    let p1 = dir.project(&contractor, Some(&o1)).await;
+    let p2 = dir.project(&contractor, Some(&o2)).await;
+
+    // Five packages, the first in three versions.
+    let mut packages = BTreeSet::new();
+    for n in 0..5 {
+        let p = b
+            .create_package(
+                &i,
+                project_fee(&format!("套餐{n}"), 100_000 + n),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        packages.insert(p.package.id.clone());
+    }
+    let first = packages.first().unwrap().clone();
+    for fee in [200_000, 300_000] {
+        b.create_version(&i, &first, project_fee("基础版", fee), Utc::now())
+            .await
+            .unwrap();
+    }
+    // p1: three subscriptions billed to the contractor and one to the owner; p2: one.
+    let c = contractor.as_str();
+    let mut mine = Vec::new();
+    for customer in [c, c, c, o1.as_str()] {
+        mine.push(
+            subscribe_for(
+                b,
+                &first,
+                p1.id.as_str(),
+                customer,
+                m.first_day(),
+                FundingSource::Other,
+            )
+            .await,
+        );
+    }
+    let theirs = subscribe_for(
+        b,
+        &first,
+        p2.id.as_str(),
+        c,
+        m.first_day(),
+        FundingSource::Other,
+    )
+    .await;
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap().invoices;
+    assert_eq!(invoices.len(), 5);
+    let inv_of = |sub: &String| invoice_of(&invoices, sub).id.clone();
+    let my_invoices: BTreeSet<String> = mine.iter().map(inv_of).collect();
+    let all_invoices: BTreeSet<String> = invoices.iter().map(|v| v.id.clone()).collect();
+
+    let o1_rep = api.token("owner_rep", Some(&o1));
+    for limit in [1, 3, 50] {
+        assert_eq!(api.ids("/v1/invoices", &o1_rep, limit).await, my_invoices);
+    }
+    let this_month = format!("/v1/invoices?period={m}");
+    assert_eq!(api.ids(&this_month, &o1_rep, 2).await, my_invoices);
+    let before = format!("/v1/invoices?period={}", previous(m));
+    assert!(api.ids(&before, &o1_rep, 2).await.is_empty());
+    let o2_rep = api.token("owner_rep", Some(&o2));
+    assert_eq!(
+        api.ids("/v1/invoices", &o2_rep, 1).await,
+        BTreeSet::from([inv_of(&theirs)])
+    );
+    // By id: its own projects' invoices, whoever pays them; another's answers like none.
+    let (s, v) = api
+        .client
+        .get(&format!("/v1/invoices/{}", inv_of(&mine[0])), &o1_rep)
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["project_id"].as_str()),
+        (200, Some(p1.id.as_str()))
+    );
+    assert!(v["credit_notes"].is_array());
+    let (s, v) = api
+        .client
+        .get(&format!("/v1/invoices/{}", inv_of(&theirs)), &o1_rep)
+        .await;
+    let (gs, gv) = api
+        .client
+        .get(
+            &format!("/v1/invoices/inv-202001{}", "f".repeat(32)),
+            &o1_rep,
+        )
+        .await;
+    assert_eq!((s, &v["type"]), (gs, &gv["type"]));
+    assert_eq!(s, 404);
+    // Asking for the contractor's invoices is a 404; writes stay with the integrator's staff.
+    let (s, _) = api
+        .client
+        .get(&format!("/v1/invoices?customer_id={c}"), &o1_rep)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = api
+        .client
+        .post(
+            &format!("/v1/invoices/{}/issue", inv_of(&mine[0])),
+            &o1_rep,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    // The contractor's administrator reads what is billed to it; staff read everything.
+    let ea = api.token("enterprise_admin", Some(&contractor));
+    let billed_to_c: BTreeSet<String> = invoices
+        .iter()
+        .filter(|v| v.customer_id == c)
+        .map(|v| v.id.clone())
+        .collect();
+    assert_eq!(billed_to_c.len(), 4);
+    assert_eq!(api.ids("/v1/invoices", &ea, 3).await, billed_to_c);
+    let staff = api.token("integrator_ops", None);
+    assert_eq!(api.ids("/v1/invoices", &staff, 2).await, all_invoices);
+    assert_eq!(api.ids(&this_month, &staff, 4).await, all_invoices);
+
+    // Packages: each once, at its latest version, across pages.
+    let listed = api.client.walk("/v1/packages", &staff, 2).await;
+    let ids: Vec<&str> = listed.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, packages.iter().map(String::as_str).collect::<Vec<_>>());
+    let first_listed = listed.iter().find(|p| p["id"] == first.as_str()).unwrap();
+    assert_eq!(first_listed["version"], 3);
+    let (s, _) = api
+        .client
+        .get("/v1/packages?cursor=not-a-package", &staff)
+        .await;
+    assert_eq!(s, 400);
+
+    // Subscriptions: staff all five, the contractor's administrator its four, by project too.
+    let all_subs: BTreeSet<String> = mine.iter().chain([&theirs]).cloned().collect();
+    assert_eq!(api.ids("/v1/subscriptions", &staff, 2).await, all_subs);
+    let c_subs: BTreeSet<String> = mine[..3].iter().chain([&theirs]).cloned().collect();
+    assert_eq!(api.ids("/v1/subscriptions", &ea, 1).await, c_subs);
+    let of_p2 = format!("/v1/subscriptions?project_id={}", p2.id.as_str());
+    assert_eq!(
+        api.ids(&of_p2, &staff, 1).await,
+        BTreeSet::from([theirs.clone()])
+    );
+}
+
+/// The invoice of subscription `sub` among `invoices`.
+fn invoice_of<'a>(invoices: &'a [Invoice], sub: &str) -> &'a Invoice {
+    invoices
+        .iter()
+        .find(|v| v.subscription_id == sub)
+        .unwrap_or_else(|| panic!("no invoice of {sub}"))
+}
+
+/// The pending hand-off events, in the order the consumer reads them.
+async fn pending(fx: &StoreFixture) -> Vec<handoff::HandoffEvent> {
+    let (events, next) = handoff::pending(fx.store.as_ref(), 100, None)
+        .await
+        .unwrap();
+    assert!(next.is_none());
+    events
 }
 
 pub async fn usage_events_are_checked_one_by_one(fx: StoreFixture) {
@@ -725,9 +1203,12 @@ pub async fn packages_are_versioned_and_subscriptions_keep_theirs(fx: StoreFixtu
             .unwrap(),
         v1
     );
-    assert_eq!(b.list_packages(&i).await.unwrap(), vec![latest]);
+    assert_eq!(
+        b.list_packages(&i, 50, None).await.unwrap(),
+        (vec![latest], None)
+    );
     // The subscription still bills version 1's fee.
-    let inv = b.close(&i, m, Utc::now()).await.unwrap();
+    let inv = b.close(&i, m, Utc::now()).await.unwrap().invoices;
     assert_eq!(
         summary(&inv[0].lines),
         vec![("project_month", 1_000, 300_000, 300_000)]
@@ -743,7 +1224,13 @@ pub async fn packages_are_versioned_and_subscriptions_keep_theirs(fx: StoreFixtu
     }
     // Another integrator sees none of it.
     let other = IntegratorId::parse("acme-corp").unwrap();
-    assert!(b.list_packages(&other).await.unwrap().is_empty());
+    assert!(
+        b.list_packages(&other, 50, None)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
     assert!(
         b.package(&other, &v1.package.id, None)
             .await
@@ -869,7 +1356,7 @@ pub async fn redelivery_is_exactly_once(clean: StoreFixture, messy: StoreFixture
         }
         let (acc, dup) = deliver(&b, delivery, 5_000).await;
         assert_eq!((acc, dup), (n, n * (copies - 1)));
-        let invoices = b.close(&acme(), m, Utc::now()).await.unwrap();
+        let invoices = b.close(&acme(), m, Utc::now()).await.unwrap().invoices;
         // Package ids differ between the two stores; everything else must not.
         let rated: BTreeMap<String, (Vec<InvoiceLine>, i64)> = invoices
             .into_iter()
@@ -939,24 +1426,35 @@ async fn hourly(fx: &StoreFixture, device: &str, hour: DateTime<Utc>, msgs: i64)
     fx.store.add(&key, "msgs", msgs).await.unwrap();
 }
 
+/// The instant of `hm` on day `day` of `p`, Shanghai time.
+fn shanghai(p: Period, day: u32, hm: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&at(p, day, hm))
+        .unwrap()
+        .to_utc()
+}
+
+/// The platform's dev-a (tower_crane) in month `m`: bound to prj-1 on day 5 00:00 and
+/// decommissioned on day 15 00:00 (Shanghai: days 5–14, 10 days), with 100 + 200 messages
+/// counted by ingest in the month.
+async fn platform_dev_a(fx: &StoreFixture, m: Period) {
+    bound_device(
+        fx,
+        "dev-a",
+        "prj-1",
+        &shanghai(m, 5, "00:00").to_rfc3339(),
+        Some(&shanghai(m, 15, "00:00").to_rfc3339()),
+    )
+    .await;
+    hourly(fx, "dev-a", shanghai(m, 6, "10:00"), 100).await;
+    hourly(fx, "dev-a", shanghai(m, 14, "23:00"), 200).await;
+}
+
 pub async fn platform_usage_comes_from_the_fleet_and_ingest_counts(fx: StoreFixture) {
     let b = Billing::new(Arc::clone(&fx.store));
     let i = acme();
     let m = last_month();
-    let utc = |day: u32, hm: &str| {
-        DateTime::parse_from_rfc3339(&at(m, day, hm))
-            .unwrap()
-            .to_utc()
-    };
-    // dev-a: bound on day 5 00:00, decommissioned on day 15 00:00 (Shanghai): days 5–14 = 10.
-    bound_device(
-        &fx,
-        "dev-a",
-        "prj-1",
-        &utc(5, "00:00").to_rfc3339(),
-        Some(&utc(15, "00:00").to_rfc3339()),
-    )
-    .await;
+    let utc = |day: u32, hm: &str| shanghai(m, day, hm);
+    platform_dev_a(&fx, m).await;
     // dev-b: bound after the month: not billed in it.
     bound_device(
         &fx,
@@ -968,10 +1466,8 @@ pub async fn platform_usage_comes_from_the_fleet_and_ingest_counts(fx: StoreFixt
     .await;
     // dev-c: another project's.
     bound_device(&fx, "dev-c", "prj-2", &utc(1, "00:00").to_rfc3339(), None).await;
-    // Messages ingest counted: 100 + 200 in the month; 999 the hour before it began (the last
-    // hour of the previous month, Shanghai time) does not count.
-    hourly(&fx, "dev-a", utc(6, "10:00"), 100).await;
-    hourly(&fx, "dev-a", utc(14, "23:00"), 200).await;
+    // 999 messages counted the hour before the month began (the last hour of the previous
+    // month, Shanghai time) do not count.
     hourly(&fx, "dev-a", m.start() - TimeDelta::hours(1), 999).await;
     let usage = b.platform_usage(&i, "prj-1", m).await.unwrap();
     assert_eq!(usage.messages, 300);
@@ -1002,8 +1498,8 @@ pub async fn platform_usage_comes_from_the_fleet_and_ingest_counts(fx: StoreFixt
         FundingSource::Other,
     )
     .await;
-    let invoices = b.close(&i, m, Utc::now()).await.unwrap();
-    let of = |s: &str| invoices.iter().find(|v| v.subscription_id == s).unwrap();
+    let invoices = b.close(&i, m, Utc::now()).await.unwrap().invoices;
+    let of = |s: &str| invoice_of(&invoices, s);
     // Leasing: dev-a 10 days × 800 (tower_crane) = 8,000.
     assert_eq!(
         summary(&of(&l).lines),

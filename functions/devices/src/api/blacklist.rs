@@ -17,7 +17,8 @@ use smartsite_shared::auth::{Caller, Role, roles_json};
 use smartsite_shared::domain::devices::{
     BlacklistEntry, BlacklistId, Lifted, ModelId, Scope, SerialNo, SupplierId,
 };
-use smartsite_shared::domain::tenancy::{self, RegionCode};
+use smartsite_shared::domain::tenancy::RegionCode;
+use smartsite_shared::domain::text;
 use smartsite_shared::http::{ApiJson, List, ListParams, Problem};
 
 use crate::AppState;
@@ -163,7 +164,7 @@ pub async fn issue(
         scope: req.scope,
         target_id,
         region_code: req.region_code,
-        reason: tenancy::parse_name("reason", &req.reason)?,
+        reason: text::note("reason", &req.reason, 200)?,
         issued_by: caller.user_id.clone(),
         issued_by_customer_id: customer,
         issued_by_integrator_id: integrator,
@@ -256,11 +257,13 @@ pub async fn lift(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiJson(req): ApiJson<LiftEntry>,
+    body: axum::body::Bytes,
 ) -> Result<Json<BlacklistEntry>, Problem> {
-    // Existence first (404 for anything not visible), then the role (403).
-    let current = load(&state, &caller, &id).await?;
+    // The role first, whatever the id (a caller without it gets the same 403 for a real entry and
+    // a made-up one), then existence (404 for anything not visible), then the body.
     caller.require(LIFT_ROLES)?;
+    let current = load(&state, &caller, &id).await?;
+    let req: LiftEntry = smartsite_shared::http::parse_json(&body)?;
     let issuer = current.issued_by_integrator_id.is_some()
         && caller.integrator == current.issued_by_integrator_id
         && caller.customer == current.issued_by_customer_id;
@@ -276,7 +279,7 @@ pub async fn lift(
     lifted.lifted = Some(Lifted {
         by: caller.user_id.clone(),
         at: now_rfc3339(),
-        reason: tenancy::parse_name("reason", &req.reason)?,
+        reason: text::note("reason", &req.reason, 200)?,
     });
     state
         .catalog

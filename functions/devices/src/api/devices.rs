@@ -29,8 +29,10 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use smartsite_shared::auth::{Caller, Role, roles_json};
+use smartsite_shared::catalog::BlacklistVersions;
+use smartsite_shared::domain::bulk_csv;
 use smartsite_shared::domain::devices::{
-    Candidate, Category, DeviceId, Mn, ModelId, SerialNo, blocking_entry, parse_config,
+    Candidate, Category, DeviceId, Mn, ModelId, SerialNo, SupplierId, blocking_entry, parse_config,
 };
 use smartsite_shared::domain::tenancy::{Project, ProjectId};
 use smartsite_shared::fleet::{Device, DeviceStatus, Flag, FleetError};
@@ -120,6 +122,10 @@ pub struct RetireCredentials {
 pub struct FleetParams {
     /// `true`: only devices carrying a blacklist flag.
     pub flagged: Option<bool>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
 }
 
 fn identity(d: &Device) -> DeviceIdentity {
@@ -185,6 +191,9 @@ pub fn fleet_err(e: FleetError) -> Problem {
             Problem::conflict("the device is already decommissioned")
         }
         FleetError::Exists(what) => Problem::conflict(format!("{what} already exists")),
+        e @ (FleetError::BlacklistChanged | FleetError::Contention) => {
+            Problem::conflict(e.to_string())
+        }
         FleetError::Store(s) => s.into(),
         FleetError::Corrupt(c) => Problem::internal(&c),
     }
@@ -240,6 +249,41 @@ async fn writable_project(state: &AppState, caller: &Caller, id: &str) -> Result
 
 /// Why a device was not provisioned: a problem, or its serial is bound already (to a device of
 /// this project, the bulk import's "exists", or elsewhere).
+/// How often a binding checks the blacklist when entries keep being issued against the device's
+/// supplier, model or serial while it binds.
+const MAX_BLACKLIST_CHECKS: u32 = 4;
+
+/// The binding check: refused (409 `blacklisted`) if an active entry covers the candidate in the
+/// project's region; otherwise the blacklist versions the binding must still find.
+async fn unbanned(
+    state: &AppState,
+    candidate: &Candidate<'_>,
+    supplier: &SupplierId,
+    model: &ModelId,
+    serial: &SerialNo,
+) -> Result<BlacklistVersions, Refusal> {
+    let (bans, versions) = state
+        .catalog
+        .active_bans_for(supplier, model, serial)
+        .await
+        .map_err(cat_err)?;
+    if let Some(ban) = blocking_entry(candidate, &bans) {
+        return Err(
+            Problem::new(StatusCode::CONFLICT, "blacklisted", "Blacklisted")
+                .detail(format!(
+                    "blacklist entry {} ({} {}) covers region {}",
+                    ban.id,
+                    ban.scope.as_str(),
+                    ban.target,
+                    ban.region
+                ))
+                .extension("blacklist_entry_id", ban.id.clone())
+                .into(),
+        );
+    }
+    Ok(versions)
+}
+
 enum Refusal {
     Problem(Problem),
     Bound(smartsite_shared::fleet::SerialHolder),
@@ -318,31 +362,14 @@ async fn provision_into(
         )
         .into());
     }
-    let bans = state
-        .catalog
-        .active_bans_for(&model.supplier_id, &model_id, &serial_no)
-        .await
-        .map_err(cat_err)?;
     let candidate = Candidate {
         supplier_id: model.supplier_id.as_str(),
         model_id: model_id.as_str(),
         serial_no: serial_no.as_str(),
         project_region: &project.region_code,
     };
-    if let Some(ban) = blocking_entry(&candidate, &bans) {
-        return Err(
-            Problem::new(StatusCode::CONFLICT, "blacklisted", "Blacklisted")
-                .detail(format!(
-                    "blacklist entry {} ({} {}) covers region {}",
-                    ban.id,
-                    ban.scope.as_str(),
-                    ban.target,
-                    ban.region
-                ))
-                .extension("blacklist_entry_id", ban.id.clone())
-                .into(),
-        );
-    }
+    let mut versions =
+        unbanned(state, &candidate, &model.supplier_id, &model_id, &serial_no).await?;
     // Fail fast before issuing credentials; the transaction below is the guarantee.
     if let Some(holder) = state
         .fleet
@@ -357,10 +384,10 @@ async fn provision_into(
         integrator_id: integrator.clone(),
         project_id: project.id.clone(),
         region_code: project.region_code.clone(),
-        model_id,
+        model_id: model_id.clone(),
         supplier_id: model.supplier_id.clone(),
         category,
-        serial_no,
+        serial_no: serial_no.clone(),
         mn,
         config,
         status: DeviceStatus::Active,
@@ -374,15 +401,36 @@ async fn provision_into(
     let ident = identity(&device);
     let creds = state.registry.provision(&ident).await.map_err(reg_err)?;
     device.certificate_id = creds.certificate_id.clone();
-    if let Err(e) = state.fleet.bind(&integrator, &device).await {
+    let mut checks = 1;
+    let bound = loop {
+        match state.fleet.bind(&integrator, &device, &versions).await {
+            // An entry was issued since the check: check again (it may now refuse the device).
+            Err(FleetError::BlacklistChanged) if checks < MAX_BLACKLIST_CHECKS => {
+                checks += 1;
+                match unbanned(
+                    state,
+                    &candidate,
+                    &model.supplier_id,
+                    &device.model_id,
+                    &device.serial_no,
+                )
+                .await
+                {
+                    Ok(v) => versions = v,
+                    Err(refused) => break Err(refused),
+                }
+            }
+            Err(FleetError::SerialBound(h)) => break Err(Refusal::Bound(h)),
+            Err(other) => break Err(fleet_err(other).into()),
+            Ok(()) => break Ok(()),
+        }
+    };
+    if let Err(refused) = bound {
         // Compensation: the credentials just issued must not outlive the failed binding.
         if let Err(r) = state.registry.revoke(&ident).await {
             tracing::error!(device_id = %device.id, error = %r, "could not revoke credentials of a failed binding");
         }
-        return Err(match e {
-            FleetError::SerialBound(h) => Refusal::Bound(h),
-            other => fleet_err(other).into(),
-        });
+        return Err(refused);
     }
     tracing::info!(device_id = %device.id, project_id = %device.project_id, integrator_id = %integrator,
         by = %caller.user_id, "device provisioned");
@@ -495,67 +543,6 @@ pub struct BulkProvisioned {
     pub results: Vec<RowResult>,
 }
 
-/// Splits one CSV record (RFC 4180 quoting) of a line; `None` on an unterminated quote.
-fn csv_record(line: &str) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    let mut cell = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    cell.push('"');
-                } else {
-                    quoted = false;
-                }
-            } else {
-                cell.push(c);
-            }
-        } else {
-            match c {
-                '"' => quoted = true,
-                ',' => out.push(std::mem::take(&mut cell)),
-                c => cell.push(c),
-            }
-        }
-    }
-    if quoted {
-        return None;
-    }
-    out.push(cell);
-    Some(out)
-}
-
-/// A data row as the provisioning body: text columns as strings, the rest as numbers where they
-/// parse (else strings, refused by the configuration check naming the column); empty = absent.
-fn row_body(header: &[String], cells: &[String]) -> Result<Map<String, Value>, Problem> {
-    if cells.len() != header.len() {
-        return Err(Problem::validation(
-            "body",
-            format!("{} cells, the header has {}", cells.len(), header.len()),
-        ));
-    }
-    let mut body = Map::new();
-    for (name, cell) in header.iter().zip(cells) {
-        let cell = cell.trim();
-        if cell.is_empty() {
-            continue;
-        }
-        let v = match name.as_str() {
-            "serial_no" | "model_id" | "category" | "mn" => Value::String(cell.to_owned()),
-            _ => cell
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map_or_else(|| Value::String(cell.to_owned()), Value::Number),
-        };
-        body.insert(name.clone(), v);
-    }
-    Ok(body)
-}
-
 /// Provisions every data row of a CSV (header row; columns `serial_no,model_id,category,mn` and
 /// the category configuration columns; empty cells are absent) with the checks of single
 /// provisioning. Idempotent by serial: a serial bound to a device of this project is `exists`
@@ -582,61 +569,22 @@ pub async fn provision_bulk(
             )
             .detail("the CSV exceeds 10 MiB; split it")
         })?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| Problem::validation("body", "the CSV is not UTF-8"))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    let header: Vec<String> = lines
-        .next()
-        .and_then(|(_, l)| csv_record(l))
-        .ok_or_else(|| Problem::validation("body", "no header row"))?
-        .into_iter()
-        .map(|h| h.trim().to_owned())
-        .collect();
-    for required in ["serial_no", "model_id", "category"] {
-        if !header.iter().any(|h| h == required) {
-            return Err(Problem::validation(
-                "body",
-                format!("the header has no {required} column"),
-            ));
-        }
-    }
-    let rows: Vec<String> = lines.map(|(_, l)| l.to_owned()).collect();
-    if rows.len() > BULK_MAX_ROWS {
-        return Err(Problem::validation(
-            "body",
-            format!("{} rows; at most {BULK_MAX_ROWS} per request", rows.len()),
-        ));
-    }
-    let serial_col = header.iter().position(|h| h == "serial_no");
-    let (state_ref, caller_ref, project_ref, header_ref) = (&state, &caller, &project, &header);
+    let csv = bulk_csv::parse(&bytes, BULK_MAX_ROWS).map_err(|d| Problem::validation("body", d))?;
+    let (state_ref, caller_ref, project_ref) = (&state, &caller, &project);
     let mut ca_pem: Option<String> = None;
-    let mut results: Vec<RowResult> = futures::stream::iter(rows.into_iter().enumerate())
-        .map(|(i, line)| async move {
+    let mut results: Vec<RowResult> = futures::stream::iter(csv.rows.into_iter().enumerate())
+        .map(|(i, r)| async move {
             let row = i + 1;
-            let cells = csv_record(&line);
-            let serial_no = cells
-                .as_ref()
-                .and_then(|c| serial_col.and_then(|s| c.get(s)))
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_default();
             let mut result = RowResult {
                 row,
-                serial_no,
+                serial_no: r.serial_no,
                 status: RowStatus::Error,
                 device_id: None,
                 credentials: None,
                 warnings: Vec::new(),
                 error: None,
             };
-            let body = match cells {
-                None => Err(Problem::validation("body", "unterminated quote")),
-                Some(c) => row_body(header_ref, &c),
-            };
-            let outcome = match body {
+            let outcome = match r.body.map_err(|d| Problem::validation("body", d)) {
                 Ok(b) => provision_into(state_ref, caller_ref, project_ref, &b).await,
                 Err(p) => Err(Refusal::Problem(p)),
             };
@@ -793,7 +741,7 @@ pub async fn rotate(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Provisioned>, Problem> {
-    let mut d = load_for_write(&state, &caller, &id).await?;
+    let d = load_for_write(&state, &caller, &id).await?;
     if d.status != DeviceStatus::Active {
         return Err(Problem::conflict("the device is decommissioned"));
     }
@@ -802,13 +750,15 @@ pub async fn rotate(
         .rotate(&identity(&d))
         .await
         .map_err(reg_err)?;
-    d.certificate_id = creds.certificate_id.clone();
-    let integrator = d.integrator_id.clone();
-    state
+    let d = state
         .fleet
-        .update(&integrator, &d)
+        .modify(&d.integrator_id, &d.id, |d| {
+            d.certificate_id = creds.certificate_id.clone();
+            true
+        })
         .await
-        .map_err(fleet_err)?;
+        .map_err(fleet_err)?
+        .ok_or_else(Problem::not_found)?;
     tracing::info!(device_id = %d.id, by = %caller.user_id, "device credentials rotated");
     Ok(Json(provisioned(&state, &d, creds, Vec::new())))
 }
@@ -827,7 +777,7 @@ pub async fn retire(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<RetireCredentials>,
 ) -> Result<Json<DeviceView>, Problem> {
-    let mut d = load_for_write(&state, &caller, &id).await?;
+    let d = load_for_write(&state, &caller, &id).await?;
     if d.status != DeviceStatus::Active {
         return Err(Problem::conflict("the device is decommissioned"));
     }
@@ -845,15 +795,16 @@ pub async fn retire(
         }
         Err(e) => return Err(reg_err(e)),
     }
-    if d.certificate_id != req.keep_certificate_id {
-        d.certificate_id = req.keep_certificate_id.clone();
-        let integrator = d.integrator_id.clone();
-        state
-            .fleet
-            .update(&integrator, &d)
-            .await
-            .map_err(fleet_err)?;
-    }
+    let d = state
+        .fleet
+        .modify(&d.integrator_id, &d.id, |d| {
+            let changed = d.certificate_id != req.keep_certificate_id;
+            d.certificate_id.clone_from(&req.keep_certificate_id);
+            changed
+        })
+        .await
+        .map_err(fleet_err)?
+        .ok_or_else(Problem::not_found)?;
     tracing::info!(device_id = %d.id, by = %caller.user_id, "previous device credentials retired");
     Ok(Json(view(d)))
 }
@@ -872,13 +823,17 @@ pub async fn fleet(
         return Err(Problem::forbidden("integrator staff only"));
     };
     let flagged = params.flagged.unwrap_or(false);
-    let items = state
+    let page = ListParams {
+        limit: params.limit,
+        cursor: params.cursor,
+    };
+    let got = state
         .fleet
-        .devices_of(integrator, flagged)
+        .list_devices(integrator, flagged, page.limit(), page.cursor.clone())
         .await
         .map_err(fleet_err)?;
     Ok(Json(List {
-        items: items.into_iter().map(view).collect(),
-        next: None,
+        items: got.items.into_iter().map(view).collect(),
+        next: got.next,
     }))
 }

@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use smartsite_shared::auth::{Caller, Role, roles_json};
 use smartsite_shared::domain::devices::{
-    Category, ComplianceMark, DeviceModel, ModelId, Protocol, SupplierId,
+    Category, ComplianceMark, DeviceModel, ModelId, Protocol, SupplierId, sees_creator,
 };
-use smartsite_shared::domain::tenancy::{self, FieldError};
+use smartsite_shared::domain::{tenancy, text};
 use smartsite_shared::http::{ApiJson, List, ListParams, Problem};
 
 use crate::AppState;
@@ -67,21 +67,19 @@ pub const WRITE_ROLES: &[Role] = &[
 ];
 pub const COMPLIANCE_ROLES: &[Role] = &[Role::IntegratorAdmin];
 
-fn parse_cert(v: Option<String>) -> Result<Option<String>, FieldError> {
-    let Some(v) = v else { return Ok(None) };
-    let t = v.trim();
-    let ok = (1..=64).contains(&t.chars().count()) && !t.chars().any(char::is_control);
-    if ok {
-        Ok(Some(t.to_owned()))
-    } else {
-        Err(FieldError::new(
-            "access_cert_no",
-            "1 to 64 printable characters, or absent",
-        ))
+async fn view(
+    state: &AppState,
+    caller: &Caller,
+    mut model: DeviceModel,
+) -> Result<ModelView, Problem> {
+    if !sees_creator(
+        caller.integrator.as_ref(),
+        caller.is_platform_admin(),
+        model.created_by_integrator_id.as_ref(),
+    ) {
+        model.created_by = None;
     }
-}
-
-async fn view(state: &AppState, caller: &Caller, model: DeviceModel) -> Result<ModelView, Problem> {
+    model.created_by_integrator_id = None;
     let compliant_for_you = match caller.staff_of() {
         Some(i) => Some(
             state
@@ -122,9 +120,10 @@ pub async fn create(
         name,
         category: req.category,
         protocol: req.protocol,
-        access_cert_no: parse_cert(req.access_cert_no)?,
+        access_cert_no: text::opt_line("access_cert_no", req.access_cert_no.as_deref(), 64)?,
         created_at: now_rfc3339(),
-        created_by: caller.user_id.clone(),
+        created_by: Some(caller.user_id.clone()),
+        created_by_integrator_id: caller.integrator.clone(),
     };
     state.catalog.create_model(&model).await.map_err(cat_err)?;
     tracing::info!(model_id = %model.id, supplier_id = %model.supplier_id, by = %caller.user_id,
@@ -215,7 +214,7 @@ pub async fn mark_compliant(
         integrator_id: integrator.clone(),
         marked_by: caller.user_id.clone(),
         marked_at: now_rfc3339(),
-        note: tenancy::parse_name("note", &req.note)?,
+        note: text::note("note", &req.note, 200)?,
     };
     let mark = state.catalog.mark_compliant(&mark).await.map_err(cat_err)?;
     tracing::info!(integrator_id = %integrator, model_id = %mark.model_id, by = %mark.marked_by,

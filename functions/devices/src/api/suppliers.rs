@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use smartsite_shared::auth::{Caller, Role, roles_json};
-use smartsite_shared::domain::devices::{Supplier, SupplierId};
+use smartsite_shared::domain::devices::{Supplier, SupplierId, sees_creator};
 use smartsite_shared::domain::tenancy::{self, Uscc};
 use smartsite_shared::http::{ApiJson, List, ListParams, Problem};
 
@@ -45,7 +45,8 @@ pub async fn create(
         name: tenancy::parse_name("name", &req.name)?,
         uscc: req.uscc,
         created_at: now_rfc3339(),
-        created_by: caller.user_id.clone(),
+        created_by: Some(caller.user_id.clone()),
+        created_by_integrator_id: caller.integrator.clone(),
     };
     state
         .catalog
@@ -53,7 +54,7 @@ pub async fn create(
         .await
         .map_err(cat_err)?;
     tracing::info!(supplier_id = %supplier.id, by = %caller.user_id, "supplier registered");
-    Ok((StatusCode::CREATED, Json(supplier)))
+    Ok((StatusCode::CREATED, Json(shown(&caller, supplier))))
 }
 
 /// The supplier registry.
@@ -72,7 +73,7 @@ pub async fn list(
         .await
         .map_err(cat_err)?;
     Ok(Json(List {
-        items: p.items,
+        items: p.items.into_iter().map(|s| shown(&caller, s)).collect(),
         next: p.next,
     }))
 }
@@ -93,6 +94,20 @@ pub async fn get(
         .supplier(&id)
         .await
         .map_err(cat_err)?
-        .map(Json)
+        .map(|s| Json(shown(&caller, s)))
         .ok_or_else(Problem::not_found)
+}
+
+/// The supplier as `caller` may see it: who registered it only for that user's own integrator
+/// (and the platform administrator).
+fn shown(caller: &Caller, mut s: Supplier) -> Supplier {
+    if !sees_creator(
+        caller.integrator.as_ref(),
+        caller.is_platform_admin(),
+        s.created_by_integrator_id.as_ref(),
+    ) {
+        s.created_by = None;
+    }
+    s.created_by_integrator_id = None;
+    s
 }

@@ -49,7 +49,10 @@ macro_rules! catalog_suite {
             decommissioning_revokes_and_keeps_history,
             rotation_and_retirement,
             blacklisting_flags_bound_devices,
+            binding_racing_a_blacklist_entry_never_misses_its_flag,
+            fleet_and_blacklist_lists_page,
             bulk_provisioning_from_csv,
+            hostile_text_is_refused_naming_the_field,
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
@@ -312,6 +315,37 @@ pub async fn suppliers_and_models_registry(t: T) {
         )
     );
     assert_eq!(m["compliant_for_you"], false);
+    // Who registered a shared entry is the registering integrator's business (and the
+    // platform's): another integrator's users see `null`, never a foreign user id.
+    let m_path = format!("/v1/device-models/{m_id}");
+    let sup_path = format!("/v1/suppliers/{sup_id}");
+    for (reader, sees) in [(&a_admin, true), (&t.platform(), true), (&b_ops, false)] {
+        for path in [&sup_path, &m_path] {
+            let (s, v) = t.get(path, reader).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let want = if sees {
+                json!("usr-integratoradmin-int-a")
+            } else {
+                Value::Null
+            };
+            assert_eq!(v["created_by"], want, "{path}: {v}");
+            assert!(v.get("created_by_integrator_id").is_none(), "{v}");
+        }
+        for list in ["/v1/suppliers", "/v1/device-models"] {
+            let (_, v) = t.get(list, reader).await;
+            for item in v["items"].as_array().unwrap() {
+                if item["id"] == json!(sup_id) || item["id"] == json!(m_id) {
+                    let want = if sees {
+                        json!("usr-integratoradmin-int-a")
+                    } else {
+                        Value::Null
+                    };
+                    assert_eq!(item["created_by"], want, "{list}: {item}");
+                }
+                assert!(item.get("created_by_integrator_id").is_none(), "{item}");
+            }
+        }
+    }
     let m2 = t.model(&b_ops, &other_sup, None).await;
     assert_422(
         &t.post(
@@ -656,7 +690,8 @@ pub async fn blacklist_blocks_across_the_region_hierarchy(t: T) {
         .catalog
         .active_bans_for(&sid(&sup), &mid(&model), &serial("SN-1"))
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(bans.len(), 1, "{bans:?}");
     let cand = |region: &RegionCode, s: &str, m: &str, n: &'static str| {
         (s.to_owned(), m.to_owned(), n, region.clone())
@@ -687,7 +722,8 @@ pub async fn blacklist_blocks_across_the_region_hierarchy(t: T) {
         .catalog
         .active_bans_for(&sid(&clean_sup), &mid(&clean_model), &serial("sn-9"))
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(bans.len(), 1, "{bans:?}");
     assert_eq!(
         blocked(
@@ -709,6 +745,7 @@ pub async fn blacklist_blocks_across_the_region_hierarchy(t: T) {
             .active_bans_for(&sid(&clean_sup), &mid(&clean_model), &serial("SN-1"))
             .await
             .unwrap()
+            .0
             .is_empty()
     );
     // A model entry is found through the model.
@@ -723,7 +760,8 @@ pub async fn blacklist_blocks_across_the_region_hierarchy(t: T) {
         .catalog
         .active_bans_for(&sid(&clean_sup), &mid(&clean_model), &serial("SN-1"))
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(
         blocked(
             cand(&region("220102"), &clean_sup, &clean_model, "SN-1"),
@@ -839,6 +877,14 @@ pub async fn lifting_is_recorded_and_unblocks(t: T) {
         StatusCode::NOT_FOUND
     );
     assert_422(&t.post(&lift, &gov, json!({"reason": ""})).await, "reason");
+    // A role that may never lift gets the same answer for a real entry and a made-up one (no
+    // existence oracle), and nothing about its body.
+    let fake = "/v1/blacklist/blk-00000000000000000000000000000000/lift";
+    for path in [lift.as_str(), fake, "/v1/blacklist/nonsense/lift"] {
+        let (s, v) = t.post(path, &a_admin, json!({"reason": 42})).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {v}");
+        assert_eq!(v["type"], "https://smartsite.dev/problems/forbidden", "{v}");
+    }
 
     let (s, lifted) = t.post(&lift, &gov, reason.clone()).await;
     assert_eq!(s, StatusCode::OK, "{lifted}");
@@ -886,7 +932,7 @@ pub async fn lifting_is_recorded_and_unblocks(t: T) {
     let sid = SupplierId::parse("s", &sup).unwrap();
     let mid = ModelId::parse("m", &model).unwrap();
     let sn = SerialNo::parse("n", "SN-1").unwrap();
-    let bans = t.catalog.active_bans_for(&sid, &mid, &sn).await.unwrap();
+    let bans = t.catalog.active_bans_for(&sid, &mid, &sn).await.unwrap().0;
     assert_eq!(
         bans.iter().map(|b| b.id.clone()).collect::<Vec<_>>(),
         vec![other_id.clone()]
@@ -904,6 +950,7 @@ pub async fn lifting_is_recorded_and_unblocks(t: T) {
             .active_bans_for(&sid, &mid, &sn)
             .await
             .unwrap()
+            .0
             .is_empty()
     );
     let r = region("220102");
@@ -964,6 +1011,28 @@ impl T {
         };
         self.directory.create_project(&p).await.unwrap();
         (p.id.to_string(), c.id.to_string())
+    }
+}
+
+impl T {
+    /// Integrator A's ops staff, a Changchun (220100) government, a supplier with a certified
+    /// model, and the devices path of a Chaoyang (220102) project of A.
+    pub async fn scene(&self) -> (String, String, String, String, String) {
+        let a_ops = self.staff(A, "integrator_ops");
+        let (prj, _) = self.project(A, "220102").await;
+        let (_, gov) = self.gov(A, "220100").await;
+        let sup = self.supplier(&a_ops, 1).await;
+        let model = self.model(&a_ops, &sup, Some("C-1")).await;
+        let path = format!("/v1/projects/{prj}/devices");
+        (a_ops, gov, sup, model, path)
+    }
+
+    /// Provisions a crane of `model` with `serial` under `path`; answers its id.
+    pub async fn crane(&self, path: &str, token: &str, model: &str, serial: &str) -> String {
+        self.create(path, token, crane(model, serial)).await["device_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 }
 
@@ -1379,20 +1448,9 @@ pub async fn rotation_and_retirement(t: T) {
 }
 
 pub async fn blacklisting_flags_bound_devices(t: T) {
-    let a_ops = t.staff(A, "integrator_ops");
-    let (prj, _) = t.project(A, "220102").await;
-    let (_, gov) = t.gov(A, "220100").await;
-    let sup = t.supplier(&a_ops, 1).await;
-    let model = t.model(&a_ops, &sup, Some("C-1")).await;
-    let path = format!("/v1/projects/{prj}/devices");
-    let dev = t.create(&path, &a_ops, crane(&model, "S-1")).await["device_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let other = t.create(&path, &a_ops, crane(&model, "S-2")).await["device_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (a_ops, gov, _, model, path) = t.scene().await;
+    let dev = t.crane(&path, &a_ops, &model, "S-1").await;
+    let other = t.crane(&path, &a_ops, &model, "S-2").await;
     let (_, l) = t.get("/v1/devices?flagged=true", &a_ops).await;
     assert_eq!(ids(&l), Vec::<String>::new());
 
@@ -1615,4 +1673,245 @@ pub async fn bulk_provisioning_from_csv(t: T) {
     );
     let (s, v) = t.post_csv(&path, &a_admin, &huge).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+}
+
+/// Rounds of each race below.
+const RACE_ROUNDS: usize = 16;
+/// How long the second request of a race waits: spread so that on either store some rounds
+/// start it inside the first one's window (the embedded store answers in microseconds, the
+/// emulator in milliseconds).
+const RACE_DELAYS_MS: [u64; 16] = [0, 1, 2, 3, 5, 8, 12, 17, 23, 30, 40, 55, 75, 100, 130, 170];
+
+/// Runs two requests at once, on two tasks, the second after `delay_ms`.
+async fn race(
+    t: &T,
+    a: (String, String, Value),
+    b: (String, String, Value),
+    delay_ms: u64,
+) -> ((StatusCode, Value), (StatusCode, Value)) {
+    let (ca, cb) = (t.client.clone(), t.client.clone());
+    let first = tokio::spawn(async move { ca.post(&a.0, &a.1, a.2).await });
+    let second = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        cb.post(&b.0, &b.1, b.2).await
+    });
+    (first.await.unwrap(), second.await.unwrap())
+}
+
+fn flag_ids(d: &Value) -> std::collections::BTreeSet<String> {
+    d["flags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no flags: {d}"))
+        .iter()
+        .map(|f| f["entry_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A binding racing the issue of a blacklist entry that covers it (two tasks, repeated, at
+/// staggered starts) either is refused as blacklisted or ends bound *with* the entry's flag —
+/// never bound and unflagged. And two entries flagging one bound device at once both stay.
+pub async fn binding_racing_a_blacklist_entry_never_misses_its_flag(t: T) {
+    let (a_ops, gov, sup, model, path) = t.scene().await;
+    let (mut refused, mut flagged) = (0, 0);
+    for n in 0..RACE_ROUNDS {
+        let serial = format!("RACE-{n}");
+        let (bound, entry) = race(
+            &t,
+            (path.clone(), a_ops.clone(), crane(&model, &serial)),
+            (
+                "/v1/blacklist".into(),
+                gov.clone(),
+                entry_body("device", &serial, "220100"),
+            ),
+            RACE_DELAYS_MS[n % RACE_DELAYS_MS.len()],
+        )
+        .await;
+        assert_eq!(entry.0, StatusCode::CREATED, "{}", entry.1);
+        let entry_id = entry.1["id"].as_str().unwrap().to_owned();
+        match bound.0 {
+            StatusCode::CONFLICT => {
+                assert_eq!(
+                    bound.1["type"], "https://smartsite.dev/problems/blacklisted",
+                    "{}",
+                    bound.1
+                );
+                refused += 1;
+            }
+            StatusCode::CREATED => {
+                let dev = bound.1["device_id"].as_str().unwrap();
+                let (_, d) = t.get(&format!("/v1/devices/{dev}"), &a_ops).await;
+                assert!(
+                    flag_ids(&d).contains(&entry_id),
+                    "round {n}: {dev} bound without the flag of {entry_id}: {d}"
+                );
+                flagged += 1;
+            }
+            other => panic!("round {n}: provisioning answered {other}: {}", bound.1),
+        }
+    }
+    eprintln!("binding vs blacklisting: {refused} refused, {flagged} bound and flagged");
+
+    for n in 0..RACE_ROUNDS / 2 {
+        let model = t.model(&a_ops, &sup, Some("C-1")).await;
+        let serial = format!("TWO-{n}");
+        let dev = t.crane(&path, &a_ops, &model, &serial).await;
+        let (x, y) = race(
+            &t,
+            (
+                "/v1/blacklist".into(),
+                gov.clone(),
+                entry_body("model", &model, "220100"),
+            ),
+            (
+                "/v1/blacklist".into(),
+                gov.clone(),
+                entry_body("device", &serial, "220100"),
+            ),
+            0,
+        )
+        .await;
+        assert_eq!((x.0, y.0), (StatusCode::CREATED, StatusCode::CREATED));
+        let (_, d) = t.get(&format!("/v1/devices/{dev}"), &a_ops).await;
+        let want: std::collections::BTreeSet<String> = [&x.1, &y.1]
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(flag_ids(&d), want, "round {n}: {d}");
+    }
+}
+
+/// `/v1/devices` (with and without `?flagged=true`) and `/v1/blacklist` page with a real
+/// cursor: walked a few at a time, every item comes once.
+pub async fn fleet_and_blacklist_lists_page(t: T) {
+    let (a_ops, gov, _, model, path) = t.scene().await;
+    let mut devices = std::collections::BTreeSet::new();
+    for n in 0..7 {
+        devices.insert(t.crane(&path, &a_ops, &model, &format!("PG-{n}")).await);
+    }
+    let mut entries = std::collections::BTreeSet::new();
+    for n in [1, 4, 6] {
+        let e = t
+            .create(
+                "/v1/blacklist",
+                &gov,
+                entry_body("device", &format!("PG-{n}"), "220100"),
+            )
+            .await;
+        entries.insert(e["id"].as_str().unwrap().to_owned());
+    }
+    let walked = |path: &'static str, token: String, limit: u32| {
+        let client = t.client.clone();
+        async move {
+            let items = client.walk(path, &token, limit).await;
+            let ids: Vec<String> = items
+                .iter()
+                .map(|v| v["id"].as_str().unwrap().to_owned())
+                .collect();
+            let set: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+            assert_eq!(set.len(), ids.len(), "{path}: an item came twice: {ids:?}");
+            set
+        }
+    };
+    for limit in [1, 2, 5] {
+        assert_eq!(walked("/v1/devices", a_ops.clone(), limit).await, devices);
+        let flagged = walked("/v1/devices?flagged=true", a_ops.clone(), limit).await;
+        assert_eq!(flagged.len(), 3);
+        assert!(flagged.is_subset(&devices));
+        assert_eq!(walked("/v1/blacklist", a_ops.clone(), limit).await, entries);
+        assert_eq!(walked("/v1/blacklist", gov.clone(), limit).await, entries);
+    }
+}
+
+/// Text that would show differently from what is stored (controls, NUL, bidi overrides,
+/// invisible characters) is refused with 422 naming the field, in every free-text field of the
+/// catalogue; notes and reasons may span lines.
+pub async fn hostile_text_is_refused_naming_the_field(t: T) {
+    let a_admin = t.staff(A, "integrator_admin");
+    let (_, gov) = t.gov(A, "220100").await;
+    let sup = t.supplier(&a_admin, 1).await;
+    let model = t.model(&a_admin, &sup, None).await;
+    let hostile = [
+        "a\u{0}b",
+        "a\u{7}b",
+        "a\u{1b}[31mb",
+        "report\u{202E}fdp.exe",
+        "a\u{2067}b",
+        "a\u{200F}b",
+        "a\u{FEFF}b",
+        "\u{3164}",
+    ];
+    for bad in hostile {
+        for (path, body, field) in [
+            (
+                "/v1/suppliers".to_owned(),
+                json!({"name": bad, "uscc": uscc("91430100MA0000009")}),
+                "name",
+            ),
+            (
+                "/v1/device-models".to_owned(),
+                json!({"supplier_id": sup, "name": bad, "category": "tower_crane", "protocol": "mqtt_json"}),
+                "name",
+            ),
+            (
+                "/v1/device-models".to_owned(),
+                json!({"supplier_id": sup, "name": "塔机", "category": "tower_crane",
+                    "protocol": "mqtt_json", "access_cert_no": bad}),
+                "access_cert_no",
+            ),
+            (
+                format!("/v1/device-models/{model}/compliance"),
+                json!({"note": bad}),
+                "note",
+            ),
+        ] {
+            let res = t.post(&path, &a_admin, body).await;
+            assert_422(&res, field);
+            assert!(
+                res.1["detail"].as_str().unwrap().contains("must"),
+                "{bad:?}: {}",
+                res.1
+            );
+        }
+        let mut entry = entry_body("supplier", &sup, "220100");
+        entry["reason"] = json!(bad);
+        assert_422(&t.post("/v1/blacklist", &gov, entry).await, "reason");
+    }
+    // Single-line fields take no line break; notes and reasons may have several lines.
+    assert_422(
+        &t.post(
+            "/v1/suppliers",
+            &a_admin,
+            json!({"name": "智塔\n科技", "uscc": uscc("91430100MA0000009")}),
+        )
+        .await,
+        "name",
+    );
+    let (s, v) = t
+        .post(
+            &format!("/v1/device-models/{model}/compliance"),
+            &a_admin,
+            json!({"note": "检测报告 2026-031\r\n已核验"}),
+        )
+        .await;
+    assert_eq!(
+        (s, &v["note"]),
+        (StatusCode::OK, &json!("检测报告 2026-031\n已核验")),
+        "{v}"
+    );
+    let mut entry = entry_body("supplier", &sup, "220100");
+    entry["reason"] = json!("数据造假\n第二次");
+    let e = t.create("/v1/blacklist", &gov, entry).await;
+    let lift = format!("/v1/blacklist/{}/lift", e["id"].as_str().unwrap());
+    assert_422(
+        &t.post(&lift, &gov, json!({"reason": "整改\u{202E}完成"}))
+            .await,
+        "reason",
+    );
+    let (s, v) = t.post(&lift, &gov, json!({"reason": "整改完成"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Nothing hostile was stored: only the supplier and model of this test exist.
+    let (_, list) = t.get("/v1/suppliers", &a_admin).await;
+    assert_eq!(ids(&list), vec![sup.clone()]);
+    let (_, list) = t.get("/v1/device-models", &a_admin).await;
+    assert_eq!(ids(&list), vec![model.clone()]);
 }

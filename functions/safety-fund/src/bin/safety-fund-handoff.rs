@@ -1,6 +1,7 @@
 //! The safety-fund jobs Lambda (AWS edition), invoked by EventBridge Scheduler: posts every pending
-//! billing hand-off (`InvoiceIssued`, see `smartsite_shared::handoff`) to its project's ledger,
-//! then brings the ledger alarms in line with the flags standing today.
+//! billing hand-off (the issue, credit notes and void of a funded invoice, see
+//! `smartsite_shared::handoff`) to its project's ledger, then brings the ledger alarms in line
+//! with the flags standing today.
 
 use std::sync::Arc;
 

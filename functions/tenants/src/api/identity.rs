@@ -5,8 +5,9 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use smartsite_shared::auth::Claims;
 use smartsite_shared::domain::tenancy::Status;
-use smartsite_shared::http::{ApiJson, Problem};
+use smartsite_shared::http::{ApiJson, ClientIp, Problem};
 use smartsite_shared::password;
+use std::time::Instant;
 
 use crate::AppState;
 
@@ -25,14 +26,33 @@ pub struct TokenResponse {
 }
 
 /// Exchanges a username and password for a bearer token.
+///
+/// Failed attempts are throttled per username and per source address: after a few failures each
+/// further one blocks the name (or address) for twice as long, up to a 15-minute lockout, during
+/// which every attempt — the right password too — answers 429 with `Retry-After`, before any
+/// password is hashed. An unknown username is throttled and timed exactly like a known one.
 #[utoipa::path(post, path = "/v1/auth/token", tag = "identity", request_body = TokenRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, description = "wrong username or password")))]
+    responses((status = 200, body = TokenResponse),
+        (status = 401, description = "wrong username or password"),
+        (status = 429, description = "too many failed attempts for this username or address; see Retry-After"),
+        (status = 503, description = "sign-in is busy; see Retry-After")))]
 pub async fn token(
     State(state): State<AppState>,
+    ClientIp(source): ClientIp,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<Json<TokenResponse>, Problem> {
     let issuer = state.issuer.as_ref().ok_or_else(Problem::not_found)?;
     let name = req.username.trim().to_ascii_lowercase();
+    let throttled = |b: smartsite_shared::throttle::Blocked| {
+        Problem::too_many_requests(b.retry_after_secs()).detail(format!(
+            "too many failed sign-ins; try again in {} s",
+            b.retry_after_secs()
+        ))
+    };
+    state
+        .sign_in
+        .check(&name, source, Instant::now())
+        .map_err(throttled)?;
     let record = state
         .directory
         .user_by_username(&name)
@@ -43,12 +63,22 @@ pub async fn token(
         Some(r) => (r.password_hash, Some(r.user)),
         None => (password::DUMMY_HASH.to_owned(), None),
     };
-    let ok = password::verify(req.password, hash).await;
+    let ok = password::verify(req.password, hash)
+        .await
+        .map_err(|password::Busy| {
+            Problem::unavailable()
+                .detail("sign-in is busy; retry shortly")
+                .retry_after(1)
+        })?;
     let bad = || Problem::unauthorized().detail("wrong username or password");
     let user = match (ok, user) {
         (true, Some(u)) => u,
-        _ => return Err(bad()),
+        _ => {
+            state.sign_in.fail(&name, source, Instant::now());
+            return Err(bad());
+        }
     };
+    state.sign_in.succeed(&name);
     // An offboarded customer's users cannot sign in; a suspended one's can (read-only).
     if let (Some(i), Some(c)) = (&user.integrator_id, &user.customer_id) {
         let cust = state

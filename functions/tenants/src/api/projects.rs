@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use chrono::NaiveDate;
 use serde::Deserialize;
 use smartsite_shared::auth::{Caller, Role, roles_json};
+use smartsite_shared::domain::bounds;
 use smartsite_shared::domain::tenancy::{
     self, CustomerId, CustomerKind, Project, ProjectId, ProjectType, RegionCode, Status,
 };
@@ -61,6 +62,14 @@ pub async fn create(
         .clone();
     let name = tenancy::parse_name("name", &req.name)?;
     let contract_value_fen = tenancy::parse_fen("contract_value_fen", req.contract_value_fen)?;
+    bounds::date("contract_signed_date", req.contract_signed_date)?;
+    for (field, d) in [
+        ("tender_completed_date", req.tender_completed_date),
+        ("start_date", req.start_date),
+        ("planned_end_date", req.planned_end_date),
+    ] {
+        d.map(|d| bounds::date(field, d)).transpose()?;
+    }
     // The parties must be this integrator's active customers of the right kind; anything else is
     // reported as "no such customer", whether or not it exists elsewhere.
     let party = |field: &'static str, kinds: &'static [CustomerKind], id: CustomerId| {

@@ -33,6 +33,7 @@ macro_rules! tenancy_suite {
             user_creation_rules,
             login_issues_tokens_and_refuses_wrong_passwords,
             lists_paginate,
+            hostile_names_and_amounts_answer_422,
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
@@ -394,6 +395,94 @@ pub async fn invalid_fields_answer_422_naming_the_field(t: T) {
         .call(Method::POST, "/v1/customers", Some(&w.admin), None)
         .await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+}
+
+/// Names that would show differently from what is stored (controls, NUL, bidi overrides,
+/// invisible characters) and amounts beyond 10^15 fen are refused with 422 naming the field;
+/// nothing is created.
+pub async fn hostile_names_and_amounts_answer_422(t: T) {
+    let w = world(&t, "CT", "220100", "220102").await;
+    let platform = t.token(&["platform_admin"], None, None);
+    let hostile = [
+        "吉林\u{0}建工",
+        "吉林\n建工",
+        "吉林\r建工",
+        "\u{1b}[2J吉林建工",
+        "invoice\u{202E}fdp.exe",
+        "吉林\u{2066}建工\u{2069}",
+        "吉林\u{200B}建工",
+        "\u{3164}",
+        "吉林\u{85}建工",
+    ];
+    for name in hostile {
+        for (path, token, body) in [
+            (
+                "/v1/integrators",
+                &platform,
+                json!({"name": name, "operator": "china_unicom", "province_code": "220000"}),
+            ),
+            (
+                "/v1/customers",
+                &w.admin,
+                json!({"kind": "gov_region", "name": name, "region_code": "220100"}),
+            ),
+            ("/v1/projects", &w.admin, {
+                let mut b = project_body(&w.enterprise, None, "220102");
+                b["name"] = json!(name);
+                b
+            }),
+        ] {
+            let (s, v) = t.post(path, token, body).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path} {name:?}: {v}");
+            assert_eq!(v["field"], "name", "{path} {name:?}: {v}");
+            assert!(
+                v["detail"].as_str().unwrap().contains("must"),
+                "{path} {name:?}: {v}"
+            );
+        }
+    }
+    let (_, v) = t.get("/v1/projects?limit=200", &w.admin).await;
+    assert_eq!(
+        v["items"].as_array().unwrap().len(),
+        1,
+        "only the world's project: {v}"
+    );
+
+    // The contract value: up to 10^15 fen (10 trillion yuan), nothing beyond.
+    let max = 1_000_000_000_000_000i64;
+    for (value, status) in [
+        (json!(max), StatusCode::CREATED),
+        (json!(max + 1), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!(i64::MAX), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!(u64::MAX), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!(i64::MIN), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!(1e300), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let mut b = project_body(&w.enterprise, None, "220102");
+        b["contract_value_fen"] = value.clone();
+        let (s, v) = t.post("/v1/projects", &w.admin, b).await;
+        assert_eq!(s, status, "{value}: {v}");
+        if s == StatusCode::UNPROCESSABLE_ENTITY {
+            assert_eq!(v["field"], "contract_value_fen", "{value}: {v}");
+        } else {
+            assert_eq!(v["contract_value_fen"], json!(max));
+        }
+    }
+    // Dates a business record cannot carry.
+    for (field, date) in [
+        ("contract_signed_date", "1969-12-31"),
+        ("start_date", "2201-01-01"),
+        ("planned_end_date", "+262142-12-31"),
+    ] {
+        let mut b = project_body(&w.enterprise, None, "220102");
+        b[field] = json!(date);
+        if field != "contract_signed_date" {
+            b["planned_end_date"] = json!(date);
+        }
+        let (s, v) = t.post("/v1/projects", &w.admin, b).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{field} {date}: {v}");
+        assert_eq!(v["field"], field, "{field} {date}: {v}");
+    }
 }
 
 pub async fn cross_tenant_access_is_404_like_nonexistent(t: T) {
