@@ -59,7 +59,7 @@ test('on a phone the dashboard fits the screen and the menu opens from the heade
   await shot(page, 'dashboard-phone');
   await page.getByTestId('menu-toggle').click();
   await page.getByTestId('nav-projects').waitFor();
-  await shot(page, 'menu-phone');
+  await shot(page, 'menu-phone', { fullPage: false });
   await page.close();
 });
 

@@ -148,10 +148,20 @@ export async function navNames(page) {
 }
 
 /** Keeps a full-page screenshot as a test artefact. */
-export async function shot(page, name) {
+export async function shot(page, name, { fullPage = true } = {}) {
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.waitForLoadState('networkidle', { timeout: 5000 }).catch(() => {});
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+  // Whatever is still moving (a drawer sliding in, a chart drawing) settles first.
+  // (A spinner runs forever: only finite animations are waited for.)
+  await page.evaluate(() =>
+    Promise.all(
+      document
+        .getAnimations()
+        .filter((a) => Number.isFinite(a.effect?.getComputedTiming().endTime ?? Infinity))
+        .map((a) => a.finished.catch(() => {})),
+    ),
+  );
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage });
 }
 
 export { PASSWORD };

@@ -117,6 +117,8 @@ test('the operator imports devices from a CSV with a progress bar; a bad row is 
   await page.getByTestId('bulk-start').click();
   await page.getByTestId('bulk-summary').getByText('已处理 121 / 121 行：新接入 120，已存在 0，失败 1').waitFor({ timeout: 60000 });
   await page.getByText('HO-BULK-BAD').waitFor();
+  // The row's refusal is named in Chinese, with the field it concerns.
+  await page.getByText(/^填写的内容有误 — 字段: 额定人数/).waitFor();
   await page.getByText('额定人数').first().waitFor();
   const progress = await page.getByTestId('bulk-progress').evaluate((e) => (e.getAttribute('role') === 'progressbar' ? e : e.querySelector('[role=progressbar]')).getAttribute('aria-valuenow'));
   assert.equal(progress, '100');

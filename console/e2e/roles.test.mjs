@@ -1,7 +1,7 @@
 // Each role signs in and sees only its own navigation: what the API's x-roles let it call.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { navNames, setup, shot, signIn } from './harness.mjs';
+import { navNames, PASSWORD, setup, shot, signIn } from './harness.mjs';
 
 let env;
 before(async () => {
@@ -20,7 +20,7 @@ const expected = {
   project_manager: ['fund', 'projects'],
   safety_officer: ['fund', 'projects'],
   labour_officer: ['fund', 'projects'],
-  owner_rep: ['fund', 'projects'],
+  owner_rep: ['fund', 'invoices', 'projects'],
 };
 
 for (const [role, nav] of Object.entries(expected)) {
@@ -65,4 +65,32 @@ test('a page a role may not use sends it home, and signing out ends the session'
   await page.goto(`${env.server.base}/projects`);
   await page.waitForURL((u) => u.pathname === '/login');
   await page.close();
+});
+
+test('after too many wrong passwords the sign-in says how long to wait, counts down, then lets the user in', async () => {
+  const user = env.world.users.labour_officer;
+  // Wrong passwords over the API until the username is blocked for a few seconds (the throttle
+  // doubles each block after the free failures: 1 s, 2 s, 4 s …).
+  let retryAfter = 0;
+  while (retryAfter < 4) {
+    const res = await env.api.call('POST', '/v1/auth/token', { username: user, password: 'wrong-guess' }, undefined, { raw: true });
+    if (res.status === 429) {
+      retryAfter = Number(res.headers.get('retry-after'));
+      if (retryAfter < 4) await new Promise((r) => setTimeout(r, retryAfter * 1000));
+    } else assert.equal(res.status, 401);
+  }
+  const p = await env.browser.context.newPage();
+  await p.goto(`${env.server.base}/login`);
+  await p.getByTestId('username').fill(user);
+  await p.getByTestId('password').fill(PASSWORD);
+  await p.getByTestId('sign-in').click();
+  const error = p.getByTestId('login-error');
+  await error.getByText(/^尝试次数过多 — 请在 \d+ 秒后重试$/).waitFor();
+  assert.equal(await p.getByTestId('sign-in').isDisabled(), true);
+  await shot(p, 'login-throttled');
+  // The wait runs out on its own; the same password then signs in.
+  await error.waitFor({ state: 'hidden', timeout: 20000 });
+  await p.getByTestId('sign-in').click();
+  await p.waitForURL((u) => !u.pathname.startsWith('/login'));
+  await p.close();
 });

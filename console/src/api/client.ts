@@ -18,6 +18,8 @@ export class ApiError extends Error {
   constructor(
     readonly status: number,
     readonly problem: Problem | null,
+    /** Seconds the server asks to wait before trying again (`Retry-After` of a 429 or 503). */
+    readonly retryAfter: number | null = null,
   ) {
     super(problem?.detail ?? problem?.title ?? `HTTP ${status}`);
   }
@@ -122,6 +124,19 @@ export async function send(method: string, path: string, opts: RequestOptions = 
   }
 }
 
+/** `Retry-After` in seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3). */
+export function retryAfterOf(value: string | null, now = Date.now()): number | null {
+  if (!value) return null;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v);
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+async function errorOf(res: Response): Promise<ApiError> {
+  return new ApiError(res.status, await problemOf(res), retryAfterOf(res.headers.get('retry-after')));
+}
+
 async function problemOf(res: Response): Promise<Problem | null> {
   try {
     const p = (await res.json()) as Problem;
@@ -134,7 +149,7 @@ async function problemOf(res: Response): Promise<Problem | null> {
 /** Sends a request and answers its JSON body; a non-2xx answer throws an [`ApiError`]. */
 export async function request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
   const res = await send(method, path, opts);
-  if (!res.ok) throw new ApiError(res.status, await problemOf(res));
+  if (!res.ok) throw await errorOf(res);
   if (res.status === 204) return undefined as T;
   const text = await res.text();
   return (text ? JSON.parse(text) : undefined) as T;
@@ -194,6 +209,6 @@ export function saveBlob(blob: Blob, name: string): void {
 /** Downloads an export (`?format=csv|xlsx`) with the caller's token. */
 export async function download(path: string, query: Query, fallback: string): Promise<void> {
   const res = await send('GET', path, { query, headers: { accept: '*/*' } });
-  if (!res.ok) throw new ApiError(res.status, await problemOf(res));
+  if (!res.ok) throw await errorOf(res);
   saveBlob(await res.blob(), filenameOf(res.headers.get('content-disposition'), fallback));
 }

@@ -1523,6 +1523,19 @@ export interface components {
             };
         };
         /**
+         * @description The answer of a close: the list of the period's invoices (`{items, next}`), and the
+         *     subscriptions that could not be rated.
+         */
+        CloseAnswer: {
+            /**
+             * @description Subscriptions refused by the rating (an amount beyond 10^15 fen): nothing was written
+             *     for them; the others are closed.
+             */
+            failed?: components["schemas"]["CloseFailure"][];
+            items: components["schemas"]["Invoice"][];
+            next?: string | null;
+        };
+        /**
          * @example {
          *       "period": "2026-10"
          *     }
@@ -1530,6 +1543,12 @@ export interface components {
         CloseBody: {
             /** @description `YYYY-MM`, a month that has ended (Asia/Shanghai). */
             period: string;
+        };
+        /** @description A subscription a close could not rate, and why (the field and detail of the refusal). */
+        CloseFailure: {
+            detail: string;
+            field: string;
+            subscription_id: string;
         };
         /** @description A command sent to a device (spray on/off), kept for the record. */
         Command: {
@@ -2876,7 +2895,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["List_Invoice"];
+                    "application/json": components["schemas"]["CloseAnswer"];
                 };
             };
             /** @description bad or unfinished period */
@@ -3319,6 +3338,10 @@ export interface operations {
             query?: {
                 /** @description `true`: only devices carrying a blacklist flag. */
                 flagged?: boolean;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number;
+                /** @description The `next` of the previous page. */
+                cursor?: string;
             };
             header?: never;
             path?: never;
@@ -4010,7 +4033,12 @@ export interface operations {
     };
     list_packages: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number;
+                /** @description The `next` of the previous page. */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -4935,6 +4963,10 @@ export interface operations {
             query?: {
                 customer_id?: string | null;
                 project_id?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+                /** @description The `next` of the previous page. */
+                cursor?: string | null;
             };
             header?: never;
             path?: never;

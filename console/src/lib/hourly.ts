@@ -31,3 +31,11 @@ export function hourlyMeans(readings: Reading[], field: string): Array<[string, 
       return [h, Math.round(mean * 10) / 10];
     });
 }
+
+/** The `n` Asia/Shanghai hours (`YYYY-MM-DD HH:00`) ending with the hour of `end`, oldest first:
+ * the x axis of an hourly chart, whole even when few hours have readings (so the limit lines
+ * span the chart). */
+export function lastHours(end: string | number | Date, n = 24): string[] {
+  const t = new Date(end).getTime();
+  return Array.from({ length: n }, (_, i) => hour(t - (n - 1 - i) * 3600 * 1000));
+}
