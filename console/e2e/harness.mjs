@@ -102,10 +102,21 @@ export async function startBrowser() {
 
 /** A server with an onboarded world and a browser: what every suite starts from. */
 export async function setup(tag) {
-  const server = await startServer();
-  const api = new Api(server.base);
-  const world = await onboard(api, server.adminPassword, tag);
+  // The browser first: without it the suite fails at once. Whatever did start is stopped when a
+  // later step fails, so a failed set-up never leaves a server holding the test run open.
   const browser = await startBrowser();
+  let server;
+  let api;
+  let world;
+  try {
+    server = await startServer();
+    api = new Api(server.base);
+    world = await onboard(api, server.adminPassword, tag);
+  } catch (e) {
+    await server?.stop();
+    await browser.close();
+    throw e;
+  }
   return {
     server,
     api,
