@@ -55,7 +55,12 @@ export class ProjectLive {
     private readonly opts: LiveOptions = {},
   ) {}
 
+  /** The first polling round, started with the stream probe rather than after it: the page
+   * shows the current states at once in either mode (the stream sends changes only). */
+  private first: Promise<void> | undefined;
+
   start(): void {
+    this.first = this.poll().catch(() => {});
     void this.loop();
   }
 
@@ -66,6 +71,7 @@ export class ProjectLive {
   }
 
   private setMode(m: Mode) {
+    if (m === 'stream') this.first = undefined;
     if (m !== this.mode) {
       this.mode = m;
       this.on.mode?.(m);
@@ -81,8 +87,10 @@ export class ProjectLive {
         this.nextProbe = Date.now() + (this.opts.probeMs ?? 60000);
       }
       this.setMode('polling');
+      const first = this.first;
+      this.first = undefined;
       try {
-        await this.poll();
+        await (first ?? this.poll());
       } catch {
         /* the banner shows network loss; try again next round */
       }
