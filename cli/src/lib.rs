@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod console;
 pub mod device_link;
 pub mod gateway;
 pub mod hj212;

@@ -465,7 +465,7 @@ pub fn router(
             "/docs",
             get(move || std::future::ready(axum::response::Html(page.clone()))),
         );
-    smartsite_tenants::finish(routes.merge(public), state)
+    crate::console::mount(smartsite_tenants::finish(routes.merge(public), state))
 }
 
 /// Creates the platform administrator on first start: the password from

@@ -441,17 +441,28 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
         {
             return Ok(ClientIp(Some(addr.ip())));
         }
-        let gateway = match parts
-            .extensions
-            .get::<lambda_http::request::RequestContext>()
-        {
-            Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => {
-                ctx.http.source_ip.as_deref().and_then(|ip| ip.parse().ok())
-            }
-            _ => None,
-        };
-        Ok(ClientIp(gateway))
+        Ok(ClientIp(gateway_source_ip(parts)))
     }
+}
+
+/// The caller's address as API Gateway saw it (HTTP API `requestContext.http.sourceIp`).
+#[cfg(feature = "aws")]
+fn gateway_source_ip(parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
+    match parts
+        .extensions
+        .get::<lambda_http::request::RequestContext>()
+    {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => {
+            ctx.http.source_ip.as_deref().and_then(|ip| ip.parse().ok())
+        }
+        _ => None,
+    }
+}
+
+/// Without the AWS adapters there is no API Gateway in front.
+#[cfg(not(feature = "aws"))]
+fn gateway_source_ip(_parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
+    None
 }
 
 /// The request span: method, path, and the tenant fields, declared empty here and recorded by

@@ -39,6 +39,14 @@ pub async fn dynamo() -> StoreFixture {
         "AWS_ENDPOINT_URL is not set: run scripts/test, which starts the emulator, \
          or `localstack/emulator start && eval \"$(localstack/emulator env)\"`"
     );
+    // The emulator answers one request at a time (localstack/moto_serial.py), so with a suite's
+    // tests running in parallel on a loaded CI machine one request can wait minutes behind the
+    // others. The edge's 60 s request timeout (503) is the edge's business, tested black-box
+    // against the binary; here it would only turn the emulator's queue into failures.
+    crate::http::set_edge_limits(crate::http::EdgeLimits {
+        request_timeout: std::time::Duration::from_secs(900),
+        ..crate::http::EdgeLimits::default()
+    });
     static N: AtomicU32 = AtomicU32::new(0);
     let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let client = aws_sdk_dynamodb::Client::new(&conf);

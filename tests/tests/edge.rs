@@ -314,8 +314,17 @@ async fn every_error_is_problem_json_the_body_limit_is_413_and_slow_bodies_time_
         .await
         .unwrap();
     problem(res, 400).await;
-    let res = http.get(url("/nothing/here")).send().await.unwrap();
+    // An unknown API path is a problem; any other path is the console's (its router decides).
+    let res = http.get(url("/v1/nothing/here")).send().await.unwrap();
     problem(res, 404).await;
+    let res = http.get(url("/nothing/here")).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
 
     // A body that never finishes: the request times out as a problem, the server carries on.
     let mut slow = TcpStream::connect(addr(&server)).await.unwrap();
