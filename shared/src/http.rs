@@ -479,16 +479,45 @@ pub fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     )
 }
 
-/// The tracing layer type: server errors are failures, spans come from [`request_span`].
+/// The tracing layer type: server errors are failures, spans come from [`request_span`],
+/// failures are logged by [`log_failure`].
 pub type TraceLayer = tower_http::trace::TraceLayer<
     tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
     fn(&axum::http::Request<axum::body::Body>) -> tracing::Span,
+    tower_http::trace::DefaultOnRequest,
+    tower_http::trace::DefaultOnResponse,
+    tower_http::trace::DefaultOnBodyChunk,
+    tower_http::trace::DefaultOnEos,
+    fn(tower_http::classify::ServerErrorsFailureClass, std::time::Duration, &tracing::Span),
 >;
 
 /// The request-tracing layer every router gets: one span per request (see [`request_span`]) with
 /// status and latency on completion.
 pub fn trace_layer() -> TraceLayer {
-    tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span as fn(&_) -> _)
+    tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(request_span as fn(&_) -> _)
+        .on_failure(log_failure as fn(_, _, &_))
+}
+
+/// How loud a failed request is. 503 is the platform shedding load as designed (the sign-in
+/// hashing pool is full, a request ran past its timeout, the store is briefly unavailable): the
+/// client is told to retry, so it is a warning. Any other 5xx or a failed body is an error.
+fn log_failure(
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass as Class;
+    let latency_ms = latency.as_millis();
+    match class {
+        Class::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::warn!(status = 503, latency_ms, "request shed (503, retry later)");
+        }
+        Class::StatusCode(status) => {
+            tracing::error!(status = status.as_u16(), latency_ms, "request failed");
+        }
+        Class::Error(error) => tracing::error!(%error, latency_ms, "request failed"),
+    }
 }
 
 #[cfg(test)]
@@ -509,6 +538,72 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["type"], "https://smartsite.dev/problems/internal");
         assert_eq!(v["status"], 500);
+    }
+
+    /// Records the level and message of every event, for asserting what a layer logs.
+    #[derive(Clone, Default)]
+    struct Recorded(std::sync::Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorded {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Message(String);
+            impl tracing::field::Visit for Message {
+                fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                    if f.name() == "message" {
+                        self.0 = format!("{v:?}");
+                    }
+                }
+            }
+            let mut m = Message(String::new());
+            event.record(&mut m);
+            self.0
+                .lock()
+                .unwrap()
+                .push((*event.metadata().level(), m.0));
+        }
+    }
+
+    #[tokio::test]
+    async fn shed_load_is_a_warning_and_other_server_errors_are_errors() {
+        use tower::ServiceExt;
+        use tracing_subscriber::layer::SubscriberExt;
+        let recorded = Recorded::default();
+        let _guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(recorded.clone()));
+        let app = axum::Router::new()
+            .route(
+                "/busy",
+                axum::routing::get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+            )
+            .route(
+                "/broken",
+                axum::routing::get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+            )
+            .route("/fine", axum::routing::get(|| async { StatusCode::OK }))
+            .layer(trace_layer());
+        for path in ["/busy", "/broken", "/fine"] {
+            let req = axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            app.clone().oneshot(req).await.unwrap();
+        }
+        let events = recorded.0.lock().unwrap().clone();
+        let at = |level| {
+            events
+                .iter()
+                .filter(|(l, _)| *l == level)
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            at(tracing::Level::WARN),
+            ["request shed (503, retry later)"]
+        );
+        assert_eq!(at(tracing::Level::ERROR), ["request failed"]);
     }
 
     #[test]
