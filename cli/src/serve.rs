@@ -427,11 +427,14 @@ pub fn router(
     ));
     let (alarm_routes, alarm_doc) = smartsite_alarms::routes().split_for_parts();
     doc.merge(alarm_doc);
-    let alarm_routes = alarm_routes.with_state(smartsite_alarms::AppState::new(
-        Arc::clone(&state.store),
-        state.auth.clone(),
-        services.alarms,
-    ));
+    let alarm_routes = alarm_routes.with_state(
+        smartsite_alarms::AppState::new(
+            Arc::clone(&state.store),
+            state.auth.clone(),
+            services.alarms,
+        )
+        .streaming(),
+    );
     let (fund_routes, fund_doc) = smartsite_safety_fund::routes().split_for_parts();
     doc.merge(fund_doc);
     let fund_routes = fund_routes.with_state(smartsite_safety_fund::AppState::new(

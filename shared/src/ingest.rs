@@ -726,6 +726,57 @@ pub fn state_key(device: &Device) -> Key {
     )
 }
 
+/// A device's latest values and connection state (`GET /v1/devices/{id}/state`, and the `state`
+/// events of a project's live stream).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DeviceState {
+    pub device_id: String,
+    pub online: bool,
+    /// Last time the device was heard from (a message or its connection).
+    pub last_seen: Option<String>,
+    /// Timestamp of the latest accepted reading.
+    pub ts: Option<String>,
+    #[schema(value_type = Object)]
+    pub values: serde_json::Map<String, serde_json::Value>,
+    /// The device is flagged by a blacklist entry: its data are not to be trusted.
+    pub untrusted: bool,
+}
+
+/// Reads a device's [`DeviceState`]: its latest accepted reading and its presence record.
+pub async fn device_state(store: &dyn Store, d: &Device) -> Result<DeviceState, StoreError> {
+    let st = store.get(&state_key(d)).await?;
+    let presence = store
+        .get(&Key::new(
+            keys::entity(&d.integrator_id, EntityKind::Device, d.id.as_str()),
+            keys::SK_PRESENCE,
+        ))
+        .await?;
+    let values = match st.as_ref().and_then(|i| i.s("values")) {
+        Some(v) => serde_json::from_str(v).map_err(|e| StoreError::Backend(e.into()))?,
+        None => serde_json::Map::new(),
+    };
+    let ts = st.as_ref().and_then(|i| i.s("ts")).map(str::to_owned);
+    let seen = presence
+        .as_ref()
+        .and_then(|p| p.s("last_seen"))
+        .map(str::to_owned);
+    let last_seen = match (seen, ts.clone()) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(DeviceState {
+        device_id: d.id.to_string(),
+        online: presence
+            .as_ref()
+            .and_then(|p| p.attr("online"))
+            .is_some_and(|a| *a == Attr::Bool(true)),
+        last_seen,
+        ts,
+        values,
+        untrusted: d.untrusted(),
+    })
+}
+
 /// Millisecond UTC RFC 3339 (`2026-11-24T08:00:00.000Z`): fixed width, so byte order = time order.
 pub fn stamp(ts: DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Millis, true)

@@ -34,7 +34,7 @@ pub const PROJECT_RULE_ROLES: &[Role] = &[
 /// Who sets a region's rules: its government supervisor, or the platform administrator.
 pub const REGION_RULE_ROLES: &[Role] = &[Role::GovSupervisor, Role::PlatformAdmin];
 
-fn err(e: AlarmError) -> Problem {
+pub(crate) fn err(e: AlarmError) -> Problem {
     match e {
         AlarmError::Store(s) => s.into(),
         AlarmError::Conflict => Problem::conflict("the alarm changed concurrently; retry"),
@@ -42,13 +42,17 @@ fn err(e: AlarmError) -> Problem {
     }
 }
 
-async fn project(state: &AppState, caller: &Caller, id: &str) -> Result<Project, Problem> {
+pub(crate) async fn project(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Project, Problem> {
     smartsite_shared::directory::visible_project_or_404(&state.directory, caller, id).await
 }
 
 /// Government supervisors see the alarms escalated to government; everyone else who sees the
 /// project sees all of its alarms.
-fn shown_to(caller: &Caller, a: &Alarm) -> bool {
+pub(crate) fn shown_to(caller: &Caller, a: &Alarm) -> bool {
     !caller.has(Role::GovSupervisor)
         || caller.has_any(&[Role::PlatformAdmin])
         || a.escalated_to == Tier::Government

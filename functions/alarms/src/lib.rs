@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod live;
 pub mod service;
 
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub fleet: Fleet,
     pub alarms: Alarms,
     pub auth: Authenticator,
+    /// How `GET /v1/projects/{id}/live` answers: snapshots only unless [`AppState::streaming`].
+    pub live: live::LiveConfig,
 }
 
 impl AppState {
@@ -37,6 +40,16 @@ impl AppState {
             store,
             alarms,
             auth,
+            live: live::LiveConfig::SNAPSHOT,
+        }
+    }
+
+    /// Serves event streams on the live endpoint: the single-box edition, which answers over a
+    /// long-lived connection (API Gateway in front of a Lambda cannot).
+    pub fn streaming(self) -> Self {
+        AppState {
+            live: live::LiveConfig::STREAM,
+            ..self
         }
     }
 }
@@ -62,6 +75,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api::project_rules, api::put_project_rules))
         .routes(routes!(api::region_rules, api::put_region_rules))
         .routes(routes!(api::commands))
+        .routes(routes!(live::live))
 }
 
 pub fn app(state: AppState) -> Router {

@@ -12,12 +12,12 @@ use smartsite_shared::fleet::{Device, visible_device};
 use smartsite_shared::http::{List, ListParams, Problem};
 use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::ingest::{
-    DEFAULT_RETENTION_DAYS, IngestSettings, Quarantined, settings_key, stamp, state_key,
-    stored_retention,
+    DEFAULT_RETENTION_DAYS, DeviceState, IngestSettings, Quarantined, device_state, settings_key,
+    stamp, stored_retention,
 };
 use smartsite_shared::store::keys::{self, EntityKind};
 use smartsite_shared::store::records::{decode, record};
-use smartsite_shared::store::{Attr, Cursor, Key, Query as StoreQuery, SkCond};
+use smartsite_shared::store::{Attr, Cursor, Query as StoreQuery, SkCond};
 
 use crate::AppState;
 
@@ -36,21 +36,6 @@ async fn device(state: &AppState, caller: &Caller, id: &str) -> Result<Device, P
         .ok_or_else(Problem::not_found)
 }
 
-/// A device's latest values and connection state.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeviceState {
-    pub device_id: String,
-    pub online: bool,
-    /// Last time the device was heard from (a message or its connection).
-    pub last_seen: Option<String>,
-    /// Timestamp of the latest accepted reading.
-    pub ts: Option<String>,
-    #[schema(value_type = Object)]
-    pub values: Map<String, Value>,
-    /// The device is flagged by a blacklist entry: its data are not to be trusted.
-    pub untrusted: bool,
-}
-
 #[utoipa::path(get, path = "/v1/devices/{id}/state", tag = "device data", params(("id" = String, Path)),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = DeviceState), (status = 404, description = "not found or not visible")))]
@@ -60,38 +45,7 @@ pub async fn state(
     Path(id): Path<String>,
 ) -> Result<Json<DeviceState>, Problem> {
     let d = device(&state, &caller, &id).await?;
-    let st = state.store.get(&state_key(&d)).await?;
-    let presence = state
-        .store
-        .get(&Key::new(
-            keys::entity(&d.integrator_id, EntityKind::Device, d.id.as_str()),
-            keys::SK_PRESENCE,
-        ))
-        .await?;
-    let values: Map<String, Value> = match st.as_ref().and_then(|i| i.s("values")) {
-        Some(v) => serde_json::from_str(v).map_err(internal)?,
-        None => Map::new(),
-    };
-    let ts = st.as_ref().and_then(|i| i.s("ts")).map(str::to_owned);
-    let seen = presence
-        .as_ref()
-        .and_then(|p| p.s("last_seen"))
-        .map(str::to_owned);
-    let last_seen = match (seen, ts.clone()) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    Ok(Json(DeviceState {
-        device_id: d.id.to_string(),
-        online: presence
-            .as_ref()
-            .and_then(|p| p.attr("online"))
-            .is_some_and(|a| *a == Attr::Bool(true)),
-        last_seen,
-        ts,
-        values,
-        untrusted: d.untrusted(),
-    }))
+    Ok(Json(device_state(state.store.as_ref(), &d).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
