@@ -27,14 +27,15 @@ test('the crane gauge moves and an overload alarm appears live, and is acknowled
   const moment = page.getByTestId(`gauge-${craneDevice.device_id}-moment_pct`);
   await moment.getByText('55.0 %').waitFor();
   await page.getByTestId(`reading-${world.devices.dust_noise.device_id}-pm10_ugm3`).getByText('86 μg/m³').waitFor();
-  // Without a live stream on this server the dashboard polls every 5 s.
-  await page.getByTestId('live-mode').getByText('定时刷新（5 秒）').waitFor();
+  // The single box streams the project's changes to the page (server-sent events).
+  await page.getByTestId('live-mode').getByText('实时推送').waitFor();
   await page.evaluate(() => (window.__notReloaded = true));
 
   await publish(server.endpoints.mqtt, craneDevice, crane(7.9, 104.5));
-  await moment.getByText('104.5 %').waitFor({ timeout: 6000 });
+  // Issue 16: the reading and the alarm show within 3 s, without reloading.
+  await moment.getByText('104.5 %').waitFor({ timeout: 3000 });
   const rule = page.getByTestId('alarm-rule-TC-MOMENT');
-  await rule.waitFor({ timeout: 6000 });
+  await rule.waitFor({ timeout: 3000 });
   assert.equal(await page.evaluate(() => window.__notReloaded), true, 'the page was not reloaded');
   await shot(page, 'dashboard');
 
@@ -56,6 +57,11 @@ test('on a phone the dashboard fits the screen and the menu opens from the heade
   await page.getByTestId(`gauge-${env.world.devices.tower_crane.device_id}-moment_pct`).waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 1, `no horizontal scrolling on a phone (overflow ${overflow}px)`);
+  // The alarm's status is on screen, not scrolled away behind the action buttons.
+  const status = page.locator('[data-test^="alarm-status-"]').first();
+  await status.getByText('已确认').waitFor();
+  const box = await status.boundingBox();
+  assert.ok(box && box.x >= 0 && box.x + box.width <= 390, `alarm status inside the screen: ${JSON.stringify(box)}`);
   await shot(page, 'dashboard-phone');
   await page.getByTestId('menu-toggle').click();
   await page.getByTestId('nav-projects').waitFor();
@@ -98,7 +104,7 @@ test('a tab whose sign-in expired asks for the password again and then shows the
 test('losing the network shows a banner, and it goes once the platform answers again', async () => {
   const page = await signIn(env, env.world.users.safety_officer);
   await page.goto(`${env.server.base}/projects/${env.world.project}`);
-  await page.getByTestId('live-mode').getByText('定时刷新（5 秒）').waitFor();
+  await page.getByTestId('live-mode').getByText('实时推送').waitFor();
   await env.browser.context.setOffline(true);
   await page.getByTestId('net-banner').waitFor({ timeout: 8000 });
   await shot(page, 'offline-banner');

@@ -211,7 +211,7 @@ export default {
     dashboard: 'Dashboard',
   },
   dashboard: {
-    mode: { connecting: 'Connecting', stream: 'Live', polling: 'Polling (5 s)' },
+    mode: { connecting: 'Connecting', stream: 'Live', polling: 'Polling (3 s)' },
     updated: 'Updated',
     devices: 'Devices',
     noDevices: 'No devices in this project yet',

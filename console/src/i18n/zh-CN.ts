@@ -211,7 +211,7 @@ export default {
     dashboard: '看板',
   },
   dashboard: {
-    mode: { connecting: '连接中', stream: '实时推送', polling: '定时刷新（5 秒）' },
+    mode: { connecting: '连接中', stream: '实时推送', polling: '定时刷新（3 秒）' },
     updated: '更新于',
     devices: '设备实时状态',
     noDevices: '该项目尚无设备',

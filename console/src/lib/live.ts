@@ -1,12 +1,14 @@
 // Live device states and alarms of one project.
 //
-// The contract: `GET /v1/projects/{id}/live` answers text/event-stream with `state`, `alarm` and
-// `presence` events (Bearer token, so read with fetch, not EventSource). Where it does not answer
-// 200 (a server without it yet, or the AWS edition), the client polls the ordinary reads every
-// 5 s with If-None-Match and turns differences into the same events, so the views do not care
-// which mode runs. In polling mode the stream is probed again every minute.
+// The contract: `GET /v1/projects/{id}/live` with `Accept: text/event-stream` answers an event
+// stream of `state`, `alarm` and `presence` events (Bearer token, so read with fetch, not
+// EventSource) on the single box. Where it does not stream (the AWS edition, where API Gateway
+// buffers the answer), the same path without that header answers the whole picture as one JSON
+// snapshot with an ETag: the client polls it every 3 s with If-None-Match (304 while nothing
+// changed) and turns differences into the same events, so the views do not care which mode runs.
+// In polling mode the stream is probed again every minute.
 
-import { send, all, apiUrl, type Schemas } from '@/api/client';
+import { send, apiUrl, type Schemas } from '@/api/client';
 import { SseParser } from './sse';
 
 export interface StateEvent {
@@ -14,7 +16,13 @@ export interface StateEvent {
   category?: string;
   ts?: string | null;
   online: boolean;
+  last_seen?: string | null;
   values: Record<string, unknown>;
+}
+/** `GET /v1/projects/{id}/live` without the event stream: active devices and newest alarms. */
+interface Snapshot {
+  devices: StateEvent[];
+  alarms: Alarm[];
 }
 export interface PresenceEvent {
   device_id: string;
@@ -41,7 +49,7 @@ export interface LiveOptions {
 export class ProjectLive {
   private stopped = false;
   private abort = new AbortController();
-  private etags = new Map<string, string>();
+  private etag: string | undefined;
   private lastState = new Map<string, string>();
   private lastOnline = new Map<string, boolean>();
   private lastAlarm = new Map<string, string>();
@@ -59,8 +67,17 @@ export class ProjectLive {
    * shows the current states at once in either mode (the stream sends changes only). */
   private first: Promise<void> | undefined;
 
+  /** The open stream's own abort: dropped when the browser goes offline, since a held
+   * connection may not notice, so that polling (and its network banner) takes over. */
+  private streamAbort: AbortController | undefined;
+  private readonly offline = () => this.streamAbort?.abort();
+  /** Back online: try the stream again at the next round rather than a minute later. */
+  private readonly online = () => (this.nextProbe = 0);
+
   start(): void {
     this.first = this.poll().catch(() => {});
+    globalThis.addEventListener?.('offline', this.offline);
+    globalThis.addEventListener?.('online', this.online);
     void this.loop();
   }
 
@@ -68,6 +85,8 @@ export class ProjectLive {
     this.stopped = true;
     clearTimeout(this.timer);
     this.abort.abort();
+    globalThis.removeEventListener?.('offline', this.offline);
+    globalThis.removeEventListener?.('online', this.online);
   }
 
   private setMode(m: Mode) {
@@ -94,17 +113,19 @@ export class ProjectLive {
       } catch {
         /* the banner shows network loss; try again next round */
       }
-      await new Promise<void>((r) => (this.timer = setTimeout(r, this.opts.pollMs ?? 5000)));
+      await new Promise<void>((r) => (this.timer = setTimeout(r, this.opts.pollMs ?? 3000)));
     }
   }
 
   /** Reads the event stream until it ends; false when the endpoint does not stream. */
   private async stream(): Promise<boolean> {
     let res: Response;
+    const own = new AbortController();
+    this.streamAbort = own;
     try {
       res = await send('GET', `/v1/projects/${this.projectId}/live`, {
         headers: { accept: 'text/event-stream' },
-        signal: this.abort.signal,
+        signal: AbortSignal.any([this.abort.signal, own.signal]),
         retry: false,
       });
     } catch {
@@ -140,33 +161,28 @@ export class ProjectLive {
     return true;
   }
 
-  /** One polling round: devices, their states (ETag-conditional), the project's alarms. */
+  /** One polling round: the project's snapshot, conditional on the last one's ETag. */
   async poll(): Promise<void> {
-    const devices = await all<Schemas['DeviceView']>(`/v1/projects/${this.projectId}/devices`);
-    await Promise.all(
-      devices
-        .filter((d) => d.status === 'active')
-        .map(async (d) => {
-          const path = `/v1/devices/${d.id}/state`;
-          const etag = this.etags.get(path);
-          const res = await send('GET', path, { headers: etag ? { 'if-none-match': etag } : {}, signal: this.abort.signal });
-          if (res.status === 304 || !res.ok) return;
-          const tag = res.headers.get('etag');
-          if (tag) this.etags.set(path, tag);
-          const s = (await res.json()) as Schemas['DeviceState'];
-          const key = JSON.stringify([s.ts, s.online, s.values, s.untrusted]);
-          if (this.lastState.get(d.id) !== key) {
-            this.lastState.set(d.id, key);
-            this.on.state({ device_id: d.id, category: d.category, ts: s.ts, online: s.online, values: s.values as Record<string, unknown> });
-          }
-          if (this.lastOnline.get(d.id) !== s.online) {
-            this.lastOnline.set(d.id, s.online);
-            this.on.presence({ device_id: d.id, online: s.online, at: s.last_seen ?? undefined });
-          }
-        }),
-    );
-    const alarms = await all<Alarm>('/v1/alarms', { project_id: this.projectId }, 500);
-    for (const a of alarms) {
+    const res = await send('GET', `/v1/projects/${this.projectId}/live`, {
+      headers: this.etag ? { 'if-none-match': this.etag } : {},
+      signal: this.abort.signal,
+    });
+    if (res.status === 304 || !res.ok) return;
+    this.etag = res.headers.get('etag') ?? undefined;
+    const snap = (await res.json()) as Snapshot;
+    for (const s of snap.devices) {
+      const key = JSON.stringify([s.ts, s.online, s.values]);
+      if (this.lastState.get(s.device_id) !== key) {
+        this.lastState.set(s.device_id, key);
+        this.on.state(s);
+      }
+      if (this.lastOnline.get(s.device_id) !== s.online) {
+        this.lastOnline.set(s.device_id, s.online);
+        this.on.presence({ device_id: s.device_id, online: s.online, at: s.last_seen ?? undefined });
+      }
+    }
+    // Oldest first, as the stream sends them.
+    for (const a of [...snap.alarms].reverse()) {
       const key = `${a.status}|${a.level}|${a.version}`;
       if (this.lastAlarm.get(a.id) !== key) {
         this.lastAlarm.set(a.id, key);
