@@ -849,6 +849,90 @@ async fn mqtt5_acks_stored_messages_and_refuses_foreign_topics_with_a_reason() {
     assert!(series.is_empty(), "{series:?}");
 }
 
+/// An MQTT 5 client library's clean disconnect (DISCONNECT with remaining length 0, as rumqttc
+/// and most clients send it) discards the will; a dropped MQTT 5 link delivers it (issue 19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt5_clean_disconnect_discards_the_will_and_a_lost_link_delivers_it() {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode as Code5, LastWill, Packet as P5};
+    use rumqttc::v5::{AsyncClient as Client5, Event as Event5, MqttOptions as Options5};
+
+    let (server, api, admin) = Server::spawn_as_admin(bin()).await.unwrap();
+    let w = onboard(&api, &admin, "w5", "220100", "220102", 1)
+        .await
+        .unwrap();
+    let so = w.token("safety_officer");
+    let creds = crane(&api, &w, "w5-TC-9").await.unwrap();
+    let (host, port) = smartsite::simulate::host_port(&server.endpoint("mqtts")).unwrap();
+    let state = format!("/v1/devices/{}/state", creds.device_id);
+    let events = format!("/v1/devices/{}/events", creds.device_id);
+
+    // A session with a will naming `cause`; answers the client, its event loop and a channel
+    // that closes when the loop ends.
+    let session = |cause: &str| {
+        let mut opts = Options5::new(creds.device_id.clone(), host.clone(), port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_transport(rumqttc::Transport::tls_with_config(
+            smartsite::simulate::device_tls(
+                &creds.ca_pem,
+                &creds.certificate_pem,
+                &creds.private_key_pem,
+            )
+            .unwrap(),
+        ));
+        let will = json!({"ts": Utc::now().to_rfc3339(), "type": "fault", "cause": cause});
+        opts.set_last_will(LastWill::new(
+            creds.events.clone(),
+            will.to_string(),
+            QoS5::AtLeastOnce,
+            false,
+            None,
+        ));
+        let (client, mut eventloop) = Client5::new(opts, 16);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok(e) = eventloop.poll().await {
+                if let Event5::Incoming(p) = e {
+                    let _ = tx.send(p);
+                }
+            }
+        });
+        (client, task, rx)
+    };
+    let connack = async |rx: &mut tokio::sync::mpsc::UnboundedReceiver<P5>| loop {
+        let p = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let P5::ConnAck(c) = p {
+            break c.code;
+        }
+    };
+
+    let (client, task, mut rx) = session("clean5");
+    assert_eq!(connack(&mut rx).await, Code5::Success);
+    eventually(&api, so, &state, |v| v["online"] == true).await;
+    client.disconnect().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the broker closes after a clean DISCONNECT")
+        .unwrap();
+    eventually(&api, so, &state, |v| v["online"] == false).await;
+
+    let (_client, task, mut rx) = session("lost5");
+    assert_eq!(connack(&mut rx).await, Code5::Success);
+    eventually(&api, so, &state, |v| v["online"] == true).await;
+    task.abort(); // the TLS connection is dropped without DISCONNECT
+    let ev = eventually(&api, so, &events, |v| {
+        causes(v).contains(&"lost5".to_owned())
+    })
+    .await;
+    assert!(
+        !causes(&ev).contains(&"clean5".to_owned()),
+        "a clean MQTT 5 disconnect published its will: {ev}"
+    );
+}
+
 fn causes(events: &Value) -> Vec<String> {
     events["items"]
         .as_array()

@@ -191,6 +191,9 @@ fn qos_v5(q: u8) -> rumqttc::v5::mqttbytes::QoS {
     }
 }
 
+/// MQTT 5 reason code 0x04: disconnect, and do publish the will.
+const DISCONNECT_WITH_WILL: u8 = 0x04;
+
 /// Decodes the next packet of `buf`. `Ok(None)`: more bytes needed.
 pub fn read(version: Version, buf: &mut BytesMut) -> Result<Option<In>, CodecError> {
     match version {
@@ -198,6 +201,24 @@ pub fn read(version: Version, buf: &mut BytesMut) -> Result<Option<In>, CodecErr
             Ok(p) => Ok(Some(from_v4(p))),
             Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
             Err(e) => Err(CodecError::Malformed(e.to_string())),
+        },
+        // MQTT 5 §3.14.2: a DISCONNECT may have remaining length 0, meaning reason 0x00 (normal
+        // disconnection) without properties — what most clients send — or 1, a reason code
+        // without the property length. rumqttc's reader refuses every zero-length packet but
+        // PINGREQ/PINGRESP and wants the property length, which would turn each clean
+        // disconnect into a malformed packet and publish the client's last will.
+        Version::V5 if buf.starts_with(&[0xE0, 0x00]) => {
+            let _ = buf.split_to(2);
+            Ok(Some(In::Disconnect { normal: true }))
+        }
+        Version::V5 if buf.starts_with(&[0xE0, 0x01]) => match buf.get(2).copied() {
+            None => Ok(None),
+            Some(reason) => {
+                let _ = buf.split_to(3);
+                Ok(Some(In::Disconnect {
+                    normal: reason != DISCONNECT_WITH_WILL,
+                }))
+            }
         },
         Version::V5 => match v5::Packet::read(buf, Some(MAX_PACKET as u32)) {
             Ok(p) => Ok(Some(from_v5(p))),
@@ -442,6 +463,42 @@ mod tests {
 
     /// A CONNECT's first bytes: the fixed header with `remaining` (a variable byte integer as
     /// sent), then the protocol name "MQTT" and level 4.
+    #[test]
+    fn an_mqtt5_disconnect_without_reason_is_a_normal_disconnect() {
+        let mut buf = BytesMut::from(&[0xE0, 0x00, 0xC0][..]);
+        assert!(matches!(
+            read(Version::V5, &mut buf),
+            Ok(Some(In::Disconnect { normal: true }))
+        ));
+        assert_eq!(&buf[..], &[0xC0], "only the DISCONNECT is consumed");
+        // A reason code without the property length (remaining length 1) reads too, and 0x04
+        // keeps the will; the reason arriving in a later read is waited for.
+        let mut buf = BytesMut::from(&[0xE0, 0x01][..]);
+        assert!(matches!(read(Version::V5, &mut buf), Ok(None)));
+        buf.extend_from_slice(&[0x04]);
+        assert!(matches!(
+            read(Version::V5, &mut buf),
+            Ok(Some(In::Disconnect { normal: false }))
+        ));
+        let mut buf = BytesMut::from(&[0xE0, 0x01, 0x00][..]);
+        assert!(matches!(
+            read(Version::V5, &mut buf),
+            Ok(Some(In::Disconnect { normal: true }))
+        ));
+        // With reason and properties, rumqttc's reader takes it as before.
+        let mut buf = BytesMut::from(&[0xE0, 0x02, 0x04, 0x00][..]);
+        assert!(matches!(
+            read(Version::V5, &mut buf),
+            Ok(Some(In::Disconnect { normal: false }))
+        ));
+        // Any other zero-length packet but PINGREQ stays malformed.
+        let mut buf = BytesMut::from(&[0x40, 0x00][..]);
+        assert!(matches!(
+            read(Version::V5, &mut buf),
+            Err(CodecError::Malformed(_))
+        ));
+    }
+
     fn connect_head(remaining: &[u8]) -> Vec<u8> {
         let mut out = vec![0x10];
         out.extend(remaining);
