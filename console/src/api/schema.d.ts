@@ -25,7 +25,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["get_v1_alarms"];
+        get: operations["list_alarms"];
         put?: never;
         post?: never;
         delete?: never;
@@ -41,7 +41,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["get_v1_alarms_id"];
+        get: operations["get_alarm"];
         put?: never;
         post?: never;
         delete?: never;
@@ -129,14 +129,14 @@ export interface paths {
             cookie?: never;
         };
         /** The entries the caller may see, in issue order; `?active=true` for those still in force. */
-        get: operations["get_v1_blacklist"];
+        get: operations["list_blacklist"];
         put?: never;
         /**
          * Issues an entry. A government supervisor issues only within its own region (422 on
          *     `region_code` otherwise); the platform administrator anywhere. Supplier and model targets must
          *     exist (422 on `target_id`); a device target is a serial number.
          */
-        post: operations["post_v1_blacklist"];
+        post: operations["issue_blacklist_entry"];
         delete?: never;
         options?: never;
         head?: never;
@@ -151,7 +151,7 @@ export interface paths {
             cookie?: never;
         };
         /** One entry, if the caller may see it. */
-        get: operations["get_v1_blacklist_id"];
+        get: operations["get_blacklist_entry"];
         put?: never;
         post?: never;
         delete?: never;
@@ -188,10 +188,10 @@ export interface paths {
             cookie?: never;
         };
         /** Customers: all of the integrator's for its staff, one's own for customer users. */
-        get: operations["get_v1_customers"];
+        get: operations["list_customers"];
         put?: never;
         /** Onboards a customer of the caller's integrator. */
-        post: operations["post_v1_customers"];
+        post: operations["create_customer"];
         delete?: never;
         options?: never;
         head?: never;
@@ -206,7 +206,7 @@ export interface paths {
             cookie?: never;
         };
         /** One customer. */
-        get: operations["get_v1_customers_id"];
+        get: operations["get_customer"];
         put?: never;
         post?: never;
         delete?: never;
@@ -263,7 +263,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Resumes a suspended customer. */
-        post: operations["post_v1_customers_id_resume"];
+        post: operations["resume_customer"];
         delete?: never;
         options?: never;
         head?: never;
@@ -283,7 +283,7 @@ export interface paths {
          * Suspends a customer: its users keep read access, their writes are refused; its devices keep
          *     reporting and their data is flagged.
          */
-        post: operations["post_v1_customers_id_suspend"];
+        post: operations["suspend_customer"];
         delete?: never;
         options?: never;
         head?: never;
@@ -298,10 +298,10 @@ export interface paths {
             cookie?: never;
         };
         /** The model registry, optionally one supplier's. */
-        get: operations["get_v1_device_models"];
+        get: operations["list_device_models"];
         put?: never;
         /** Registers a model of a registered supplier. */
-        post: operations["post_v1_device_models"];
+        post: operations["create_device_model"];
         delete?: never;
         options?: never;
         head?: never;
@@ -316,7 +316,7 @@ export interface paths {
             cookie?: never;
         };
         /** One model. */
-        get: operations["get_v1_device_models_id"];
+        get: operations["get_device_model"];
         put?: never;
         post?: never;
         delete?: never;
@@ -370,7 +370,7 @@ export interface paths {
             cookie?: never;
         };
         /** Liveness of the concern and its table. */
-        get: operations["get_v1_devices_healthz"];
+        get: operations["devices_health"];
         put?: never;
         post?: never;
         delete?: never;
@@ -387,7 +387,7 @@ export interface paths {
             cookie?: never;
         };
         /** One device: status, blacklist flags and `untrusted`, never credentials. */
-        get: operations["get_v1_devices_id"];
+        get: operations["get_device"];
         put?: never;
         post?: never;
         /**
@@ -531,10 +531,10 @@ export interface paths {
             cookie?: never;
         };
         /** Integrators: all of them for the platform, one's own for its staff. */
-        get: operations["get_v1_integrators"];
+        get: operations["list_integrators"];
         put?: never;
         /** Onboards an integrator. */
-        post: operations["post_v1_integrators"];
+        post: operations["create_integrator"];
         delete?: never;
         options?: never;
         head?: never;
@@ -549,7 +549,7 @@ export interface paths {
             cookie?: never;
         };
         /** One integrator. */
-        get: operations["get_v1_integrators_id"];
+        get: operations["get_integrator"];
         put?: never;
         post?: never;
         delete?: never;
@@ -632,7 +632,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** draft → issued; a subscription funded by civilized_fee or safety_fee hands the invoice to the safety fund. */
-        post: operations["post_v1_invoices_id_issue"];
+        post: operations["issue_invoice"];
         delete?: never;
         options?: never;
         head?: never;
@@ -649,7 +649,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** issued → paid. */
-        post: operations["pay"];
+        post: operations["pay_invoice"];
         delete?: never;
         options?: never;
         head?: never;
@@ -666,7 +666,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** draft or issued → void. */
-        post: operations["void"];
+        post: operations["void_invoice"];
         delete?: never;
         options?: never;
         head?: never;
@@ -750,10 +750,10 @@ export interface paths {
          *     contracts; an owner: its own; a government supervisor: every project in its region, across
          *     integrators).
          */
-        get: operations["get_v1_projects"];
+        get: operations["list_projects"];
         put?: never;
         /** Registers a project for one of the integrator's enterprise customers. */
-        post: operations["post_v1_projects"];
+        post: operations["create_project"];
         delete?: never;
         options?: never;
         head?: never;
@@ -768,7 +768,7 @@ export interface paths {
             cookie?: never;
         };
         /** One project, if the caller may see it. */
-        get: operations["get_v1_projects_id"];
+        get: operations["get_project"];
         put?: never;
         post?: never;
         delete?: never;
@@ -802,7 +802,7 @@ export interface paths {
             cookie?: never;
         };
         /** A page of the project's devices (including decommissioned ones). */
-        get: operations["get_v1_projects_id_devices"];
+        get: operations["list_project_devices"];
         put?: never;
         /** Provisions a device into the project and answers its credentials, once. */
         post: operations["provision"];
@@ -828,6 +828,22 @@ export interface paths {
          *     (no new credentials); a refused row is an `error` and does not stop the others.
          */
         post: operations["provision_bulk"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{id}/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["live"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1195,7 +1211,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["post_v1_subscriptions_id_resume"];
+        post: operations["resume_subscription"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1211,7 +1227,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["post_v1_subscriptions_id_suspend"];
+        post: operations["suspend_subscription"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1226,13 +1242,13 @@ export interface paths {
             cookie?: never;
         };
         /** The supplier registry. */
-        get: operations["get_v1_suppliers"];
+        get: operations["list_suppliers"];
         put?: never;
         /**
          * Registers a supplier. A second registration of the same USCC answers 409 naming the existing
          *     supplier.
          */
-        post: operations["post_v1_suppliers"];
+        post: operations["create_supplier"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1247,7 +1263,7 @@ export interface paths {
             cookie?: never;
         };
         /** One supplier. */
-        get: operations["get_v1_suppliers_id"];
+        get: operations["get_supplier"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1264,7 +1280,7 @@ export interface paths {
             cookie?: never;
         };
         /** Liveness of the concern and its table. */
-        get: operations["get_v1_tenants_healthz"];
+        get: operations["tenants_health"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1297,10 +1313,10 @@ export interface paths {
             cookie?: never;
         };
         /** Users of the caller's integrator (platform admin: the platform admins). */
-        get: operations["get_v1_users"];
+        get: operations["list_users"];
         put?: never;
         /** Creates a user. */
-        post: operations["post_v1_users"];
+        post: operations["create_user"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1391,7 +1407,7 @@ export interface components {
             region_code: string;
             /** @description e.g. `TC-MOMENT` */
             rule: string;
-            status: components["schemas"]["Status"];
+            status: components["schemas"]["AlarmStatus"];
             /** Format: double */
             threshold: number;
             /** @description Data of a blacklisted device: the alarm stands but its basis is not trusted. */
@@ -1407,6 +1423,11 @@ export interface components {
              */
             version: number;
         };
+        /**
+         * @description Lifecycle of an alarm record.
+         * @enum {string}
+         */
+        AlarmStatus: "open" | "acknowledged" | "resolved";
         /**
          * @example {
          *       "amount_fen": 15000000,
@@ -1704,7 +1725,7 @@ export interface components {
             name: string;
             /** @example 220100 */
             region_code: string;
-            status: components["schemas"]["Status"];
+            status: components["schemas"]["TenantStatus"];
             status_changed_at?: string | null;
             status_changed_by?: string | null;
             uscc?: string | null;
@@ -1746,7 +1767,10 @@ export interface components {
             protocol: components["schemas"]["Protocol"];
             supplier_id: string;
         };
-        /** @description A device's latest values and connection state. */
+        /**
+         * @description A device's latest values and connection state (`GET /v1/devices/{id}/state`, and the `state`
+         *     events of a project's live stream).
+         */
         DeviceState: {
             device_id: string;
             /** @description Last time the device was heard from (a message or its connection). */
@@ -1870,7 +1894,7 @@ export interface components {
             operator: components["schemas"]["Operator"];
             /** @example 220000 */
             province_code: string;
-            status: components["schemas"]["Status"];
+            status: components["schemas"]["TenantStatus"];
         };
         /**
          * @description An invoice of one subscription for one period. Amounts in fen; every line names the
@@ -1957,7 +1981,7 @@ export interface components {
                 region_code: string;
                 /** @description e.g. `TC-MOMENT` */
                 rule: string;
-                status: components["schemas"]["Status"];
+                status: components["schemas"]["AlarmStatus"];
                 /** Format: double */
                 threshold: number;
                 /** @description Data of a blacklisted device: the alarm stands but its basis is not trusted. */
@@ -2019,7 +2043,7 @@ export interface components {
                 name: string;
                 /** @example 220100 */
                 region_code: string;
-                status: components["schemas"]["Status"];
+                status: components["schemas"]["TenantStatus"];
                 status_changed_at?: string | null;
                 status_changed_by?: string | null;
                 uscc?: string | null;
@@ -2062,7 +2086,7 @@ export interface components {
                 operator: components["schemas"]["Operator"];
                 /** @example 220000 */
                 province_code: string;
-                status: components["schemas"]["Status"];
+                status: components["schemas"]["TenantStatus"];
             }[];
             next?: string | null;
         };
@@ -2180,6 +2204,15 @@ export interface components {
                 username: string;
             }[];
             next?: string | null;
+        };
+        /** @description One device on the dashboard: its state and its category (which gauge shows it). */
+        LiveDevice: components["schemas"]["DeviceState"] & {
+            category: string;
+        };
+        /** @description A project's live picture: its active devices' states and its newest alarms (newest first). */
+        LiveSnapshot: {
+            alarms: components["schemas"]["Alarm"][];
+            devices: components["schemas"]["LiveDevice"][];
         };
         /**
          * @example {
@@ -2535,8 +2568,6 @@ export interface components {
              */
             spent_fen: number;
         };
-        /** @enum {string} */
-        Status: "active" | "suspended" | "offboarded";
         /**
          * @example {
          *       "id": "sub-steel",
@@ -2584,6 +2615,8 @@ export interface components {
              */
             to?: string | null;
         };
+        /** @enum {string} */
+        TenantStatus: "active" | "suspended" | "offboarded";
         /**
          * @example {
          *       "password": "…",
@@ -2708,7 +2741,7 @@ export interface operations {
             };
         };
     };
-    get_v1_alarms: {
+    list_alarms: {
         parameters: {
             query: {
                 project_id: string;
@@ -2740,7 +2773,7 @@ export interface operations {
             };
         };
     };
-    get_v1_alarms_id: {
+    get_alarm: {
         parameters: {
             query?: never;
             header?: never;
@@ -2907,7 +2940,7 @@ export interface operations {
             };
         };
     };
-    get_v1_blacklist: {
+    list_blacklist: {
         parameters: {
             query?: {
                 /** @description `true`: only entries not lifted; `false`: only lifted ones. */
@@ -2933,7 +2966,7 @@ export interface operations {
             };
         };
     };
-    post_v1_blacklist: {
+    issue_blacklist_entry: {
         parameters: {
             query?: never;
             header?: never;
@@ -2963,7 +2996,7 @@ export interface operations {
             };
         };
     };
-    get_v1_blacklist_id: {
+    get_blacklist_entry: {
         parameters: {
             query?: never;
             header?: never;
@@ -3023,7 +3056,7 @@ export interface operations {
             };
         };
     };
-    get_v1_customers: {
+    list_customers: {
         parameters: {
             query?: {
                 /** @description Page size, 1–200 (default 50). */
@@ -3047,7 +3080,7 @@ export interface operations {
             };
         };
     };
-    post_v1_customers: {
+    create_customer: {
         parameters: {
             query?: never;
             header?: never;
@@ -3077,7 +3110,7 @@ export interface operations {
             };
         };
     };
-    get_v1_customers_id: {
+    get_customer: {
         parameters: {
             query?: never;
             header?: never;
@@ -3161,7 +3194,7 @@ export interface operations {
             };
         };
     };
-    post_v1_customers_id_resume: {
+    resume_customer: {
         parameters: {
             query?: never;
             header?: never;
@@ -3189,7 +3222,7 @@ export interface operations {
             };
         };
     };
-    post_v1_customers_id_suspend: {
+    suspend_customer: {
         parameters: {
             query?: never;
             header?: never;
@@ -3217,7 +3250,7 @@ export interface operations {
             };
         };
     };
-    get_v1_device_models: {
+    list_device_models: {
         parameters: {
             query?: {
                 /** @description Only this supplier's models. */
@@ -3243,7 +3276,7 @@ export interface operations {
             };
         };
     };
-    post_v1_device_models: {
+    create_device_model: {
         parameters: {
             query?: never;
             header?: never;
@@ -3273,7 +3306,7 @@ export interface operations {
             };
         };
     };
-    get_v1_device_models_id: {
+    get_device_model: {
         parameters: {
             query?: never;
             header?: never;
@@ -3359,7 +3392,7 @@ export interface operations {
             };
         };
     };
-    get_v1_devices_healthz: {
+    devices_health: {
         parameters: {
             query?: never;
             header?: never;
@@ -3378,7 +3411,7 @@ export interface operations {
             };
         };
     };
-    get_v1_devices_id: {
+    get_device: {
         parameters: {
             query?: never;
             header?: never;
@@ -3652,7 +3685,7 @@ export interface operations {
             };
         };
     };
-    get_v1_integrators: {
+    list_integrators: {
         parameters: {
             query?: {
                 /** @description Page size, 1–200 (default 50). */
@@ -3676,7 +3709,7 @@ export interface operations {
             };
         };
     };
-    post_v1_integrators: {
+    create_integrator: {
         parameters: {
             query?: never;
             header?: never;
@@ -3706,7 +3739,7 @@ export interface operations {
             };
         };
     };
-    get_v1_integrators_id: {
+    get_integrator: {
         parameters: {
             query?: never;
             header?: never;
@@ -3900,7 +3933,7 @@ export interface operations {
             };
         };
     };
-    post_v1_invoices_id_issue: {
+    issue_invoice: {
         parameters: {
             query?: never;
             header?: never;
@@ -3935,7 +3968,7 @@ export interface operations {
             };
         };
     };
-    pay: {
+    pay_invoice: {
         parameters: {
             query?: never;
             header?: never;
@@ -3970,7 +4003,7 @@ export interface operations {
             };
         };
     };
-    void: {
+    void_invoice: {
         parameters: {
             query?: never;
             header?: never;
@@ -4151,7 +4184,7 @@ export interface operations {
             };
         };
     };
-    get_v1_projects: {
+    list_projects: {
         parameters: {
             query?: {
                 /** @description Page size, 1–200 (default 50). */
@@ -4175,7 +4208,7 @@ export interface operations {
             };
         };
     };
-    post_v1_projects: {
+    create_project: {
         parameters: {
             query?: never;
             header?: never;
@@ -4205,7 +4238,7 @@ export interface operations {
             };
         };
     };
-    get_v1_projects_id: {
+    get_project: {
         parameters: {
             query?: never;
             header?: never;
@@ -4293,7 +4326,7 @@ export interface operations {
             };
         };
     };
-    get_v1_projects_id_devices: {
+    list_project_devices: {
         parameters: {
             query?: {
                 /** @description Page size, 1–200 (default 50). */
@@ -4397,6 +4430,42 @@ export interface operations {
             };
             /** @description not UTF-8 CSV with a header, or over 5,000 rows */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    live: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `Accept: text/event-stream` on the single box: `state`, `presence` and `alarm` events (the whole picture first, then changes); otherwise the snapshot */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LiveSnapshot"];
+                };
+            };
+            /** @description the snapshot has not changed since the `If-None-Match` ETag */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description project not found or not visible */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5102,7 +5171,7 @@ export interface operations {
             };
         };
     };
-    post_v1_subscriptions_id_resume: {
+    resume_subscription: {
         parameters: {
             query?: never;
             header?: never;
@@ -5134,7 +5203,7 @@ export interface operations {
             };
         };
     };
-    post_v1_subscriptions_id_suspend: {
+    suspend_subscription: {
         parameters: {
             query?: never;
             header?: never;
@@ -5173,7 +5242,7 @@ export interface operations {
             };
         };
     };
-    get_v1_suppliers: {
+    list_suppliers: {
         parameters: {
             query?: {
                 /** @description Page size, 1–200 (default 50). */
@@ -5197,7 +5266,7 @@ export interface operations {
             };
         };
     };
-    post_v1_suppliers: {
+    create_supplier: {
         parameters: {
             query?: never;
             header?: never;
@@ -5234,7 +5303,7 @@ export interface operations {
             };
         };
     };
-    get_v1_suppliers_id: {
+    get_supplier: {
         parameters: {
             query?: never;
             header?: never;
@@ -5262,7 +5331,7 @@ export interface operations {
             };
         };
     };
-    get_v1_tenants_healthz: {
+    tenants_health: {
         parameters: {
             query?: never;
             header?: never;
@@ -5312,7 +5381,7 @@ export interface operations {
             };
         };
     };
-    get_v1_users: {
+    list_users: {
         parameters: {
             query?: {
                 /** @description Page size, 1–200 (default 50). */
@@ -5336,7 +5405,7 @@ export interface operations {
             };
         };
     };
-    post_v1_users: {
+    create_user: {
         parameters: {
             query?: never;
             header?: never;

@@ -29,9 +29,7 @@ export interface PresenceEvent {
   online: boolean;
   at?: string;
 }
-/** An alarm. The document names the alarm's status enum `Status` like the customer's, so the
- * generated type carries the customer's values; the alarm's are these (API.md). */
-export type Alarm = Omit<Schemas['Alarm'], 'status'> & { status: 'open' | 'acknowledged' | 'resolved' };
+export type Alarm = Schemas['Alarm'];
 export type Mode = 'connecting' | 'stream' | 'polling';
 
 export interface LiveHandlers {

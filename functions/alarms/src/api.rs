@@ -81,7 +81,7 @@ pub struct AlarmQuery {
     pub cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/alarms", tag = "alarms", params(AlarmQuery),
+#[utoipa::path(get, path = "/v1/alarms", operation_id = "list_alarms", tag = "alarms", params(AlarmQuery),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = List<Alarm>), (status = 404, description = "project not found or not visible")))]
 pub async fn list(
@@ -124,7 +124,7 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/alarms/{id}", tag = "alarms", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/alarms/{id}", operation_id = "get_alarm", tag = "alarms", params(("id" = String, Path)),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = Alarm), (status = 404, description = "not found or not visible")))]
 pub async fn get(

@@ -374,7 +374,7 @@ pub struct ChangeBody {
     pub on: NaiveDate,
 }
 
-#[utoipa::path(post, path = "/v1/subscriptions/{id}/suspend", tag = "billing", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/suspend", operation_id = "suspend_subscription", tag = "billing", params(("id" = String, Path)),
     request_body = SuspendBody, security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(STAFF_ROLES)))),
     responses((status = 200, body = Object), (status = 404, description = "not found"), (status = 409, description = "already suspended")))]
 pub async fn suspend(
@@ -393,7 +393,7 @@ pub async fn suspend(
     Ok(Json(s.view(today())))
 }
 
-#[utoipa::path(post, path = "/v1/subscriptions/{id}/resume", tag = "billing", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/resume", operation_id = "resume_subscription", tag = "billing", params(("id" = String, Path)),
     request_body = DateBody, security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(STAFF_ROLES)))),
     responses((status = 200, body = Object), (status = 409, description = "not suspended")))]
 pub async fn resume(
@@ -737,7 +737,7 @@ pub async fn get_invoice(
 macro_rules! transition {
     ($name:ident, $path:literal, $method:ident, $what:literal) => {
         #[doc = $what]
-        #[utoipa::path(post, path = $path, tag = "billing", params(("id" = String, Path)),
+        #[utoipa::path(post, path = $path, operation_id = concat!(stringify!($name), "_invoice"), tag = "billing", params(("id" = String, Path)),
             security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(STAFF_ROLES)))),
             responses((status = 200, body = Invoice), (status = 404, description = "not found"),
                 (status = 409, description = "not allowed from the invoice's status")))]

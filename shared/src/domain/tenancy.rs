@@ -122,6 +122,7 @@ pub enum ProjectType {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = TenantStatus)]
 pub enum Status {
     Active,
     Suspended,

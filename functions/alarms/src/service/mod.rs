@@ -54,6 +54,7 @@ pub enum AlarmError {
 /// Lifecycle of an alarm record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = AlarmStatus)]
 pub enum Status {
     Open,
     Acknowledged,

@@ -105,7 +105,7 @@ fn shown(caller: &Caller, mut e: BlacklistEntry) -> BlacklistEntry {
 /// Issues an entry. A government supervisor issues only within its own region (422 on
 /// `region_code` otherwise); the platform administrator anywhere. Supplier and model targets must
 /// exist (422 on `target_id`); a device target is a serial number.
-#[utoipa::path(post, path = "/v1/blacklist", tag = "devices", request_body = IssueEntry,
+#[utoipa::path(post, path = "/v1/blacklist", operation_id = "issue_blacklist_entry", tag = "devices", request_body = IssueEntry,
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(ISSUE_ROLES)))),
     responses((status = 201, body = BlacklistEntry), (status = 422, description = "invalid field")))]
 pub async fn issue(
@@ -188,7 +188,7 @@ pub async fn issue(
 }
 
 /// The entries the caller may see, in issue order; `?active=true` for those still in force.
-#[utoipa::path(get, path = "/v1/blacklist", tag = "devices", params(BlacklistParams),
+#[utoipa::path(get, path = "/v1/blacklist", operation_id = "list_blacklist", tag = "devices", params(BlacklistParams),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = List<BlacklistEntry>)))]
 pub async fn list(
@@ -234,7 +234,7 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<BlacklistEn
 }
 
 /// One entry, if the caller may see it.
-#[utoipa::path(get, path = "/v1/blacklist/{id}", tag = "devices", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/blacklist/{id}", operation_id = "get_blacklist_entry", tag = "devices", params(("id" = String, Path)),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = BlacklistEntry), (status = 404, description = "not found or not visible")))]
 pub async fn get(

@@ -642,7 +642,7 @@ pub async fn provision_bulk(
 }
 
 /// A page of the project's devices (including decommissioned ones).
-#[utoipa::path(get, path = "/v1/projects/{id}/devices", tag = "devices",
+#[utoipa::path(get, path = "/v1/projects/{id}/devices", operation_id = "list_project_devices", tag = "devices",
     params(("id" = String, Path), ListParams),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = List<DeviceView>), (status = 404, description = "not found or not visible")))]
@@ -689,7 +689,7 @@ async fn load_for_write(state: &AppState, caller: &Caller, id: &str) -> Result<D
 }
 
 /// One device: status, blacklist flags and `untrusted`, never credentials.
-#[utoipa::path(get, path = "/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/devices/{id}", operation_id = "get_device", tag = "devices", params(("id" = String, Path)),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = DeviceView), (status = 404, description = "not found or not visible")))]
 pub async fn get(

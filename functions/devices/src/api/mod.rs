@@ -42,7 +42,7 @@ pub fn cat_err(e: CatalogError) -> Problem {
 }
 
 /// Liveness of the concern and its table.
-#[utoipa::path(get, path = "/v1/devices/healthz", tag = "devices",
+#[utoipa::path(get, path = "/v1/devices/healthz", operation_id = "devices_health", tag = "devices",
     responses((status = 200, body = http::Health)))]
 pub async fn health(State(state): State<AppState>) -> Result<Json<http::Health>, Problem> {
     http::check_store(&*state.store, "devices").await

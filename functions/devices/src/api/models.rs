@@ -98,7 +98,7 @@ async fn view(
 }
 
 /// Registers a model of a registered supplier.
-#[utoipa::path(post, path = "/v1/device-models", tag = "devices", request_body = CreateModel,
+#[utoipa::path(post, path = "/v1/device-models", operation_id = "create_device_model", tag = "devices", request_body = CreateModel,
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(WRITE_ROLES)))),
     responses((status = 201, body = ModelView), (status = 422, description = "invalid field")))]
 pub async fn create(
@@ -135,7 +135,7 @@ pub async fn create(
 }
 
 /// The model registry, optionally one supplier's.
-#[utoipa::path(get, path = "/v1/device-models", tag = "devices", params(ModelParams),
+#[utoipa::path(get, path = "/v1/device-models", operation_id = "list_device_models", tag = "devices", params(ModelParams),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = List<ModelView>)))]
 pub async fn list(
@@ -178,7 +178,7 @@ async fn load(state: &AppState, id: &str) -> Result<DeviceModel, Problem> {
 }
 
 /// One model.
-#[utoipa::path(get, path = "/v1/device-models/{id}", tag = "devices", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/device-models/{id}", operation_id = "get_device_model", tag = "devices", params(("id" = String, Path)),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = ModelView), (status = 404, description = "not found")))]
 pub async fn get(

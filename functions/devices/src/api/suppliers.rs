@@ -30,7 +30,7 @@ pub const WRITE_ROLES: &[Role] = &[
 
 /// Registers a supplier. A second registration of the same USCC answers 409 naming the existing
 /// supplier.
-#[utoipa::path(post, path = "/v1/suppliers", tag = "devices", request_body = CreateSupplier,
+#[utoipa::path(post, path = "/v1/suppliers", operation_id = "create_supplier", tag = "devices", request_body = CreateSupplier,
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(WRITE_ROLES)))),
     responses((status = 201, body = Supplier), (status = 409, description = "USCC already registered"),
         (status = 422, description = "invalid field")))]
@@ -58,7 +58,7 @@ pub async fn create(
 }
 
 /// The supplier registry.
-#[utoipa::path(get, path = "/v1/suppliers", tag = "devices", params(ListParams),
+#[utoipa::path(get, path = "/v1/suppliers", operation_id = "list_suppliers", tag = "devices", params(ListParams),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = List<Supplier>)))]
 pub async fn list(
@@ -79,7 +79,7 @@ pub async fn list(
 }
 
 /// One supplier.
-#[utoipa::path(get, path = "/v1/suppliers/{id}", tag = "devices", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/suppliers/{id}", operation_id = "get_supplier", tag = "devices", params(("id" = String, Path)),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = Supplier), (status = 404, description = "not found")))]
 pub async fn get(

@@ -44,7 +44,7 @@ pub const READ_ROLES: &[Role] = &[
 pub const EXPORT_ROLES: &[Role] = &[Role::IntegratorAdmin, Role::EnterpriseAdmin];
 
 /// Onboards a customer of the caller's integrator.
-#[utoipa::path(post, path = "/v1/customers", tag = "tenancy", request_body = CreateCustomer,
+#[utoipa::path(post, path = "/v1/customers", operation_id = "create_customer", tag = "tenancy", request_body = CreateCustomer,
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(WRITE_ROLES)))),
     responses((status = 201, body = Customer), (status = 422, description = "invalid field")))]
 pub async fn create(
@@ -84,7 +84,7 @@ pub async fn create(
 }
 
 /// Customers: all of the integrator's for its staff, one's own for customer users.
-#[utoipa::path(get, path = "/v1/customers", tag = "tenancy", params(ListParams),
+#[utoipa::path(get, path = "/v1/customers", operation_id = "list_customers", tag = "tenancy", params(ListParams),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = List<Customer>)))]
 pub async fn list(
@@ -129,7 +129,7 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Customer, P
 }
 
 /// One customer.
-#[utoipa::path(get, path = "/v1/customers/{id}", tag = "tenancy", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/customers/{id}", operation_id = "get_customer", tag = "tenancy", params(("id" = String, Path)),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = Customer), (status = 404, description = "not found or not yours")))]
 pub async fn get(
@@ -195,7 +195,7 @@ async fn transition(
 
 /// Suspends a customer: its users keep read access, their writes are refused; its devices keep
 /// reporting and their data is flagged.
-#[utoipa::path(post, path = "/v1/customers/{id}/suspend", tag = "tenancy", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/customers/{id}/suspend", operation_id = "suspend_customer", tag = "tenancy", params(("id" = String, Path)),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(ADMIN_ROLES)))),
     responses((status = 200, body = Customer), (status = 409, description = "not active")))]
 pub async fn suspend(
@@ -209,7 +209,7 @@ pub async fn suspend(
 }
 
 /// Resumes a suspended customer.
-#[utoipa::path(post, path = "/v1/customers/{id}/resume", tag = "tenancy", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/customers/{id}/resume", operation_id = "resume_customer", tag = "tenancy", params(("id" = String, Path)),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(ADMIN_ROLES)))),
     responses((status = 200, body = Customer), (status = 409, description = "not suspended")))]
 pub async fn resume(

@@ -30,7 +30,7 @@ pub const READ_ROLES: &[Role] = &[
 ];
 
 /// Onboards an integrator.
-#[utoipa::path(post, path = "/v1/integrators", tag = "tenancy", request_body = CreateIntegrator,
+#[utoipa::path(post, path = "/v1/integrators", operation_id = "create_integrator", tag = "tenancy", request_body = CreateIntegrator,
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(CREATE_ROLES)))),
     responses((status = 201, body = Integrator), (status = 422, description = "invalid field")))]
 pub async fn create(
@@ -63,7 +63,7 @@ pub async fn create(
 }
 
 /// Integrators: all of them for the platform, one's own for its staff.
-#[utoipa::path(get, path = "/v1/integrators", tag = "tenancy", params(ListParams),
+#[utoipa::path(get, path = "/v1/integrators", operation_id = "list_integrators", tag = "tenancy", params(ListParams),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = List<Integrator>)))]
 pub async fn list(
@@ -94,7 +94,7 @@ pub async fn list(
 }
 
 /// One integrator.
-#[utoipa::path(get, path = "/v1/integrators/{id}", tag = "tenancy", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/integrators/{id}", operation_id = "get_integrator", tag = "tenancy", params(("id" = String, Path)),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = Integrator), (status = 404, description = "not found or not yours")))]
 pub async fn get(

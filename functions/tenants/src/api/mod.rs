@@ -20,7 +20,7 @@ pub fn now_rfc3339() -> String {
 }
 
 /// Liveness of the concern and its table.
-#[utoipa::path(get, path = "/v1/tenants/healthz", tag = "tenants",
+#[utoipa::path(get, path = "/v1/tenants/healthz", operation_id = "tenants_health", tag = "tenants",
     responses((status = 200, body = http::Health)))]
 pub async fn health(State(state): State<AppState>) -> Result<Json<http::Health>, Problem> {
     http::check_store(&*state.store, "tenants").await

@@ -47,7 +47,7 @@ pub const WRITE_ROLES: &[Role] = &[Role::IntegratorAdmin, Role::IntegratorOps];
 pub const READ_ROLES: &[Role] = &Role::ALL;
 
 /// Registers a project for one of the integrator's enterprise customers.
-#[utoipa::path(post, path = "/v1/projects", tag = "tenancy", request_body = CreateProject,
+#[utoipa::path(post, path = "/v1/projects", operation_id = "create_project", tag = "tenancy", request_body = CreateProject,
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(WRITE_ROLES)))),
     responses((status = 201, body = Project), (status = 422, description = "invalid field")))]
 pub async fn create(
@@ -144,7 +144,7 @@ pub async fn create(
 /// The projects the caller may see (integrator staff: all of theirs; an enterprise: those it
 /// contracts; an owner: its own; a government supervisor: every project in its region, across
 /// integrators).
-#[utoipa::path(get, path = "/v1/projects", tag = "tenancy", params(ListParams),
+#[utoipa::path(get, path = "/v1/projects", operation_id = "list_projects", tag = "tenancy", params(ListParams),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = List<Project>)))]
 pub async fn list(
@@ -164,7 +164,7 @@ pub async fn list(
 }
 
 /// One project, if the caller may see it.
-#[utoipa::path(get, path = "/v1/projects/{id}", tag = "tenancy", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/projects/{id}", operation_id = "get_project", tag = "tenancy", params(("id" = String, Path)),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(READ_ROLES)))),
     responses((status = 200, body = Project), (status = 404, description = "not found or not visible")))]
 pub async fn get(

@@ -57,7 +57,7 @@ fn fits(kind: CustomerKind, role: Role) -> bool {
 }
 
 /// Creates a user.
-#[utoipa::path(post, path = "/v1/users", tag = "tenancy", request_body = CreateUser,
+#[utoipa::path(post, path = "/v1/users", operation_id = "create_user", tag = "tenancy", request_body = CreateUser,
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(CREATE_ROLES)))),
     responses((status = 201, body = User), (status = 409, description = "username taken"),
               (status = 422, description = "invalid field")))]
@@ -194,7 +194,7 @@ pub async fn create(
 }
 
 /// Users of the caller's integrator (platform admin: the platform admins).
-#[utoipa::path(get, path = "/v1/users", tag = "tenancy", params(ListParams),
+#[utoipa::path(get, path = "/v1/users", operation_id = "list_users", tag = "tenancy", params(ListParams),
     security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(LIST_ROLES)))),
     responses((status = 200, body = List<User>)))]
 pub async fn list(
