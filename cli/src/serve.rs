@@ -458,6 +458,7 @@ pub fn router(
     let doc = smartsite_tenants::openapi::finish(doc);
     let page = smartsite_tenants::openapi::docs_page(&doc);
     let doc = Arc::new(doc);
+    let roles = Arc::clone(&doc);
     let public = Router::new()
         .route("/healthz", get(healthz))
         .route(
@@ -468,7 +469,11 @@ pub fn router(
             "/docs",
             get(move || std::future::ready(axum::response::Html(page.clone()))),
         );
-    crate::console::mount(smartsite_tenants::finish(routes.merge(public), state))
+    crate::console::mount(smartsite_tenants::finish(
+        routes.merge(public),
+        &roles,
+        state,
+    ))
 }
 
 /// Creates the platform administrator on first start: the password from

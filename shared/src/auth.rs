@@ -105,6 +105,55 @@ pub fn roles_json(roles: &[Role]) -> serde_json::Value {
     )
 }
 
+/// The roles each operation admits, read from the `x-roles` of the OpenAPI document the routes
+/// publish: the same list the console uses to hide what a role may not do is the one the edge
+/// enforces before a handler runs (and so before its body is parsed). Operations without
+/// `x-roles` (sign-in, health) are not in the table.
+#[derive(Debug, Default, Clone)]
+pub struct RoleTable(HashMap<String, Vec<(axum::http::Method, Vec<Role>)>>);
+
+impl RoleTable {
+    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> RoleTable {
+        use axum::http::Method;
+        let mut table: HashMap<String, Vec<(Method, Vec<Role>)>> = HashMap::new();
+        for (path, item) in &doc.paths.paths {
+            let ops = [
+                (Method::GET, &item.get),
+                (Method::PUT, &item.put),
+                (Method::POST, &item.post),
+                (Method::DELETE, &item.delete),
+                (Method::PATCH, &item.patch),
+            ];
+            for (method, op) in ops {
+                let Some(roles) = op
+                    .as_ref()
+                    .and_then(|op| op.extensions.as_ref())
+                    .and_then(|ext| ext.get("x-roles"))
+                    .and_then(|v| v.as_array())
+                else {
+                    continue;
+                };
+                let roles = roles
+                    .iter()
+                    .filter_map(|r| r.as_str().and_then(Role::parse))
+                    .collect();
+                table.entry(path.clone()).or_default().push((method, roles));
+            }
+        }
+        RoleTable(table)
+    }
+
+    /// The roles that may call `method` on the route `path` (its template, `/v1/alarms/{id}`);
+    /// `None` when the operation does not restrict roles.
+    pub fn roles(&self, method: &axum::http::Method, path: &str) -> Option<&[Role]> {
+        self.0
+            .get(path)?
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, roles)| roles.as_slice())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoleScope {
     /// No integrator, no customer.
@@ -453,6 +502,11 @@ where
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // The edge guard (`directory::guard`) verified the token already and left the caller
+        // here; extensions are set by the server only, never by a client.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let caller = Self::authenticate(parts, state)?;
         caller.record_on_span();
         Ok(caller)

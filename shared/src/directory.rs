@@ -567,26 +567,35 @@ pub async fn visible_project_or_404(
         .ok_or_else(Problem::not_found)
 }
 
-/// A concern's routes as a complete service: the write guard on every route, then the shared
-/// layers of [`crate::http::finish`]. What every concern's `app`/`finish` does.
-pub fn guarded<S>(router: axum::Router<S>, state: S) -> axum::Router
+/// A concern's routes as a complete service: [`guard`] on every route (with the roles of `doc`,
+/// the routes' OpenAPI document), then the shared layers of [`crate::http::finish`]. What every
+/// concern's `app`/`finish` does.
+pub fn guarded<S>(router: axum::Router<S>, doc: &utoipa::openapi::OpenApi, state: S) -> axum::Router
 where
     S: Clone + Send + Sync + 'static,
     crate::auth::Authenticator: axum::extract::FromRef<S>,
     Directory: axum::extract::FromRef<S>,
 {
+    let roles = Arc::new(crate::auth::RoleTable::from_openapi(doc));
     let guarded = router.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        write_guard::<S>,
+        (state.clone(), roles),
+        guard::<S>,
     ));
     crate::http::finish(guarded.with_state(state))
 }
 
-/// Middleware for every router: a user of a suspended or offboarded customer may read but not
-/// write (API.md, Tenancy lifecycle). Safe methods pass; for the rest the caller's customer must
-/// be active. Requests that fail authentication pass through so the handler answers 401.
-pub async fn write_guard<S>(
-    axum::extract::State(state): axum::extract::State<S>,
+/// Middleware for every route, before its handler extracts anything else:
+/// 1. **Authorization before input**: an authenticated caller none of whose roles the operation
+///    admits (its `x-roles`) gets 403 before the body is read, so a forbidden role never learns
+///    what a valid body looks like.
+/// 2. A user of a suspended or offboarded customer may read but not write (API.md, Tenancy
+///    lifecycle): unsafe methods need the caller's customer active.
+///
+/// The verified caller is left in the request's extensions for the handler's `Caller`
+/// extractor (one signature check per request). Requests that fail authentication pass through
+/// so the handler answers 401.
+pub async fn guard<S>(
+    axum::extract::State((state, roles)): axum::extract::State<(S, Arc<crate::auth::RoleTable>)>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response
@@ -595,13 +604,24 @@ where
     crate::auth::Authenticator: axum::extract::FromRef<S>,
     Directory: axum::extract::FromRef<S>,
 {
-    use axum::extract::{FromRef, FromRequestParts};
+    use axum::extract::{FromRef, FromRequestParts, MatchedPath};
     use axum::response::IntoResponse;
-    if req.method().is_safe() {
-        return next.run(req).await;
-    }
     let (mut parts, body) = req.into_parts();
-    if let Ok(caller) = Caller::from_request_parts(&mut parts, &state).await
+    let Ok(caller) = Caller::from_request_parts(&mut parts, &state).await else {
+        return next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+    };
+    let admitted = parts
+        .extensions
+        .get::<MatchedPath>()
+        .and_then(|p| roles.roles(&parts.method, p.as_str()));
+    if let Some(admitted) = admitted
+        && let Err(p) = caller.require(admitted)
+    {
+        return p.into_response();
+    }
+    if !parts.method.is_safe()
         && let (Some(i), Some(c)) = (&caller.integrator, &caller.customer)
     {
         match Directory::from_ref(&state).customer(i, c).await {
@@ -618,6 +638,7 @@ where
             Err(e) => return crate::http::Problem::internal(&e).into_response(),
         }
     }
+    parts.extensions.insert(caller);
     next.run(axum::extract::Request::from_parts(parts, body))
         .await
 }

@@ -68,8 +68,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The concern's HTTP routes as a complete service.
 pub fn app(state: AppState) -> Router {
-    let (router, _doc) = routes().split_for_parts();
-    directory::guarded(router, state)
+    let (router, doc) = routes().split_for_parts();
+    directory::guarded(router, &doc, state)
 }
 
 /// What the topic rule puts in each SQS message (see `IngestTopicRule` in infra/template.yaml):

@@ -71,6 +71,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 pub fn app(state: AppState) -> Router {
-    let (router, _doc) = routes().split_for_parts();
-    directory::guarded(router, state)
+    let (router, doc) = routes().split_for_parts();
+    directory::guarded(router, &doc, state)
 }

@@ -90,12 +90,13 @@ pub fn local_identity_routes() -> OpenApiRouter<AppState> {
 }
 
 /// Applies the cross-cutting layers every deployment of this concern gets.
-pub fn finish(router: Router<AppState>, state: AppState) -> Router {
-    directory::guarded(router, state)
+/// `doc` is the OpenAPI document of the routes: the roles each operation admits come from it.
+pub fn finish(router: Router<AppState>, doc: &utoipa::openapi::OpenApi, state: AppState) -> Router {
+    directory::guarded(router, doc, state)
 }
 
 /// The concern as a complete service: what the Lambda runs.
 pub fn app(state: AppState) -> Router {
-    let (router, _doc) = routes().split_for_parts();
-    finish(router, state)
+    let (router, doc) = routes().split_for_parts();
+    finish(router, &doc, state)
 }

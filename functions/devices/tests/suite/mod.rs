@@ -90,8 +90,8 @@ impl T {
             "mqtts://127.0.0.1:8883".into(),
         );
         let (catalog, directory) = (state.catalog.clone(), state.directory.clone());
-        let (routes, _) = smartsite_devices::routes().split_for_parts();
-        let router = smartsite_devices::finish(routes, state);
+        let (routes, doc) = smartsite_devices::routes().split_for_parts();
+        let router = smartsite_devices::finish(routes, &doc, state);
         T {
             client: RouterClient::new(router),
             issuer,

@@ -66,10 +66,10 @@ impl T {
             Some(Arc::clone(&issuer)),
             accounts,
         );
-        let (routes, _) = smartsite_tenants::routes()
+        let (routes, doc) = smartsite_tenants::routes()
             .merge(smartsite_tenants::local_identity_routes())
             .split_for_parts();
-        let router = smartsite_tenants::finish(routes, state);
+        let router = smartsite_tenants::finish(routes, &doc, state);
         T {
             client: RouterClient::new(router),
             issuer,
