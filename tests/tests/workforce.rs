@@ -167,7 +167,7 @@ async fn enrolment_masking_audited_reveal_and_no_clear_numbers_at_rest() {
     }
     let (s, v) = api.call("GET", &reveal, Some(lo), None).await.unwrap();
     assert_eq!(s, 200, "{v}");
-    assert_eq!(v["revealed"]["id_number"], number.as_str());
+    assert_eq!(v["id_number"], number.as_str());
     let (s, audit) = api
         .call("GET", "/v1/pii-reveals", Some(ia), None)
         .await

@@ -5,8 +5,6 @@
 //! arrive as [`Secret`]s, leave only masked — in full only through an audited reveal — and never
 //! appear in a problem detail or a log field.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -483,10 +481,16 @@ pub struct WorkerView {
     pub training: Vec<TrainingRecord>,
     pub blacklist: Vec<WorkerBan>,
     pub enrolments: Vec<EnrolmentView>,
-    /// The full number asked for with `?reveal=`, for a labour officer; the reveal is audited.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    #[schema(value_type = Object)]
-    pub revealed: BTreeMap<String, String>,
+    /// The full ID number, only when asked for with `?reveal=id_number` by a labour officer
+    /// (audited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_number: Option<String>,
+    /// The full phone number, only with `?reveal=phone` (audited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// The full bank card number, only with `?reveal=bank_card` (audited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bank_card: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -525,7 +529,9 @@ async fn view(
         training: worker.training.clone(),
         blacklist: worker.blacklist.clone(),
         enrolments,
-        revealed: BTreeMap::new(),
+        id_number: None,
+        phone: None,
+        bank_card: None,
     })
 }
 
@@ -579,7 +585,12 @@ pub async fn worker(
             .await
             .map_err(err)?
         {
-            v.revealed.insert(field.as_str().to_owned(), clear);
+            let slot = match field {
+                PiiField::IdNumber => &mut v.id_number,
+                PiiField::Phone => &mut v.phone,
+                PiiField::BankCard => &mut v.bank_card,
+            };
+            *slot = Some(clear);
         }
     }
     Ok(Json(v))
