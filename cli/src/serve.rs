@@ -31,6 +31,8 @@ use smartsite_safety_fund::service::Funds;
 use smartsite_shared::fleet::Device;
 use smartsite_shared::fleet::Fleet;
 use smartsite_shared::ingest::Pipeline;
+use smartsite_workforce::service::Workforce;
+use smartsite_workforce::service::vault::LocalKeyVault;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -156,6 +158,13 @@ pub async fn run(
     let handoff_wake = Arc::new(tokio::sync::Notify::new());
     let billing =
         smartsite_billing::Billing::new(store.clone()).with_issue_notify(handoff_wake.clone());
+    // Personal numbers of workers are sealed under data keys wrapped by the key file in keys/.
+    let workforce = Workforce::with_default_rules(
+        store.clone(),
+        Arc::new(LocalKeyVault::new(
+            args.data_dir.join(KEYS_DIR).join(LocalKeyVault::FILE),
+        )),
+    )?;
     let state = AppState::new(store, auth, Some(issuer), accounts);
     bootstrap_admin(&state, &args.data_dir).await?;
 
@@ -220,6 +229,7 @@ pub async fn run(
             alarms,
             funds,
             billing,
+            workforce,
         },
         format!("mqtts://{mqtts_addr}"),
     );
@@ -386,6 +396,7 @@ pub struct Services {
     pub alarms: Alarms,
     pub funds: Funds,
     pub billing: smartsite_billing::Billing,
+    pub workforce: Workforce,
 }
 
 /// Names the broker's server certificate is valid for: the bound IP, and `localhost` when bound
@@ -449,12 +460,20 @@ pub fn router(
         state.auth.clone(),
         services.billing,
     ));
+    let (workforce_routes, workforce_doc) = smartsite_workforce::routes().split_for_parts();
+    doc.merge(workforce_doc);
+    let workforce_routes = workforce_routes.with_state(smartsite_workforce::AppState::new(
+        Arc::clone(&state.store),
+        state.auth.clone(),
+        services.workforce,
+    ));
     let routes = routes
         .merge(devices)
         .merge(ingest)
         .merge(alarm_routes)
         .merge(fund_routes)
-        .merge(billing_routes);
+        .merge(billing_routes)
+        .merge(workforce_routes);
     let doc = smartsite_tenants::openapi::finish(doc);
     let page = smartsite_tenants::openapi::docs_page(&doc);
     let doc = Arc::new(doc);

@@ -567,6 +567,51 @@ pub async fn visible_project_or_404(
         .ok_or_else(Problem::not_found)
 }
 
+/// The role check, then [`visible_project_or_404`]: what a handler of a project-scoped route
+/// that only some roles may call starts with (403 for another role, then 404 for a project the
+/// caller does not see).
+pub async fn allowed_project(
+    directory: &Directory,
+    caller: &Caller,
+    id: &str,
+    roles: &[Role],
+) -> Result<Project, crate::http::Problem> {
+    caller.require(roles)?;
+    visible_project_or_404(directory, caller, id).await
+}
+
+/// A concern's router state: how callers are authenticated, the directory that decides what
+/// they see, and the concern's own service. Its `FromRef` impls give the `Caller` extractor and
+/// [`guarded`] what they need, so a concern's `lib.rs` does not restate them.
+#[derive(Clone)]
+pub struct ConcernState<S> {
+    pub auth: crate::auth::Authenticator,
+    pub directory: Directory,
+    pub service: S,
+}
+
+impl<S> ConcernState<S> {
+    pub fn new(store: Arc<dyn Store>, auth: crate::auth::Authenticator, service: S) -> Self {
+        ConcernState {
+            auth,
+            directory: Directory::new(store),
+            service,
+        }
+    }
+}
+
+impl<S: Clone> axum::extract::FromRef<ConcernState<S>> for crate::auth::Authenticator {
+    fn from_ref(s: &ConcernState<S>) -> Self {
+        s.auth.clone()
+    }
+}
+
+impl<S: Clone> axum::extract::FromRef<ConcernState<S>> for Directory {
+    fn from_ref(s: &ConcernState<S>) -> Self {
+        s.directory.clone()
+    }
+}
+
 /// A concern's routes as a complete service: [`guard`] on every route (with the roles of `doc`,
 /// the routes' OpenAPI document), then the shared layers of [`crate::http::finish`]. What every
 /// concern's `app`/`finish` does.

@@ -121,6 +121,14 @@ pub fn uscc(first17: &str) -> String {
     format!("{first17}{check}")
 }
 
+/// A resident identity card number (type 01): region, birth date `YYYYMMDD` and 3-digit
+/// sequence, with its GB 11643 check character.
+pub fn resident_id(region: &str, birth: &str, seq: &str) -> String {
+    let first17 = format!("{region}{birth}{seq}");
+    let check = smartsite_workforce::domain::id_card::check_char(&first17).unwrap_or('?');
+    format!("{first17}{check}")
+}
+
 /// One onboarded integrator: ids and a logged-in token per role.
 #[derive(Debug, Clone)]
 pub struct World {

@@ -21,7 +21,13 @@ fn bin() -> &'static Path {
 
 /// The id of tenant A's object a path parameter stands for, and an id of the same shape that
 /// exists nowhere.
-fn fixture_for(path: &str, a: &World, alarm: &str, billing: &Billing) -> (String, String) {
+fn fixture_for(
+    path: &str,
+    a: &World,
+    alarm: &str,
+    billing: &Billing,
+    worker: &str,
+) -> (String, String) {
     let segs: Vec<&str> = path.split('/').collect();
     let mut real = path.to_owned();
     let mut ghost = path.to_owned();
@@ -84,6 +90,11 @@ fn fixture_for(path: &str, a: &World, alarm: &str, billing: &Billing) -> (String
                 billing.invoice.clone(),
                 "inv-20260100000000000000000000000000000000".to_owned(),
             ),
+            // A person enrolled in A's project (workforce).
+            "workers" => (
+                worker.to_owned(),
+                "wkr-00000000000000000000000000000000".to_owned(),
+            ),
             // A's government's region; the ghost is a district no one governs.
             "regions" => ("220100".to_owned(), "220199".to_owned()),
             other => panic!(
@@ -143,6 +154,33 @@ async fn billing_of(api: &smartsite_tests::world::Api, a: &World) -> Billing {
         subscription,
         invoice,
     }
+}
+
+/// A person enrolled in A's project (a team first), by A's labour officer; the `worker_id`.
+async fn worker_of(api: &smartsite_tests::world::Api, a: &World) -> String {
+    let lo = a.token("labour_officer");
+    let team = api
+        .create(
+            &format!("/v1/projects/{}/teams", a.project),
+            lo,
+            json!({"name": "钢筋班", "subcontractor_name": "宏达劳务",
+                "subcontractor_uscc": smartsite_tests::world::uscc("91220101F00000001")}),
+        )
+        .await
+        .unwrap();
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/projects/{}/workers", a.project),
+            Some(lo),
+            Some(&json!({"id_number": smartsite_tests::world::resident_id("220102", "19900101", "011"), "name": "张三",
+                "phone": "13812345678", "id_valid_until": "long_term", "work_type": "010",
+                "work_role": "20", "team_id": team, "entry_date": "2026-05-06"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 201, "{v}");
+    v["worker_id"].as_str().unwrap().to_owned()
 }
 
 /// Collections that are not tenant data, with the foreign roles that legitimately read tenant A's
@@ -286,6 +324,7 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
     let alarm = alarms["items"][0]["id"].as_str().unwrap().to_owned();
 
     let billing = billing_of(&api, &a).await;
+    let worker = worker_of(&api, &a).await;
 
     let (_, doc) = api.call("GET", "/openapi.json", None, None).await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
@@ -317,7 +356,7 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
             }
             let what = format!("{} {path}", method.to_uppercase());
             let m = method.to_uppercase();
-            let (real, ghost) = fixture_for(path, &a, &alarm, &billing);
+            let (real, ghost) = fixture_for(path, &a, &alarm, &billing, &worker);
             let body = body_for(&doc, op, &a);
             let has_id = path.contains('{');
 
@@ -428,6 +467,14 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
         "GET /v1/invoices/{id}",
         "POST /v1/invoices/{id}/issue",
         "POST /v1/invoices/{id}/credit-notes",
+        "POST /v1/projects/{id}/teams",
+        "GET /v1/projects/{id}/teams",
+        "POST /v1/projects/{id}/workers",
+        "GET /v1/projects/{id}/workers",
+        "POST /v1/projects/{id}/workers/{worker_id}/exit",
+        "GET /v1/workers/{id}",
+        "POST /v1/workers/{id}/training",
+        "GET /v1/pii-reveals",
     ] {
         assert!(
             checked.iter().any(|c| c == must),

@@ -1,8 +1,6 @@
 //! Devices (DOMAIN.md §8.3): suppliers, device models, bound devices, and the blacklist rule
 //! (黑名单制度). Pure types and rules; storage and HTTP live elsewhere.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use super::tenancy::{CustomerId, FieldError, RegionCode, Uscc, prefixed_id};

@@ -11,10 +11,14 @@ use crate::ids::IntegratorId;
 
 pub use crate::ids::FieldError;
 
+/// `prefixed_id!(Name, "pfx-")`: an id newtype whose values are `pfx-` and lower-case hex (a
+/// generated UUID v7) or digits, at most 64 characters, so it never holds the key delimiter.
+/// Exported for the concerns' own ids (a caller needs `serde` and `uuid`).
+#[macro_export]
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize)]
         #[serde(transparent)]
         pub struct $name(String);
 
@@ -23,10 +27,10 @@ macro_rules! prefixed_id {
 
             /// A new random id (UUID v7: time-ordered, 74 random bits).
             pub fn generate() -> Self {
-                $name(format!("{}{}", $prefix, uuid::Uuid::now_v7().simple()))
+                $name(format!("{}{}", $prefix, ::uuid::Uuid::now_v7().simple()))
             }
 
-            pub fn parse(field: &str, s: &str) -> Result<Self, FieldError> {
+            pub fn parse(field: &str, s: &str) -> Result<Self, $crate::ids::FieldError> {
                 let ok = s.len() <= 64
                     && s.strip_prefix($prefix).is_some_and(|rest| {
                         !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
@@ -34,7 +38,7 @@ macro_rules! prefixed_id {
                 if ok {
                     Ok($name(s.to_owned()))
                 } else {
-                    Err(FieldError::new(field, format!("not a valid id (expected {}…)", $prefix)))
+                    Err($crate::ids::FieldError::new(field, format!("not a valid id (expected {}…)", $prefix)))
                 }
             }
 
@@ -43,23 +47,23 @@ macro_rules! prefixed_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                $name::parse(stringify!($name), &s).map_err(serde::de::Error::custom)
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as ::serde::Deserialize>::deserialize(d)?;
+                $name::parse(stringify!($name), &s).map_err(::serde::de::Error::custom)
             }
         }
     };
 }
 
 /// The id newtypes of other domain modules (`devices`) are built by the same macro.
-pub(crate) use prefixed_id;
+pub(crate) use crate::prefixed_id;
 
 prefixed_id!(
     /// A customer (government region, enterprise or project owner) of an integrator.

@@ -68,6 +68,8 @@ pub enum EntityKind {
     Project,
     Device,
     User,
+    /// A person of the workforce concern (实名制): one per person within an integrator.
+    Worker,
     /// Scratch partitions of the storage contract suite and the benchmarks.
     Test,
 }
@@ -79,6 +81,7 @@ impl EntityKind {
             EntityKind::Project => "P",
             EntityKind::Device => "D",
             EntityKind::User => "U",
+            EntityKind::Worker => "W",
             EntityKind::Test => "T",
         }
     }
@@ -581,6 +584,10 @@ mod tests {
             "I#ct-jl#D#d7#"
         );
         assert_eq!(entity(&i, EntityKind::User, "u").as_str(), "I#ct-jl#U#u#");
+        assert_eq!(
+            entity(&i, EntityKind::Worker, "wkr-1").as_str(),
+            "I#ct-jl#W#wkr-1#"
+        );
         assert_eq!(entity(&i, EntityKind::Test, "t").as_str(), "I#ct-jl#T#t#");
         assert!(
             entity(&i, EntityKind::Project, "p")

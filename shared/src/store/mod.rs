@@ -448,6 +448,21 @@ where
     Ok((out, cursor))
 }
 
+/// Every item `q` matches, page after page: for small sets bounded by the domain (a person's
+/// projects, a device's credentials), never for lists a client pages through.
+pub async fn query_all(store: &dyn Store, q: Query) -> Result<Vec<Item>, StoreError> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.query(q.clone().after(cursor)).await?;
+        out.extend(page.items);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
 /// Current time in epoch seconds, the unit of `ttl`.
 pub fn now_epoch() -> i64 {
     std::time::SystemTime::now()
