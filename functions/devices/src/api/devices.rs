@@ -476,9 +476,12 @@ pub struct RowCredentials {
     pub device_token: Option<String>,
 }
 
-/// Why a row was refused: the problem's title, detail and field.
+/// Why a row was refused: the problem the same device would get from `POST /v1/devices` —
+/// its stable `type` (for a client to word it in its own language), title, detail and field.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RowError {
+    #[serde(rename = "type")]
+    pub type_uri: String,
     pub title: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -497,6 +500,7 @@ impl From<Problem> for RowError {
             .and_then(Value::as_str)
             .map(str::to_owned);
         RowError {
+            type_uri: p.type_uri,
             title: p.title,
             detail: p.detail,
             field: p.field,

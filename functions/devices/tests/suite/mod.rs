@@ -1577,9 +1577,17 @@ pub async fn bulk_provisioning_from_csv(t: T) {
     assert_eq!(rows[2]["status"], "error");
     assert_eq!(rows[2]["serial_no"], "B-3");
     assert_eq!(rows[2]["error"]["field"], "rated_load_t", "{}", rows[2]);
+    assert_eq!(
+        rows[2]["error"]["type"],
+        "https://smartsite.dev/problems/validation"
+    );
     assert!(rows[2].get("credentials").is_none() && rows[2].get("device_id").is_none());
     assert_eq!(rows[3]["status"], "error");
     assert_eq!(rows[3]["error"]["title"], "Blacklisted");
+    assert_eq!(
+        rows[3]["error"]["type"],
+        "https://smartsite.dev/problems/blacklisted"
+    );
     assert_eq!(rows[3]["error"]["blacklist_entry_id"], entry.as_str());
     assert!(
         rows[3]["error"]["detail"]
