@@ -738,6 +738,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/pii-reveals": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["reveals"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects": {
         parameters: {
             query?: never;
@@ -1074,6 +1090,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{id}/teams": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["teams"];
+        put?: never;
+        post: operations["create_team"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{id}/workers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["workers"];
+        put?: never;
+        post: operations["enrol"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{id}/workers/{worker_id}/exit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["exit"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/quarantine": {
         parameters: {
             query?: never;
@@ -1323,6 +1387,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/workers/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["worker"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/workers/{id}/training": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["training"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1484,6 +1580,31 @@ export interface components {
          * @enum {string}
          */
         Category: "tower_crane" | "hoist" | "dust_noise" | "spray" | "access_gate" | "camera" | "unloading_platform" | "ranging_inspection" | "panorama";
+        /** @description A certificate of a person, for one work type. */
+        Certificate: {
+            kind: components["schemas"]["CertificateKind"];
+            number: string;
+            /**
+             * Format: date
+             * @description Valid through this day.
+             */
+            valid_until: string;
+            work_type: string;
+        };
+        /** @description A certificate as sent. */
+        CertificateBody: {
+            kind: components["schemas"]["CertificateKind"];
+            number: string;
+            /** Format: date */
+            valid_until: string;
+            /** @description The 工种 code the certificate is for. */
+            work_type: string;
+        };
+        /**
+         * @description Kinds of certificates a worker holds.
+         * @enum {string}
+         */
+        CertificateKind: "special_operation" | "skill" | "post" | "other";
         /** @description The verify answer of one ledger. */
         ChainReport: {
             /** Format: int64 */
@@ -1589,6 +1710,27 @@ export interface components {
             model_id: string;
             note: string;
         };
+        /** @description The contract of an enrolment. */
+        Contract: {
+            /**
+             * Format: int64
+             * @description The agreed daily wage (fen), the base of wage sheets.
+             */
+            day_rate_fen: number;
+            /**
+             * Format: date
+             * @description Absent: open-ended. The contract is in force on its end date.
+             */
+            end_date?: string | null;
+            kind: components["schemas"]["ContractKind"];
+            /** Format: date */
+            start_date: string;
+        };
+        /**
+         * @description 劳动合同 or, where no employment relation is established, 用工书面协议 (建市〔2022〕59号).
+         * @enum {string}
+         */
+        ContractKind: "labour_contract" | "written_agreement";
         /**
          * @example {
          *       "kind": "enterprise",
@@ -1751,6 +1893,11 @@ export interface components {
              */
             on: string;
         };
+        /**
+         * @description The stable deny codes of API.md.
+         * @enum {string}
+         */
+        DenyReason: "not_enrolled" | "exited" | "under_age" | "over_age" | "id_expired" | "no_contract" | "contract_expired" | "certificate_missing" | "certificate_expired" | "no_safety_training" | "blacklisted";
         /** @description A device model of a supplier, platform-wide. */
         DeviceModel: {
             /**
@@ -1808,10 +1955,98 @@ export interface components {
             /** @description Whether its data is untrusted (any flag). */
             untrusted: boolean;
         };
+        /** @description The answer to an enrolment. */
+        EnrolAnswer: components["schemas"]["WorkerLine"] & {
+            /**
+             * @description The person was new to the integrator: a new `worker_id`. `false`: the person's existing
+             *     `worker_id` from another (or an earlier) enrolment.
+             */
+            new_person: boolean;
+        };
+        /**
+         * @example {
+         *       "certificates": [],
+         *       "contract": {
+         *         "day_rate_fen": 35000,
+         *         "kind": "labour_contract",
+         *         "start_date": "2026-05-06"
+         *       },
+         *       "entry_date": "2026-05-06",
+         *       "id_card_type": "01",
+         *       "id_number": "11010519491231002X",
+         *       "id_valid_until": "long_term",
+         *       "name": "张三",
+         *       "phone": "13812345678",
+         *       "team_id": "team-0",
+         *       "work_role": "20",
+         *       "work_type": "010"
+         *     }
+         */
+        EnrolBody: {
+            /** @description Payroll card number. Stored encrypted; answered masked. */
+            bank_card?: string | null;
+            bank_name?: string | null;
+            /**
+             * Format: date
+             * @description Only for documents other than type `01` (whose number tells it): required there.
+             */
+            birth_date?: string | null;
+            certificates?: components["schemas"]["CertificateBody"][];
+            contract?: null | components["schemas"]["Contract"];
+            /** Format: date */
+            entry_date: string;
+            /** @description National `idCardType` code; default `01` (resident identity card). */
+            id_card_type?: string | null;
+            /**
+             * @description Type `01`: 18 characters with the GB 11643 check character; birth date and sex are read
+             *     from it. Stored encrypted; answered masked.
+             */
+            id_number: string;
+            /** @description `YYYY-MM-DD` or `"long_term"` (长期). */
+            id_valid_until: string;
+            name: string;
+            /** @description Mainland mobile number. Stored encrypted; answered masked. */
+            phone: string;
+            sex?: null | components["schemas"]["Sex"];
+            team_id: string;
+            /** @description `"10"` manager, `"20"` worker. */
+            work_role: string;
+            /** @description National 工种 code, e.g. `"130"`. */
+            work_type: string;
+        };
+        /** @description A person's enrolment in one project the caller sees. */
+        EnrolmentView: {
+            /** @description What the project's gate would deny today. */
+            blockers: components["schemas"]["DenyReason"][];
+            contract?: null | components["schemas"]["Contract"];
+            /** Format: date */
+            entry_date: string;
+            /** Format: date */
+            exit_date?: string | null;
+            /** @description Earlier stints in the project. */
+            previous: components["schemas"]["Stint"][];
+            project_id: string;
+            status: components["schemas"]["Status"];
+            team_id: string;
+            work_role: components["schemas"]["WorkRole"];
+            work_type: string;
+        };
         /** @description `GET /v1/enterprises/{customer_id}/safety-fund/{year}`. */
         EnterpriseYear: Record<string, never> & {
             customer_id: string;
             projects: components["schemas"]["ProjectUse"][];
+        };
+        /**
+         * @example {
+         *       "date": "2026-06-30"
+         *     }
+         */
+        ExitBody: {
+            /**
+             * Format: date
+             * @description The exit day (退场): not before the entry, not after today (Asia/Shanghai).
+             */
+            date: string;
         };
         /** @description The answer to an expenditure. */
         ExpenditureAnswer: {
@@ -2182,6 +2417,19 @@ export interface components {
             next?: string | null;
         };
         /** @description The list answer shape of API.md: `{"items": [...], "next": cursor-or-null}`. */
+        List_Reveal: {
+            items: {
+                at: string;
+                /** @description The user who saw it (`sub`). */
+                by: string;
+                /** @description `id_number`, `phone` or `bank_card`. */
+                field: string;
+                id: string;
+                worker_id: string;
+            }[];
+            next?: string | null;
+        };
+        /** @description The list answer shape of API.md: `{"items": [...], "next": cursor-or-null}`. */
         List_Supplier: {
             items: {
                 created_at: string;
@@ -2194,6 +2442,19 @@ export interface components {
             next?: string | null;
         };
         /** @description The list answer shape of API.md: `{"items": [...], "next": cursor-or-null}`. */
+        List_Team: {
+            items: {
+                created_at: string;
+                id: string;
+                name: string;
+                project_id: string;
+                subcontractor_name: string;
+                /** @description 统一社会信用代码 of the subcontractor (GB 32100, check character verified). */
+                subcontractor_uscc: string;
+            }[];
+            next?: string | null;
+        };
+        /** @description The list answer shape of API.md: `{"items": [...], "next": cursor-or-null}`. */
         List_User: {
             items: {
                 created_at: string;
@@ -2202,6 +2463,32 @@ export interface components {
                 integrator_id?: string | null;
                 roles: components["schemas"]["Role"][];
                 username: string;
+            }[];
+            next?: string | null;
+        };
+        /** @description The list answer shape of API.md: `{"items": [...], "next": cursor-or-null}`. */
+        List_WorkerLine: {
+            items: {
+                /**
+                 * Format: int32
+                 * @description Whole years today (Asia/Shanghai).
+                 */
+                age?: number | null;
+                /** @description What the gate would deny today, and why (empty: it would allow). */
+                blockers: components["schemas"]["DenyReason"][];
+                /** Format: date */
+                entry_date: string;
+                /** Format: date */
+                exit_date?: string | null;
+                /** @description First 6, eight `*`, last 4. */
+                id_number_masked: string;
+                name: string;
+                sex: components["schemas"]["Sex"];
+                status: components["schemas"]["Status"];
+                team_id: string;
+                work_role: components["schemas"]["WorkRole"];
+                work_type: string;
+                worker_id: string;
             }[];
             next?: string | null;
         };
@@ -2484,6 +2771,16 @@ export interface components {
             /** @description The certificate the device proved it uses; every other credential is revoked. */
             keep_certificate_id: string;
         };
+        /** @description An audited reveal of a person's number: who, when, which worker, which number. */
+        Reveal: {
+            at: string;
+            /** @description The user who saw it (`sub`). */
+            by: string;
+            /** @description `id_number`, `phone` or `bank_card`. */
+            field: string;
+            id: string;
+            worker_id: string;
+        };
         /**
          * @example {
          *       "date": "2026-04-02",
@@ -2509,12 +2806,16 @@ export interface components {
             device_token?: string | null;
             private_key_pem: string;
         };
-        /** @description Why a row was refused: the problem's title, detail and field. */
+        /**
+         * @description Why a row was refused: the problem the same device would get from `POST /v1/devices` —
+         *     its stable `type` (for a client to word it in its own language), title, detail and field.
+         */
         RowError: {
             blacklist_entry_id?: string | null;
             detail?: string | null;
             field?: string | null;
             title: string;
+            type: string;
         };
         /** @description The outcome of one CSV data row. */
         RowResult: {
@@ -2551,6 +2852,11 @@ export interface components {
             /** Format: date */
             date: string;
         };
+        /**
+         * @description Sex as the ID card records it (GB 11643: the 17th digit, odd for men).
+         * @enum {string}
+         */
+        Sex: "male" | "female";
         /** @description A ledger statement (对账单). */
         Statement: {
             /** Format: int64 */
@@ -2567,6 +2873,18 @@ export interface components {
              * @description Spent plus allocated.
              */
             spent_fen: number;
+        };
+        /**
+         * @description `active` or `exited`.
+         * @enum {string}
+         */
+        Status: "active" | "exited";
+        /** @description One stay on site: entered on `entry_date`, left on `exit_date` (gone that day). */
+        Stint: {
+            /** Format: date */
+            entry_date: string;
+            /** Format: date */
+            exit_date?: string | null;
         };
         /**
          * @example {
@@ -2615,6 +2933,29 @@ export interface components {
              */
             to?: string | null;
         };
+        /** @description A team as stored and answered. */
+        Team: {
+            created_at: string;
+            id: string;
+            name: string;
+            project_id: string;
+            subcontractor_name: string;
+            /** @description 统一社会信用代码 of the subcontractor (GB 32100, check character verified). */
+            subcontractor_uscc: string;
+        };
+        /**
+         * @example {
+         *       "name": "钢筋一班",
+         *       "subcontractor_name": "吉林省宏达劳务有限公司",
+         *       "subcontractor_uscc": "91220101MA00000013"
+         *     }
+         */
+        TeamBody: {
+            name: string;
+            subcontractor_name: string;
+            /** @description 统一社会信用代码 of the labour subcontractor (劳务分包). */
+            subcontractor_uscc: string;
+        };
         /** @enum {string} */
         TenantStatus: "active" | "suspended" | "offboarded";
         /**
@@ -2637,6 +2978,45 @@ export interface components {
             cmd: string;
             events: string;
             telemetry: string;
+        };
+        /**
+         * @example {
+         *       "completed_on": "2026-05-06",
+         *       "hours": 15,
+         *       "level": "company",
+         *       "passed": true
+         *     }
+         */
+        TrainingBody: {
+            /** Format: date */
+            completed_on: string;
+            /**
+             * Format: int32
+             * @description 学时, 0 to 1000.
+             */
+            hours: number;
+            /** @description `company`, `project` or `team` (三级安全教育). */
+            level: components["schemas"]["TrainingLevel"];
+            passed: boolean;
+        };
+        /**
+         * @description The three levels of entry safety training (三级安全教育).
+         * @enum {string}
+         */
+        TrainingLevel: "company" | "project" | "team";
+        /** @description One training a person took. */
+        TrainingRecord: {
+            /** Format: date */
+            completed_on: string;
+            /**
+             * Format: int32
+             * @description 学时.
+             */
+            hours: number;
+            level: components["schemas"]["TrainingLevel"];
+            passed: boolean;
+            recorded_at: string;
+            recorded_by: string;
         };
         UsageAnswer: {
             accepted: number;
@@ -2711,6 +3091,74 @@ export interface components {
         VerifyAnswer: {
             ledgers: components["schemas"]["ChainReport"][];
             ok: boolean;
+        };
+        /**
+         * @description `workRole`: `10` manager (管理人员), `20` worker (建筑工人).
+         * @enum {string}
+         */
+        WorkRole: "10" | "20";
+        /**
+         * @description A ban (黑名单) on a person: in force from `from` through `until` (open-ended without), in a
+         *     region and below it (everywhere without).
+         */
+        WorkerBan: {
+            /** Format: date */
+            from: string;
+            reason: string;
+            region_code?: string | null;
+            /** Format: date */
+            until?: string | null;
+        };
+        /** @description A worker of a project as lists show it (API.md: `GET /v1/projects/{id}/workers`). */
+        WorkerLine: {
+            /**
+             * Format: int32
+             * @description Whole years today (Asia/Shanghai).
+             */
+            age?: number | null;
+            /** @description What the gate would deny today, and why (empty: it would allow). */
+            blockers: components["schemas"]["DenyReason"][];
+            /** Format: date */
+            entry_date: string;
+            /** Format: date */
+            exit_date?: string | null;
+            /** @description First 6, eight `*`, last 4. */
+            id_number_masked: string;
+            name: string;
+            sex: components["schemas"]["Sex"];
+            status: components["schemas"]["Status"];
+            team_id: string;
+            work_role: components["schemas"]["WorkRole"];
+            work_type: string;
+            worker_id: string;
+        };
+        /** @description `GET /v1/workers/{id}`: never a full number unless revealed. */
+        WorkerView: {
+            /** Format: int32 */
+            age?: number | null;
+            /** @description The full bank card number, only with `?reveal=bank_card` (audited). */
+            bank_card?: string | null;
+            bank_card_masked?: string | null;
+            bank_name?: string | null;
+            blacklist: components["schemas"]["WorkerBan"][];
+            certificates: components["schemas"]["Certificate"][];
+            enrolments: components["schemas"]["EnrolmentView"][];
+            id_card_type: string;
+            /**
+             * @description The full ID number, only when asked for with `?reveal=id_number` by a labour officer
+             *     (audited).
+             */
+            id_number?: string | null;
+            id_number_masked: string;
+            /** @description `YYYY-MM-DD` or `long_term`. */
+            id_valid_until: string;
+            name: string;
+            /** @description The full phone number, only with `?reveal=phone` (audited). */
+            phone?: string | null;
+            phone_masked?: string | null;
+            sex: components["schemas"]["Sex"];
+            training: components["schemas"]["TrainingRecord"][];
+            worker_id: string;
         };
     };
     responses: never;
@@ -4184,6 +4632,33 @@ export interface operations {
             };
         };
     };
+    reveals: {
+        parameters: {
+            query?: {
+                /** @description Only the reveals of this worker. */
+                worker_id?: string;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number;
+                /** @description The `next` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the integrator's reveals of personal numbers, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["List_Reveal"];
+                };
+            };
+        };
+    };
     list_projects: {
         parameters: {
             query?: {
@@ -4887,6 +5362,206 @@ export interface operations {
             };
         };
     };
+    teams: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number;
+                /** @description The `next` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["List_Team"];
+                };
+            };
+            /** @description project not found or not visible */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    create_team: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TeamBody"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Team"];
+                };
+            };
+            /** @description project not found or not visible */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description a field is invalid (e.g. the USCC's check character) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    workers: {
+        parameters: {
+            query?: {
+                /** @description `active` or `exited`; default both. */
+                status?: string;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number;
+                /** @description The `next` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["List_WorkerLine"];
+                };
+            };
+            /** @description project not found or not visible */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    enrol: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EnrolBody"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnrolAnswer"];
+                };
+            };
+            /** @description project not found or not visible */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description already enrolled and active in this project, or the number is enrolled under another name */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description a field is invalid (never echoing a personal number) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    exit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                worker_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExitBody"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkerLine"];
+                };
+            };
+            /** @description project not visible or worker not enrolled in it */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description already exited */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description date before the entry or in the future */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     quarantine: {
         parameters: {
             query?: {
@@ -5435,6 +6110,79 @@ export interface operations {
             };
             /** @description invalid field */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    worker: {
+        parameters: {
+            query?: {
+                /**
+                 * @description `id_number` (also `phone`, `bank_card`): answer that number in full. Only for
+                 *     `labour_officer` (403 otherwise); every reveal is audited (`GET /v1/pii-reveals`).
+                 */
+                reveal?: string | null;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkerView"];
+                };
+            };
+            /** @description `reveal` asked by a role other than labour_officer */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description no such person in a project the caller sees */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    training: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TrainingBody"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrainingRecord"];
+                };
+            };
+            /** @description no such person in a project the caller sees */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
