@@ -626,3 +626,52 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         }
     }
 }
+
+#[cfg(test)]
+mod openapi_tests {
+    #![allow(clippy::unwrap_used)]
+
+    /// Every concern's OpenAPI document, as `router` merges them.
+    fn concern_docs() -> Vec<(&'static str, utoipa::openapi::OpenApi)> {
+        vec![
+            ("tenants", smartsite_tenants::routes().split_for_parts().1),
+            ("devices", smartsite_devices::routes().split_for_parts().1),
+            ("ingest", smartsite_ingest::routes().split_for_parts().1),
+            ("alarms", smartsite_alarms::routes().split_for_parts().1),
+            (
+                "safety-fund",
+                smartsite_safety_fund::routes().split_for_parts().1,
+            ),
+            ("billing", smartsite_billing::routes().split_for_parts().1),
+            (
+                "workforce",
+                smartsite_workforce::routes().split_for_parts().1,
+            ),
+        ]
+    }
+
+    /// `OpenApi::merge` keeps the first of two schemas of one name and drops the other without a
+    /// word: two Rust types named `Status` in two concerns made the alarm's status show the
+    /// customer's values. Any name two concerns define differently must be renamed
+    /// (`#[schema(as = …)]`).
+    #[test]
+    fn no_two_concerns_define_one_schema_name_differently() {
+        let docs = concern_docs();
+        let mut clashes = Vec::new();
+        for (i, (a, da)) in docs.iter().enumerate() {
+            for (b, db) in &docs[i + 1..] {
+                let (Some(ca), Some(cb)) = (&da.components, &db.components) else {
+                    continue;
+                };
+                for (name, sa) in &ca.schemas {
+                    if let Some(sb) = cb.schemas.get(name)
+                        && serde_json::to_value(sa).unwrap() != serde_json::to_value(sb).unwrap()
+                    {
+                        clashes.push(format!("{name}: {a} and {b}"));
+                    }
+                }
+            }
+        }
+        assert!(clashes.is_empty(), "schemas defined twice: {clashes:?}");
+    }
+}
