@@ -105,6 +105,7 @@ pub struct PersonRecord {
 /// `active` or `exited`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = WorkerStatus)]
 pub enum Status {
     Active,
     Exited,
