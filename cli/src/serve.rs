@@ -32,6 +32,7 @@ use smartsite_shared::fleet::Device;
 use smartsite_shared::fleet::Fleet;
 use smartsite_shared::ingest::Pipeline;
 use smartsite_workforce::service::Workforce;
+use smartsite_workforce::service::gate::GateObserver;
 use smartsite_workforce::service::vault::LocalKeyVault;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -140,11 +141,23 @@ pub async fn run(
         &args.data_dir.join(CA_DIR),
         store.clone(),
     )?);
-    // The broker needs the pipeline (uplink), the pipeline the alarm rules, the alarm rules the
-    // broker (downlink): the downlink is bound once the broker exists.
+    // The broker needs the pipeline (uplink), the pipeline the alarm rules and the gate
+    // decisions, those the broker (downlink): the downlink is bound once the broker exists.
     let downlink = Arc::new(BrokerDownlink::default());
+    // Personal numbers of workers are sealed under data keys wrapped by the key file in keys/.
+    let workforce = Workforce::with_default_rules(
+        store.clone(),
+        Arc::new(LocalKeyVault::new(
+            args.data_dir.join(KEYS_DIR).join(LocalKeyVault::FILE),
+        )),
+    )?;
     let alarms = Alarms::new(store.clone()).with_downlink(downlink.clone());
-    let pipeline = Pipeline::new(store.clone()).with_observer(Arc::new(alarms.clone()));
+    // Gates ask over MQTT; the workforce decides, stores, and answers on the gate's cmd topic.
+    let gates = GateObserver::new(workforce.clone(), Directory::new(store.clone()))
+        .with_downlink(downlink.clone());
+    let pipeline = Pipeline::new(store.clone())
+        .with_observer(Arc::new(alarms.clone()))
+        .with_observer(Arc::new(gates));
     let uplink = LocalUplink::start(pipeline);
     let broker = Broker::new(
         registry.clone(),
@@ -158,13 +171,6 @@ pub async fn run(
     let handoff_wake = Arc::new(tokio::sync::Notify::new());
     let billing =
         smartsite_billing::Billing::new(store.clone()).with_issue_notify(handoff_wake.clone());
-    // Personal numbers of workers are sealed under data keys wrapped by the key file in keys/.
-    let workforce = Workforce::with_default_rules(
-        store.clone(),
-        Arc::new(LocalKeyVault::new(
-            args.data_dir.join(KEYS_DIR).join(LocalKeyVault::FILE),
-        )),
-    )?;
     let state = AppState::new(store, auth, Some(issuer), accounts);
     bootstrap_admin(&state, &args.data_dir).await?;
 
@@ -278,7 +284,7 @@ pub async fn run(
     Ok(())
 }
 
-/// The alarm rules' way to devices: the broker, bound after it is built.
+/// The alarm rules' and the gates' way to devices: the broker, bound after it is built.
 #[derive(Default)]
 struct BrokerDownlink {
     broker: std::sync::OnceLock<Arc<Broker>>,

@@ -9,7 +9,9 @@
 //!   sums behind the dust/noise hourly means regulators judge.
 //!
 //! Rejected messages go to the project's quarantine with their reason; nothing is dropped. After
-//! the commit the latest state is updated and the [`Observer`] (alarm rules) sees the readings.
+//! the commit the latest state is updated and the [`Observer`]s (alarm rules, the workforce's
+//! gate decisions) see the readings and the events — a redelivered event too, so whoever
+//! answers a device can answer a repeated question again.
 //! [`Pipeline::process`] answers per message: `Ok` once stored (accepted, duplicate or
 //! quarantined), `Err` only when the store failed — the caller must not acknowledge those.
 
@@ -23,7 +25,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::devices::{Category, DeviceId};
-use crate::domain::telemetry::{self, HourlyAcc, Reading, Rejection};
+use crate::domain::telemetry::{self, Event, HourlyAcc, Reading, Rejection};
 use crate::fleet::{Device, DeviceStatus, Fleet};
 use crate::ids::IntegratorId;
 use crate::store::keys::{self, EntityKind};
@@ -58,7 +60,8 @@ pub const DEVICE_CACHE_TTL: Duration = Duration::from_secs(5);
 
 pub use crate::domain::telemetry::HOURLY_FIELDS;
 
-/// What the alarm rules get to see after a chunk is stored.
+/// What the alarm rules (and other concerns that act on device data) get to see after a chunk
+/// is stored.
 #[async_trait]
 pub trait Observer: Send + Sync {
     /// Accepted readings of one device, in timestamp order, and for dust devices the updated
@@ -69,6 +72,19 @@ pub trait Observer: Send + Sync {
         readings: &[Reading],
         hours: &[(DateTime<Utc>, BTreeMap<String, f64>)],
     );
+
+    /// Events of one device, in timestamp order, once they are durable: those stored now and
+    /// those recognised as redeliveries of stored ones (a device that repeats a question did
+    /// not get the answer). By default nothing is done with them.
+    async fn observe_events(&self, _device: &Device, _events: &[Event]) {}
+}
+
+/// Where commands to devices go: the single-box broker, or AWS IoT's data plane.
+#[async_trait]
+pub trait Downlink: Send + Sync {
+    /// Publishes on the device's `cmd` topic; `false` when it could not be handed over (the
+    /// command is recorded either way).
+    async fn send(&self, device: &Device, payload: Bytes) -> bool;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +121,7 @@ struct Cached {
 pub struct Pipeline {
     store: Arc<dyn Store>,
     fleet: Fleet,
-    observer: Option<Arc<dyn Observer>>,
+    observers: Vec<Arc<dyn Observer>>,
     cache: Arc<Mutex<HashMap<(IntegratorId, String), Cached>>>,
     /// Each integrator's retention, as read from its settings record (cached like devices).
     retention: Arc<Mutex<HashMap<IntegratorId, (Instant, i64)>>>,
@@ -122,8 +138,21 @@ pub enum Outcome {
     Quarantined,
 }
 
-/// One device's share of a stored chunk: its readings and the hours they touched.
-type DeviceBatch = (Arc<Device>, Vec<Reading>, BTreeMap<String, DateTime<Utc>>);
+/// One device's share of a stored chunk: its readings, the hours they touched, and its events
+/// (stored or redelivered).
+type DeviceBatch = (
+    Arc<Device>,
+    Vec<Reading>,
+    BTreeMap<String, DateTime<Utc>>,
+    Vec<Event>,
+);
+
+/// What a chunk's commit did: stored, redelivered, and each message's outcome.
+type Committed = (
+    Vec<Accepted>,
+    Vec<Accepted>,
+    Vec<(usize, Result<Outcome, String>)>,
+);
 
 /// A message decoded and ready to write.
 struct Accepted {
@@ -135,6 +164,7 @@ struct Accepted {
     hour_start: DateTime<Utc>,
     acc: HourlyAcc,
     reading: Option<Reading>,
+    event: Option<Event>,
 }
 
 impl Pipeline {
@@ -142,7 +172,7 @@ impl Pipeline {
         Pipeline {
             fleet: Fleet::new(store.clone()),
             store,
-            observer: None,
+            observers: Vec::new(),
             cache: Arc::new(Mutex::new(HashMap::new())),
             state_ts: Arc::new(Mutex::new(HashMap::new())),
             retention: Arc::new(Mutex::new(HashMap::new())),
@@ -150,8 +180,9 @@ impl Pipeline {
         }
     }
 
+    /// Adds an observer; each sees every stored chunk, in the order they were added.
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
-        self.observer = Some(observer);
+        self.observers.push(observer);
         self
     }
 
@@ -302,44 +333,45 @@ impl Pipeline {
         let committed =
             futures::future::join_all(chunks.into_iter().map(|c| self.commit_chunk(c))).await;
         let mut stored: Vec<Accepted> = Vec::new();
-        for (ok, outcomes) in committed {
+        let mut redelivered: Vec<Accepted> = Vec::new();
+        for (ok, dups, outcomes) in committed {
             for (idx, r) in outcomes {
                 results[idx] = r;
             }
             stored.extend(ok);
+            redelivered.extend(dups);
         }
 
-        if !stored.is_empty() {
-            self.after_commit(stored).await;
+        if !stored.is_empty() || !redelivered.is_empty() {
+            self.after_commit(stored, redelivered).await;
         }
         results
     }
 
     /// Commits one chunk; a series item that exists already is a redelivery, dropped (and
-    /// answered `Duplicate`) before the rest is retried. Returns what was stored and every
-    /// message's outcome.
-    async fn commit_chunk(
-        &self,
-        mut chunk: Vec<Accepted>,
-    ) -> (Vec<Accepted>, Vec<(usize, Result<Outcome, String>)>) {
+    /// answered `Duplicate`) before the rest is retried. Returns what was stored, what was
+    /// recognised as redelivered (if the chunk committed), and every message's outcome.
+    async fn commit_chunk(&self, mut chunk: Vec<Accepted>) -> Committed {
         let mut outcomes = Vec::with_capacity(chunk.len());
+        let mut dups = Vec::new();
         while !chunk.is_empty() {
             match self.store.transact(chunk_ops(&chunk)).await {
                 Ok(()) => {
                     outcomes.extend(chunk.iter().map(|a| (a.idx, Ok(Outcome::Stored))));
-                    return (chunk, outcomes);
+                    return (chunk, dups, outcomes);
                 }
                 Err(StoreError::TransactionConditionFailed { index }) if index < chunk.len() => {
                     let dup = chunk.remove(index);
                     outcomes.push((dup.idx, Ok(Outcome::Duplicate)));
+                    dups.push(dup);
                 }
                 Err(e) => {
                     outcomes.extend(chunk.iter().map(|a| (a.idx, Err(e.to_string()))));
-                    return (Vec::new(), outcomes);
+                    return (Vec::new(), Vec::new(), outcomes);
                 }
             }
         }
-        (chunk, outcomes)
+        (chunk, dups, outcomes)
     }
 
     fn decode(
@@ -355,7 +387,7 @@ impl Pipeline {
             EntityKind::Device,
             device.id.as_str(),
         );
-        let (ts, key, reading, acc) = match m.kind {
+        let (ts, key, reading, event, acc) = match m.kind {
             MessageKind::Telemetry => {
                 let r = telemetry::decode_telemetry(device.category, &m.payload, now)?;
                 let mut acc = HourlyAcc::default();
@@ -364,12 +396,12 @@ impl Pipeline {
                 }
                 let ts = r.ts;
                 let key = Key::new(pk, keys::series_sk(&stamp(ts), &digest));
-                (ts, key, Some(r), acc)
+                (ts, key, Some(r), None, acc)
             }
             MessageKind::Events => {
                 let e = telemetry::decode_event(device.category, &m.payload, now)?;
                 let key = Key::new(pk, keys::event_sk(&stamp(e.ts), &digest));
-                (e.ts, key, None, HourlyAcc::default())
+                (e.ts, key, None, Some(e), HourlyAcc::default())
             }
         };
         let hour_start = telemetry::hour_bucket(ts);
@@ -388,6 +420,7 @@ impl Pipeline {
             hour_start,
             acc,
             reading,
+            event,
         })
     }
 
@@ -405,14 +438,26 @@ impl Pipeline {
         )
     }
 
-    /// Latest state, then the observer — after the data is durable, so a failure here never
+    /// Latest state, then the observers — after the data is durable, so a failure here never
     /// loses a message (the state is rebuilt by the next message; alarms re-evaluate).
-    async fn after_commit(&self, stored: Vec<Accepted>) {
+    async fn after_commit(&self, stored: Vec<Accepted>, redelivered: Vec<Accepted>) {
         let mut per_device: BTreeMap<String, DeviceBatch> = BTreeMap::new();
+        for a in redelivered {
+            if let Some(ev) = a.event {
+                per_device
+                    .entry(a.device.id.to_string())
+                    .or_insert_with(|| (a.device.clone(), Vec::new(), BTreeMap::new(), Vec::new()))
+                    .3
+                    .push(ev);
+            }
+        }
         for a in stored {
             let e = per_device
                 .entry(a.device.id.to_string())
-                .or_insert_with(|| (a.device.clone(), Vec::new(), BTreeMap::new()));
+                .or_insert_with(|| (a.device.clone(), Vec::new(), BTreeMap::new(), Vec::new()));
+            if let Some(ev) = a.event {
+                e.3.push(ev);
+            }
             if let Some(r) = a.reading {
                 e.1.push(r);
                 if a.device.category == Category::DustNoise {
@@ -424,26 +469,34 @@ impl Pipeline {
         // so the store's group commit can share fsyncs among them.
         let work = per_device
             .into_values()
-            .filter(|(_, readings, _)| !readings.is_empty())
-            .map(|(device, mut readings, hours)| async move {
-                readings.sort_by_key(|r| r.ts);
-                if let Err(e) = self.update_state(&device, &readings).await {
-                    tracing::warn!(device = %device.id, error = %e, "ingest: state update failed");
-                }
-                let Some(observer) = &self.observer else {
-                    return;
-                };
-                let mut means = Vec::new();
-                for (hour, start) in hours {
-                    match self.hourly(&device, &hour).await {
-                        Ok(Some(m)) => means.push((start, m)),
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(device = %device.id, error = %e, "ingest: hourly read failed")
+            .map(|(device, mut readings, hours, mut events)| async move {
+                if !readings.is_empty() {
+                    readings.sort_by_key(|r| r.ts);
+                    if let Err(e) = self.update_state(&device, &readings).await {
+                        tracing::warn!(device = %device.id, error = %e, "ingest: state update failed");
+                    }
+                    if !self.observers.is_empty() {
+                        let mut means = Vec::new();
+                        for (hour, start) in hours {
+                            match self.hourly(&device, &hour).await {
+                                Ok(Some(m)) => means.push((start, m)),
+                                Ok(None) => {}
+                                Err(e) => {
+                                    tracing::warn!(device = %device.id, error = %e, "ingest: hourly read failed")
+                                }
+                            }
+                        }
+                        for observer in &self.observers {
+                            observer.observe(&device, &readings, &means).await;
                         }
                     }
                 }
-                observer.observe(&device, &readings, &means).await;
+                if !events.is_empty() {
+                    events.sort_by_key(|e| e.ts);
+                    for observer in &self.observers {
+                        observer.observe_events(&device, &events).await;
+                    }
+                }
             });
         futures::future::join_all(work).await;
     }

@@ -475,6 +475,9 @@ async fn every_protected_operation_refuses_strangers_without_leaking() {
         "GET /v1/workers/{id}",
         "POST /v1/workers/{id}/training",
         "GET /v1/pii-reveals",
+        "GET /v1/projects/{id}/attendance",
+        "GET /v1/projects/{id}/headcount",
+        "GET /v1/projects/{id}/gate-decisions",
     ] {
         assert!(
             checked.iter().any(|c| c == must),

@@ -1,7 +1,8 @@
 //! The AWS edition's message path without AWS: SQS batches (as the IoT topic rule writes them)
 //! through `handle_sqs` into the pipeline, on both storage adapters. Redelivered messages change
 //! nothing, rejected ones are quarantined, unreadable records never fail the batch, and the
-//! hourly aggregate counts each message once (the metering count).
+//! hourly aggregate counts each message once (the metering count); a gate's request is decided
+//! and stored once by the workforce's gate observer, as the ingest Lambda wires it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -247,4 +248,70 @@ async fn bind(store: &Arc<dyn Store>, integrator: &IntegratorId, d: &Device) {
         .bind(integrator, d, &versions)
         .await
         .unwrap();
+}
+
+/// The ingest Lambda's gate path: a gate's request arriving in an SQS batch is decided and the
+/// decision stored (once, also when SQS redelivers the record) by the workforce's gate observer.
+/// The AWS edition has no downlink yet, so nothing is answered here.
+async fn gate_requests_from_sqs_are_decided_and_stored_once(store: Arc<dyn Store>) {
+    use smartsite_workforce::service::Workforce;
+    use smartsite_workforce::service::gate::GateObserver;
+    use smartsite_workforce::service::vault::LocalKeyVault;
+
+    let directory = smartsite_shared::directory::Directory::new(store.clone());
+    let (integrator, enterprise) = testkit::tenant(&directory, "acme-gate", "吉林建工").await;
+    let project = testkit::project(&directory, &integrator, &enterprise, "一期", 1_000_000).await;
+    let mut d = device(&integrator);
+    d.project_id = project.clone();
+    d.category = Category::AccessGate;
+    d.serial_no = SerialNo::parse("s", "SQS-GATE-1").unwrap();
+    bind(&store, &integrator, &d).await;
+    let keys_dir = tempfile::tempdir().unwrap();
+    let vault = Arc::new(LocalKeyVault::new(
+        keys_dir.path().join(LocalKeyVault::FILE),
+    ));
+    let workforce = Workforce::with_default_rules(store.clone(), vault).unwrap();
+    let gates = GateObserver::new(workforce.clone(), directory.clone());
+    let pipeline = Pipeline::new(store.clone()).with_observer(Arc::new(gates));
+
+    let topic = format!("ss/{}/{}/{}/events", integrator, d.project_id, d.id);
+    let ts = Utc::now() - chrono::Duration::minutes(1);
+    let payload = serde_json::to_vec(&json!({"ts": ts.to_rfc3339(), "type": "gate_request",
+        "request_id": "sqs-1", "worker_id": "wkr-unknown", "direction": "in"}))
+    .unwrap();
+    for id in ["m1", "m1-again"] {
+        let r = handle_sqs(&pipeline, event(vec![record(id, &topic, &payload)])).await;
+        assert!(r.batch_item_failures.is_empty());
+    }
+    let p = directory
+        .project(&integrator, &project)
+        .await
+        .unwrap()
+        .unwrap();
+    let day = smartsite_shared::calendar::shanghai_date(ts);
+    let decisions = workforce.gate_decisions(&p, day, 50, None).await.unwrap();
+    assert_eq!(decisions.items.len(), 1, "{:?}", decisions.items);
+    let got = &decisions.items[0];
+    assert_eq!(
+        (
+            got.request_id.as_str(),
+            got.worker_id.as_str(),
+            got.device_id.as_str()
+        ),
+        ("sqs-1", "wkr-unknown", d.id.as_str())
+    );
+    assert_eq!(got.command()["decision"], "deny");
+    assert_eq!(got.command()["reasons"], json!(["not_enrolled"]));
+}
+
+#[tokio::test]
+async fn gate_requests_from_sqs_are_decided_and_stored_once_embedded() {
+    let f = testkit::embedded().await;
+    gate_requests_from_sqs_are_decided_and_stored_once(f.store.clone()).await;
+}
+
+#[tokio::test]
+async fn gate_requests_from_sqs_are_decided_and_stored_once_dynamo() {
+    let f = testkit::dynamo().await;
+    gate_requests_from_sqs_are_decided_and_stored_once(f.store.clone()).await;
 }

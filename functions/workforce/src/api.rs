@@ -26,6 +26,7 @@ use crate::domain::{
     IdDocument, IdValidUntil, NewTeam, Phone, Secret, Sex, Stint, Team, TeamId, TrainingLevel,
     TrainingRecord, WorkRole, WorkType, Worker, WorkerBan, WorkerId, age_on, decide,
 };
+use crate::service::gate::{AttendanceLine, GateDecision, Headcount};
 use crate::service::pii::{PiiError, PiiField};
 use crate::service::vault::VaultError;
 use crate::service::{
@@ -681,6 +682,108 @@ pub async fn reveals(
     let found = state
         .service
         .reveals(i, worker.as_ref(), page.limit(), page.cursor.clone())
+        .await
+        .map_err(err)?;
+    Ok(list(found))
+}
+
+// ---- gate decisions, attendance, headcount
+
+/// Who reads a project's headcount: its viewers, and government supervisors of its region
+/// (numbers only: the answer names nobody).
+pub const HEADCOUNT_ROLES: &[Role] = &[
+    Role::IntegratorAdmin,
+    Role::IntegratorOps,
+    Role::EnterpriseAdmin,
+    Role::ProjectManager,
+    Role::SafetyOfficer,
+    Role::LabourOfficer,
+    Role::OwnerRep,
+    Role::GovSupervisor,
+];
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DayQuery {
+    /// `YYYY-MM-DD`, a calendar day in Asia/Shanghai (default: today there).
+    pub date: Option<String>,
+}
+
+impl DayQuery {
+    fn day(&self) -> Result<NaiveDate, Problem> {
+        match self.date.as_deref() {
+            None => Ok(today()),
+            Some(s) => {
+                let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map_err(|_| Problem::validation("date", "expected YYYY-MM-DD"))?;
+                bounds::date("date", d)?;
+                Ok(d)
+            }
+        }
+    }
+}
+
+/// A day's attendance at a project.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttendanceAnswer {
+    pub date: NaiveDate,
+    /// One line per person with an allowed pass that day, in the order of their first pass.
+    pub items: Vec<AttendanceLine>,
+}
+
+#[utoipa::path(get, path = "/v1/projects/{id}/attendance", tag = "workforce",
+    params(("id" = String, Path), DayQuery),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(VIEW_ROLES)))),
+    responses((status = 200, body = AttendanceAnswer, description = "per person: first in, last out, hours, punches, valid day; only allowed passes count"),
+        (status = 404, description = "project not found or not visible"),
+        (status = 422, description = "`date` is not YYYY-MM-DD")))]
+pub async fn attendance(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<DayQuery>,
+) -> Result<Json<AttendanceAnswer>, Problem> {
+    let p = allowed(&state, &caller, &id, VIEW_ROLES).await?;
+    let date = q.day()?;
+    let items = state.service.attendance(&p, date).await.map_err(err)?;
+    Ok(Json(AttendanceAnswer { date, items }))
+}
+
+#[utoipa::path(get, path = "/v1/projects/{id}/headcount", tag = "workforce",
+    params(("id" = String, Path), DayQuery),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(HEADCOUNT_ROLES)))),
+    responses((status = 200, body = Headcount, description = "numbers only: on site now, attended, by team and by work type"),
+        (status = 404, description = "project not found or not visible"),
+        (status = 422, description = "`date` is not YYYY-MM-DD")))]
+pub async fn headcount(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<DayQuery>,
+) -> Result<Json<Headcount>, Problem> {
+    let p = allowed(&state, &caller, &id, HEADCOUNT_ROLES).await?;
+    let date = q.day()?;
+    Ok(Json(state.service.headcount(&p, date).await.map_err(err)?))
+}
+
+#[utoipa::path(get, path = "/v1/projects/{id}/gate-decisions", tag = "workforce",
+    params(("id" = String, Path), DayQuery, ListParams),
+    security(("bearer" = [])), extensions(("x-roles" = json!(roles_json(VIEW_ROLES)))),
+    responses((status = 200, body = List<GateDecision>, description = "every decision of the day, allowed or denied, in `ts` order"),
+        (status = 404, description = "project not found or not visible"),
+        (status = 422, description = "`date` is not YYYY-MM-DD")))]
+pub async fn gate_decisions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<DayQuery>,
+    Query(page): Query<ListParams>,
+) -> Result<Json<List<GateDecision>>, Problem> {
+    let p = allowed(&state, &caller, &id, VIEW_ROLES).await?;
+    let date = q.day()?;
+    let found = state
+        .service
+        .gate_decisions(&p, date, page.limit(), page.cursor.clone())
         .await
         .map_err(err)?;
     Ok(list(found))

@@ -3,7 +3,9 @@
 //!
 //! - the project's partition `I#{i}#P#{p}#`: teams `WF#TEAM#{team}` and enrolments
 //!   `WF#ENROL#{worker}` (one per person and project: the `409` of a second active enrolment is
-//!   the condition on this key);
+//!   the condition on this key); gate decisions, each twice in one transaction: by request
+//!   `WF#GATEREQ#{request_id}` (the condition that makes a redelivered request one decision)
+//!   and by day `WF#PASS#{day}#{ts}#{request_id}` (a day's decisions in `ts` order);
 //! - a person's partition `I#{i}#W#{worker}#`: the record `PROFILE` (sealed numbers beside it)
 //!   and a pointer `ENROL#{p}` per project the person was enrolled in;
 //! - the integrator's partition `I#{i}#`: the person index `WF#PERSON#{blind index}` (one
@@ -11,6 +13,7 @@
 //!   number), the integrator's wrapped blind-index key `WF#PIIKEY`, and the audit of reveals
 //!   `WF#REVEAL#{at}#{id}` in time order.
 
+use chrono::NaiveDate;
 use smartsite_shared::domain::tenancy::ProjectId;
 use smartsite_shared::ids::IntegratorId;
 use smartsite_shared::store::keys::{self, DELIM, EntityKind, Pk};
@@ -43,6 +46,22 @@ pub fn enrolment_sk(w: &WorkerId) -> String {
     format!("{ENROLMENT_PREFIX}{w}")
 }
 pub const ENROLMENT_PREFIX: &str = "WF#ENROL#";
+
+/// A gate decision by its request, in the project's partition.
+pub fn gate_request_sk(request_id: &str) -> String {
+    format!("{GATE_REQUEST_PREFIX}{request_id}")
+}
+pub const GATE_REQUEST_PREFIX: &str = "WF#GATEREQ#";
+
+/// A gate decision by its day (Asia/Shanghai) and `ts` (RFC 3339 UTC, milliseconds), in the
+/// project's partition.
+pub fn pass_sk(day: NaiveDate, ts: &str, request_id: &str) -> String {
+    format!("{}{ts}{DELIM}{request_id}", pass_day_prefix(day))
+}
+/// Every gate decision of a day.
+pub fn pass_day_prefix(day: NaiveDate) -> String {
+    format!("WF{DELIM}PASS{DELIM}{day}{DELIM}")
+}
 
 /// The person's record, in the person's partition.
 pub const SK_PERSON: &str = keys::SK_PROFILE;
@@ -100,6 +119,14 @@ mod tests {
             "WF#REVEAL#2026-06-15T08:00:00.000000Z#rvl-1"
         );
         assert!(reveal_sk("t", "x").starts_with(REVEAL_PREFIX));
+        let day = NaiveDate::from_ymd_opt(2026, 6, 15).unwrap();
+        assert_eq!(gate_request_sk("r-1"), "WF#GATEREQ#r-1");
+        assert_eq!(
+            pass_sk(day, "2026-06-15T01:00:00.000Z", "r-1"),
+            "WF#PASS#2026-06-15#2026-06-15T01:00:00.000Z#r-1"
+        );
+        assert!(pass_sk(day, "x", "r").starts_with(&pass_day_prefix(day)));
+        assert!(!pass_sk(day.succ_opt().unwrap(), "x", "r").starts_with(&pass_day_prefix(day)));
         assert!(
             reveal_sk("2026-06-15T08:00:00.000000Z", "z")
                 < reveal_sk("2026-06-15T08:00:00.000001Z", "a")
@@ -109,6 +136,8 @@ mod tests {
         for sk in [
             team_sk(&t),
             enrolment_sk(&w),
+            gate_request_sk("r"),
+            pass_sk(day, "x", "r"),
             person_index_sk("0"),
             SK_INDEX_KEY.into(),
         ] {

@@ -26,6 +26,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api::worker))
         .routes(routes!(api::training))
         .routes(routes!(api::reveals))
+        .routes(routes!(api::attendance))
+        .routes(routes!(api::headcount))
+        .routes(routes!(api::gate_decisions))
 }
 
 pub fn app(state: AppState) -> Router {

@@ -821,7 +821,7 @@ pub fn event_types(category: Category) -> &'static [&'static str] {
             "fault",
         ],
         Category::Hoist => &["alarm", "sensor_fault", "driver_login", "boot", "fault"],
-        Category::AccessGate => &["attendance", "boot", "fault"],
+        Category::AccessGate => &["attendance", "gate_request", "boot", "fault"],
         Category::Camera | Category::Panorama => &["ai_event", "snapshot", "boot", "fault"],
         Category::Spray => &["spray_started", "spray_stopped", "boot", "fault"],
         Category::DustNoise | Category::UnloadingPlatform | Category::RangingInspection => {
@@ -852,6 +852,13 @@ const fn ev(spec: FieldSpec) -> EventField {
         name: spec.name,
         required: false,
         kind: EventFieldKind::Value(spec.kind),
+    }
+}
+
+const fn required(spec: FieldSpec) -> EventField {
+    EventField {
+        required: true,
+        ..ev(spec)
     }
 }
 
@@ -903,6 +910,14 @@ const WORK_CYCLE_ORDER: &[(&str, &str)] = &[
 static DRIVER_LOGIN: &[EventField] = &[ev(DRIVER_ID_VERIFIED)];
 /// Attendance direction (§4: the source's 0 = in, 1 = out, in canonical words).
 static ATTENDANCE: &[EventField] = &[ev(one_of("direction", &["in", "out"]))];
+/// A gate asking whether a person may pass (API.md, Workforce: gate messages); the platform
+/// answers on the gate's `cmd` topic.
+static GATE_REQUEST: &[EventField] = &[
+    required(text("request_id", 64)),
+    required(text("worker_id", 64)),
+    required(one_of("direction", &["in", "out"])),
+    ev(text("attend_type", 8)),
+];
 static SPRAY_STARTED: &[EventField] = &[
     ev(text("reason", 256)),
     ev(num("duration_min", 0.0, 1_440.0, "min")),
@@ -914,6 +929,7 @@ fn event_fields(kind: &str) -> &'static [EventField] {
         "work_cycle" => WORK_CYCLE,
         "driver_login" => DRIVER_LOGIN,
         "attendance" => ATTENDANCE,
+        "gate_request" => GATE_REQUEST,
         "spray_started" => SPRAY_STARTED,
         "spray_stopped" => SPRAY_STOPPED,
         _ => &[],
@@ -2003,6 +2019,60 @@ mod tests {
         )
         .unwrap();
         assert_eq!(spray.body["duration_min"], 30);
+    }
+
+    #[test]
+    fn a_gate_request_names_request_worker_and_direction() {
+        let req = |body: &str| {
+            evt(
+                Category::AccessGate,
+                &format!(r#"{{"ts":"2024-05-20T01:55:00Z","type":"gate_request"{body}}}"#),
+            )
+        };
+        let ok =
+            req(r#","request_id":"r-1","worker_id":"wkr-1","direction":"in","attend_type":"001""#)
+                .unwrap();
+        assert_eq!(
+            (
+                &ok.body["request_id"],
+                &ok.body["worker_id"],
+                &ok.body["direction"]
+            ),
+            (
+                &serde_json::json!("r-1"),
+                &serde_json::json!("wkr-1"),
+                &serde_json::json!("in")
+            )
+        );
+        for (body, f) in [
+            (r#","worker_id":"wkr-1","direction":"in""#, "request_id"),
+            (r#","request_id":"r-1","direction":"in""#, "worker_id"),
+            (r#","request_id":"r-1","worker_id":"wkr-1""#, "direction"),
+        ] {
+            let e = req(body).unwrap_err();
+            assert_eq!(
+                (e.reason, field(&e)),
+                (reason::BAD_EVENT, Some(f)),
+                "{body}"
+            );
+        }
+        let e = req(r#","request_id":"r-1","worker_id":"wkr-1","direction":"up""#).unwrap_err();
+        assert_eq!(
+            (e.reason, field(&e)),
+            (reason::OUT_OF_RANGE, Some("direction"))
+        );
+        let e = req(r#","request_id":7,"worker_id":"wkr-1","direction":"in""#).unwrap_err();
+        assert_eq!(
+            (e.reason, field(&e)),
+            (reason::WRONG_TYPE, Some("request_id"))
+        );
+        // Only a gate asks.
+        let e = evt(
+            Category::Camera,
+            r#"{"ts":"2024-05-20T01:55:00Z","type":"gate_request","request_id":"r","worker_id":"w","direction":"in"}"#,
+        )
+        .unwrap_err();
+        assert_eq!((e.reason, field(&e)), (reason::BAD_EVENT, Some("type")));
     }
 
     #[test]

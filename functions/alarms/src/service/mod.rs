@@ -33,13 +33,8 @@ use smartsite_shared::store::{
     Condition, Cursor, Key, Pk, Query, SkCond, Store, StoreError, TxOp, query_filtered,
 };
 
-/// Where commands to devices go: the single-box broker, or AWS IoT's data plane.
-#[async_trait]
-pub trait Downlink: Send + Sync {
-    /// Publishes on the device's `cmd` topic; `false` when it could not be handed over (the
-    /// command is recorded either way).
-    async fn send(&self, device: &Device, payload: Bytes) -> bool;
-}
+/// Where commands to devices go (shared with the workforce's gate answers).
+pub use smartsite_shared::ingest::Downlink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlarmError {

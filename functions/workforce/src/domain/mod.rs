@@ -10,8 +10,10 @@
 //!   certificates and training records;
 //! - [`rules`]: the versioned, per-region gate rules (`functions/workforce/config/workforce.json`);
 //! - [`gate`]: [`decide`] — may this person pass the gate of this project on this day, and if
-//!   not, every reason why.
+//!   not, every reason why;
+//! - [`attendance`]: a day's attendance from the allowed passes, under the valid-day rule.
 
+pub mod attendance;
 pub mod contact;
 pub mod gate;
 pub mod id_card;
@@ -20,6 +22,7 @@ pub mod rules;
 pub mod team;
 pub mod worker;
 
+pub use attendance::{DayAttendance, Direction, Pass, attendance, day_of};
 pub use contact::{BankCard, Phone, Secret};
 pub use gate::{Decision, DenyReason, decide};
 pub use id_card::{IdCardType, IdDocument, IdNumber};

@@ -6,6 +6,7 @@
 //! is one `worker_id` per integrator and an active enrolment exists once per project even when
 //! the same person is enrolled twice at the same moment.
 
+pub mod gate;
 pub mod pii;
 pub mod vault;
 
