@@ -810,6 +810,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/projects/{id}/attendance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["attendance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/projects/{id}/devices": {
         parameters: {
             query?: never;
@@ -844,6 +860,38 @@ export interface paths {
          *     (no new credentials); a refused row is an `error` and does not stop the others.
          */
         post: operations["provision_bulk"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{id}/gate-decisions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["gate_decisions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/projects/{id}/headcount": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["headcount"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1540,6 +1588,36 @@ export interface components {
             evidence_ref?: string | null;
             subcontract_id: string;
         };
+        /** @description A day's attendance at a project. */
+        AttendanceAnswer: {
+            /** Format: date */
+            date: string;
+            /** @description One line per person with an allowed pass that day, in the order of their first pass. */
+            items: components["schemas"]["AttendanceLine"][];
+        };
+        /** @description A person's attendance on a day (API.md: `GET /v1/projects/{id}/attendance`). */
+        AttendanceLine: {
+            /** @description The earliest allowed pass `in` (RFC 3339 UTC). */
+            first_in?: string | null;
+            /**
+             * Format: double
+             * @description From `first_in` to `last_out`, in hours (two decimals).
+             */
+            hours: number;
+            /** @description The latest allowed pass `out`. */
+            last_out?: string | null;
+            name: string;
+            /**
+             * Format: int32
+             * @description Allowed passes either way.
+             */
+            punches: number;
+            team_id?: string | null;
+            /** @description The region's valid-day rule (the shipped rules apply Jilin's to 22xxxx). */
+            valid: boolean;
+            work_type?: string | null;
+            worker_id: string;
+        };
         /**
          * @description A blacklist entry (黑名单制度): a supplier, a model or one device (by serial number), banned
          *     in a region and every region below it.
@@ -1955,6 +2033,11 @@ export interface components {
             /** @description Whether its data is untrusted (any flag). */
             untrusted: boolean;
         };
+        /**
+         * @description Which way a person passed the gate.
+         * @enum {string}
+         */
+        Direction: "in" | "out";
         /** @description The answer to an enrolment. */
         EnrolAnswer: components["schemas"]["WorkerLine"] & {
             /**
@@ -2026,7 +2109,7 @@ export interface components {
             /** @description Earlier stints in the project. */
             previous: components["schemas"]["Stint"][];
             project_id: string;
-            status: components["schemas"]["Status"];
+            status: components["schemas"]["WorkerStatus"];
             team_id: string;
             work_role: components["schemas"]["WorkRole"];
             work_type: string;
@@ -2097,6 +2180,29 @@ export interface components {
          * @enum {string}
          */
         FundingSource: "civilized_fee" | "safety_fee" | "other";
+        /** @description A stored gate decision (API.md: `GET /v1/projects/{id}/gate-decisions`). */
+        GateDecision: {
+            attend_type?: string | null;
+            /**
+             * Format: date
+             * @description The Asia/Shanghai day of `ts`.
+             */
+            day: string;
+            /** @description When the platform decided. */
+            decided_at: string;
+            decision: components["schemas"]["Verdict"];
+            /** @description The gate that asked. */
+            device_id: string;
+            direction: components["schemas"]["Direction"];
+            /** @description Every reason to deny (empty when allowed). */
+            reasons: components["schemas"]["DenyReason"][];
+            request_id: string;
+            /** @description The rules version (`workforce.json`) that decided. */
+            rules_version: string;
+            /** @description When the person was at the gate (the event's `ts`, RFC 3339 UTC). */
+            ts: string;
+            worker_id: string;
+        };
         HandleBody: {
             note?: string | null;
         };
@@ -2106,6 +2212,29 @@ export interface components {
             at: string;
             by: string;
             note?: string | null;
+        };
+        /** @description A project's headcount on a day (API.md: `GET /v1/projects/{id}/headcount`): numbers only. */
+        Headcount: {
+            /**
+             * Format: int32
+             * @description People with at least one allowed pass.
+             */
+            attended: number;
+            /** @description `attended` by team id. */
+            by_team: {
+                [key: string]: number;
+            };
+            /** @description `attended` by national work type (工种) code. */
+            by_work_type: {
+                [key: string]: number;
+            };
+            /** Format: date */
+            date: string;
+            /**
+             * Format: int32
+             * @description People whose last allowed pass of the day was `in`.
+             */
+            on_site_now: number;
         };
         /** @description What every concern's health route answers. */
         Health: {
@@ -2313,6 +2442,32 @@ export interface components {
             next?: string | null;
         };
         /** @description The list answer shape of API.md: `{"items": [...], "next": cursor-or-null}`. */
+        List_GateDecision: {
+            items: {
+                attend_type?: string | null;
+                /**
+                 * Format: date
+                 * @description The Asia/Shanghai day of `ts`.
+                 */
+                day: string;
+                /** @description When the platform decided. */
+                decided_at: string;
+                decision: components["schemas"]["Verdict"];
+                /** @description The gate that asked. */
+                device_id: string;
+                direction: components["schemas"]["Direction"];
+                /** @description Every reason to deny (empty when allowed). */
+                reasons: components["schemas"]["DenyReason"][];
+                request_id: string;
+                /** @description The rules version (`workforce.json`) that decided. */
+                rules_version: string;
+                /** @description When the person was at the gate (the event's `ts`, RFC 3339 UTC). */
+                ts: string;
+                worker_id: string;
+            }[];
+            next?: string | null;
+        };
+        /** @description The list answer shape of API.md: `{"items": [...], "next": cursor-or-null}`. */
         List_Integrator: {
             items: {
                 created_at: string;
@@ -2484,7 +2639,7 @@ export interface components {
                 id_number_masked: string;
                 name: string;
                 sex: components["schemas"]["Sex"];
-                status: components["schemas"]["Status"];
+                status: components["schemas"]["WorkerStatus"];
                 team_id: string;
                 work_role: components["schemas"]["WorkRole"];
                 work_type: string;
@@ -2874,11 +3029,6 @@ export interface components {
              */
             spent_fen: number;
         };
-        /**
-         * @description `active` or `exited`.
-         * @enum {string}
-         */
-        Status: "active" | "exited";
         /** @description One stay on site: entered on `entry_date`, left on `exit_date` (gone that day). */
         Stint: {
             /** Format: date */
@@ -3088,6 +3238,11 @@ export interface components {
             date: string;
             reference: string;
         };
+        /**
+         * @description `allow` or `deny`.
+         * @enum {string}
+         */
+        Verdict: "allow" | "deny";
         VerifyAnswer: {
             ledgers: components["schemas"]["ChainReport"][];
             ok: boolean;
@@ -3126,12 +3281,17 @@ export interface components {
             id_number_masked: string;
             name: string;
             sex: components["schemas"]["Sex"];
-            status: components["schemas"]["Status"];
+            status: components["schemas"]["WorkerStatus"];
             team_id: string;
             work_role: components["schemas"]["WorkRole"];
             work_type: string;
             worker_id: string;
         };
+        /**
+         * @description `active` or `exited`.
+         * @enum {string}
+         */
+        WorkerStatus: "active" | "exited";
         /** @description `GET /v1/workers/{id}`: never a full number unless revealed. */
         WorkerView: {
             /** Format: int32 */
@@ -4801,6 +4961,45 @@ export interface operations {
             };
         };
     };
+    attendance: {
+        parameters: {
+            query?: {
+                /** @description `YYYY-MM-DD`, a calendar day in Asia/Shanghai (default: today there). */
+                date?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description per person: first in, last out, hours, punches, valid day; only allowed passes count */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttendanceAnswer"];
+                };
+            };
+            /** @description project not found or not visible */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `date` is not YYYY-MM-DD */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     list_project_devices: {
         parameters: {
             query?: {
@@ -4904,6 +5103,88 @@ export interface operations {
                 content?: never;
             };
             /** @description not UTF-8 CSV with a header, or over 5,000 rows */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    gate_decisions: {
+        parameters: {
+            query?: {
+                /** @description `YYYY-MM-DD`, a calendar day in Asia/Shanghai (default: today there). */
+                date?: string;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number;
+                /** @description The `next` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description every decision of the day, allowed or denied, in `ts` order */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["List_GateDecision"];
+                };
+            };
+            /** @description project not found or not visible */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `date` is not YYYY-MM-DD */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    headcount: {
+        parameters: {
+            query?: {
+                /** @description `YYYY-MM-DD`, a calendar day in Asia/Shanghai (default: today there). */
+                date?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description numbers only: on site now, attended, by team and by work type */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Headcount"];
+                };
+            };
+            /** @description project not found or not visible */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `date` is not YYYY-MM-DD */
             422: {
                 headers: {
                     [name: string]: unknown;
