@@ -202,3 +202,18 @@ impl Drop for Server {
         }
     }
 }
+
+/// Every operation of an OpenAPI document (`/openapi.json`): upper-case method, path template and
+/// the operation object, in the document's order.
+pub fn operations(doc: &serde_json::Value) -> Vec<(String, String, &serde_json::Value)> {
+    const METHODS: [&str; 7] = ["get", "put", "post", "delete", "patch", "head", "options"];
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            if METHODS.contains(&method.as_str()) {
+                out.push((method.to_uppercase(), path.clone(), op));
+            }
+        }
+    }
+    out
+}

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
-use smartsite_tests::Server;
 use smartsite_tests::world::Api;
+use smartsite_tests::{Server, operations};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_smartsite-under-test"))
@@ -23,18 +23,6 @@ async fn document() -> Value {
     let (status, doc) = api.call("GET", "/openapi.json", None, None).await.unwrap();
     assert_eq!(status, 200);
     doc
-}
-
-fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
-    let mut out = Vec::new();
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for (method, op) in item.as_object().unwrap() {
-            if ["get", "put", "post", "delete", "patch", "head", "options"].contains(&&**method) {
-                out.push((method.to_uppercase(), path.clone(), op));
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -191,9 +191,6 @@ fn qos_v5(q: u8) -> rumqttc::v5::mqttbytes::QoS {
     }
 }
 
-/// MQTT 5 reason code 0x04: disconnect, and do publish the will.
-const DISCONNECT_WITH_WILL: u8 = 0x04;
-
 /// Decodes the next packet of `buf`. `Ok(None)`: more bytes needed.
 pub fn read(version: Version, buf: &mut BytesMut) -> Result<Option<In>, CodecError> {
     match version {
@@ -216,7 +213,7 @@ pub fn read(version: Version, buf: &mut BytesMut) -> Result<Option<In>, CodecErr
             Some(reason) => {
                 let _ = buf.split_to(3);
                 Ok(Some(In::Disconnect {
-                    normal: reason != DISCONNECT_WITH_WILL,
+                    normal: reason != v5::DisconnectReasonCode::DisconnectWithWillMessage as u8,
                 }))
             }
         },

@@ -127,11 +127,10 @@ fn etag(body: &[u8]) -> String {
     format!("\"{}\"", smartsite_shared::ingest::digest(body))
 }
 
-/// What a stream last sent, to send only changes.
+/// What a stream last sent, to send only changes (presence is the `online` of the last state).
 #[derive(Default)]
 struct Sent {
     states: HashMap<String, DeviceState>,
-    online: HashMap<String, bool>,
     alarms: HashMap<String, i64>,
 }
 
@@ -167,8 +166,8 @@ impl Sent {
         let mut out = Vec::new();
         for d in &now.devices {
             let s = &d.state;
-            if self.online.get(&s.device_id) != Some(&s.online) {
-                self.online.insert(s.device_id.clone(), s.online);
+            let before = self.states.get(&s.device_id);
+            if before.map(|b| b.online) != Some(s.online) {
                 out.extend(LiveEvent::new(
                     "presence",
                     &Presence {
@@ -178,7 +177,7 @@ impl Sent {
                     },
                 ));
             }
-            if self.states.get(&s.device_id) != Some(s) {
+            if before != Some(s) {
                 self.states.insert(s.device_id.clone(), s.clone());
                 out.extend(LiveEvent::new("state", d));
             }
